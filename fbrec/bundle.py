@@ -1,0 +1,173 @@
+"""The on-disk export a retrieval service reads: embeddings, id maps, a FAISS index and a checksummed manifest.
+
+Layout of a bundle directory:
+    manifest.json            fbrec version, model, dims, metric, index factory, recall vs exact, run id, sha256s
+    user_embeddings.npy      (U, D) float32        item_embeddings.npy   (I, D) float32
+    user_map.parquet         raw <-> index         item_map.parquet      raw <-> index
+    seen.parquet             (user_index, item_index) pairs excluded from recommendations
+    index.faiss              faiss.write_index of the item index
+Written into a temp directory beside the target and renamed into place, so a reader never sees half a
+bundle. Loading needs numpy, polars and faiss only (no torch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+import fbrec
+from fbrec.data.idmap import IdMap
+from fbrec.errors import BundleError, ConfigError
+from fbrec.retrieval import build_index, exact_topk, read_index, recall_vs_exact, search, write_index
+from fbrec.types import ITEM_INDEX, USER_INDEX
+
+FORMAT_VERSION = 1
+_FILES = ("user_embeddings.npy", "item_embeddings.npy", "user_map.parquet", "item_map.parquet", "seen.parquet",
+          "index.faiss")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model: str
+    embedding_dim: int
+    num_users: int
+    num_items: int
+    metric: str
+    index_factory: str
+    search_params: str
+    recall_at_k: float          # the index's recall@k against exact search over sampled users
+    recall_k: int
+    run_id: str | None = None
+    dataset: str | None = None
+    fbrec_version: str = fbrec.__version__
+    format_version: int = FORMAT_VERSION
+    created_at: str = ""
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embeddings: np.ndarray, user_map: IdMap,
+                 item_map: IdMap, seen: pl.DataFrame | None = None, model: str = "", index_factory: str = "Flat",
+                 search_params: str = "", metric: str = "ip", run_id: str | None = None, dataset: str | None = None,
+                 recall_k: int = 10, recall_queries: int = 1000, overwrite: bool = False, seed: int = 0) -> Manifest:
+    out = Path(out)
+    U, D = user_embeddings.shape
+    if item_embeddings.ndim != 2 or item_embeddings.shape[1] != D:
+        raise ConfigError(f"user embeddings {user_embeddings.shape} and item embeddings {item_embeddings.shape} "
+                          "differ in dim", rule="both are (n, embedding_dim)", fix="export both from one model")
+    if len(user_map) != U or len(item_map) != len(item_embeddings):
+        raise ConfigError(f"id maps ({len(user_map)} users, {len(item_map)} items) do not match the embeddings "
+                          f"({U}, {len(item_embeddings)})", rule="one row per mapped id", fix="export from one run")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"bundle directory {str(out)!r} already exists", rule="bundles are never overwritten "
+                          "silently", fix="pass --overwrite or choose another --out")
+    index = build_index(item_embeddings, index_factory, metric=metric, search_params=search_params, seed=seed)
+    rng = np.random.default_rng(seed)
+    q = user_embeddings if U <= recall_queries else user_embeddings[rng.choice(U, recall_queries, replace=False)]
+    recall = recall_vs_exact(index, q, item_embeddings, min(recall_k, len(item_embeddings)), metric=metric)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        np.save(tmp / "user_embeddings.npy", np.ascontiguousarray(user_embeddings, dtype=np.float32))
+        np.save(tmp / "item_embeddings.npy", np.ascontiguousarray(item_embeddings, dtype=np.float32))
+        user_map.save(tmp / "user_map.parquet")
+        item_map.save(tmp / "item_map.parquet")
+        seen = seen if seen is not None else pl.DataFrame({USER_INDEX: [], ITEM_INDEX: []},
+                                                          schema={USER_INDEX: pl.Int64, ITEM_INDEX: pl.Int64})
+        seen.select(USER_INDEX, ITEM_INDEX).write_parquet(tmp / "seen.parquet")
+        write_index(index, tmp / "index.faiss")
+        manifest = Manifest(model, D, U, len(item_embeddings), metric, index_factory, search_params, recall,
+                            recall_k, run_id, dataset, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            checksums={f: _sha256(tmp / f) for f in _FILES})
+        (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+class Bundle:
+    """A loaded bundle: `recommend(raw_user_id, k)` -> [(raw_item_id, score), ...] through the FAISS index."""
+
+    def __init__(self, path: str | Path, *, verify: bool = True):
+        self.path = Path(path)
+        manifest_path = self.path / "manifest.json"
+        if not manifest_path.exists():
+            raise BundleError(f"{str(self.path)!r} is not a bundle (no manifest.json)",
+                              rule="bundles are written by `fbrec export`", fix="check the --bundle path")
+        try:
+            self.manifest = Manifest(**json.loads(manifest_path.read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise BundleError(f"manifest.json in {str(self.path)!r} is corrupted: {exc}",
+                              rule="the manifest is JSON written by fbrec", fix="re-export the bundle") from exc
+        if self.manifest.format_version != FORMAT_VERSION:
+            raise BundleError(f"bundle format {self.manifest.format_version} is not {FORMAT_VERSION}",
+                              rule="this fbrec reads format {FORMAT_VERSION}", fix="re-export with this fbrec")
+        if verify:
+            self.verify()
+        self.user_map = IdMap.load("user", self.path / "user_map.parquet")
+        self.item_map = IdMap.load("item", self.path / "item_map.parquet")
+        self.user_embeddings = np.load(self.path / "user_embeddings.npy")
+        self.item_embeddings = np.load(self.path / "item_embeddings.npy")
+        seen = pl.read_parquet(self.path / "seen.parquet")
+        self._seen = {u: g[ITEM_INDEX].to_numpy() for (u,), g in seen.group_by(USER_INDEX)}
+        self.index = read_index(self.path / "index.faiss")
+        if self.user_embeddings.shape != (self.manifest.num_users, self.manifest.embedding_dim):
+            raise BundleError(f"user embeddings {self.user_embeddings.shape} do not match the manifest",
+                              rule="files and manifest come from one export", fix="re-export the bundle")
+
+    def verify(self) -> None:
+        for name, digest in self.manifest.checksums.items():
+            path = self.path / name
+            if not path.exists():
+                raise BundleError(f"bundle file {name!r} is missing", rule="every file in the manifest must exist",
+                                  fix="re-export the bundle; never edit one by hand")
+            if _sha256(path) != digest:
+                raise BundleError(f"bundle file {name!r} fails its sha256 checksum",
+                                  rule="files must match the manifest", fix="the bundle is corrupted: re-export it")
+
+    def user_index(self, raw_user) -> int:
+        raw = self.user_map.raw
+        if raw.dtype.is_integer() and isinstance(raw_user, str):
+            try:
+                raw_user = int(raw_user)
+            except ValueError:
+                pass
+        hits = (raw == raw_user).arg_true()
+        if hits.len() == 0:
+            raise BundleError(f"user {raw_user!r} is not in this bundle ({len(self.user_map)} users)",
+                              rule="only users seen in training have embeddings",
+                              fix=f"use a known id, e.g. {self.user_map.raw.head(3).to_list()}")
+        return int(hits[0])
+
+    def recommend(self, raw_user, k: int = 10, *, exclude_seen: bool = True, exact: bool = False
+                  ) -> list[tuple[object, float]]:
+        if k < 1:
+            raise ConfigError(f"k={k}", rule="k >= 1", fix="pass --k 10")
+        u = self.user_index(raw_user)
+        seen = self._seen.get(u, np.empty(0, np.int64)) if exclude_seen else np.empty(0, np.int64)
+        fetch = min(k + len(seen), self.manifest.num_items)
+        query = self.user_embeddings[u:u + 1]
+        scores, items = (exact_topk(query, self.item_embeddings, fetch, metric=self.manifest.metric) if exact
+                         else search(self.index, query, fetch))
+        keep = (items[0] >= 0) & ~np.isin(items[0], seen)
+        items, scores = items[0][keep][:k], scores[0][keep][:k]
+        return list(zip(self.item_map.decode(items), scores.astype(float).tolist(), strict=True))

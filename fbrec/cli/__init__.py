@@ -1,0 +1,1 @@
+"""The `fbrec` command line (typer). Nothing imports this package."""

@@ -1,0 +1,55 @@
+"""Entry point: `fbrec data|train|evaluate|export|retrieve|demo`. User errors print one line + a hint, exit 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from fbrec.cli import data as data_cli
+from fbrec.cli import runs as runs_cli
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="fbrec: train, evaluate and export implicit-feedback recommenders.")
+app.add_typer(data_cli.app, name="data")
+runs_cli.register(app)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks for errors")) -> None:
+    if debug:
+        os.environ["FBREC_DEBUG"] = "1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from fbrec.errors import FbrecError
+
+    argv = sys.argv[1:] if argv is None else argv
+    if "--debug" in argv:
+        os.environ["FBREC_DEBUG"] = "1"
+    try:
+        app(args=argv, prog_name="fbrec", standalone_mode=False)
+    except FbrecError as exc:
+        if os.environ.get("FBREC_DEBUG"):
+            raise
+        typer.secho(f"error: {exc.problem}" + (f" ({exc.rule})" if exc.rule else ""), err=True, fg="red")
+        if exc.fix:
+            typer.echo(f"hint: {exc.fix}", err=True)
+        raise SystemExit(2) from None
+    except (typer.Abort, KeyboardInterrupt):
+        raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors come here with standalone_mode=False
+        import click
+
+        if isinstance(exc, click.UsageError | click.BadParameter):
+            typer.secho(f"error: {exc.format_message()}", err=True, fg="red")
+            typer.echo("hint: run with --help for usage", err=True)
+            raise SystemExit(2) from None
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""`fbrec train`: LightningCLI over a YAML recipe, then test on the best validation checkpoint, MLflow logging."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+from fbrec.data.datamodule import FeedbackDataModule
+from fbrec.errors import ConfigError, UnknownNameError
+from fbrec.models import RankingModule
+
+
+def recipes_dir() -> Path:
+    env = os.environ.get("FBREC_RECIPES_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+
+
+def known_recipes() -> list[str]:
+    root = recipes_dir()
+    return sorted(p.parent.name for p in root.glob("*/config.yaml")) if root.is_dir() else []
+
+
+def resolve_config(config: str) -> Path:
+    """A path to a YAML file, or a recipe name under models/."""
+    path = Path(config)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.exists():
+            raise ConfigError(f"config {config!r} does not exist", rule="--config is a YAML file or a recipe name",
+                              fix=f"known recipes: {', '.join(known_recipes())}")
+        return path
+    if config not in known_recipes():
+        raise UnknownNameError("recipe", config, known_recipes())
+    return recipes_dir() / config / "config.yaml"
+
+
+class FbrecCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.num_users", "model.init_args.num_users", apply_on="instantiate")
+        parser.link_arguments("data.num_items", "model.init_args.num_items", apply_on="instantiate")
+        parser.add_argument("--experiment", type=str, default="fbrec", help="MLflow experiment name")
+        parser.add_argument("--run_name", type=str | None, default=None, help="MLflow run name")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.mode": "max", "checkpoint.save_top_k": 1, "checkpoint.save_last": False})
+
+
+def build_cli(args: list[str]) -> FbrecCLI:
+    from fbrec.embeddings import register_strategies
+
+    register_strategies()
+    defaults = {"accelerator": "cpu", "strategy": "torchrec", "use_distributed_sampler": False, "logger": False,
+                "enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 10}
+    try:
+        return FbrecCLI(RankingModule, FeedbackDataModule, subclass_mode_model=True, run=False, args=args,
+                        trainer_defaults=defaults, save_config_callback=None, seed_everything_default=0,
+                        parser_kwargs={"exit_on_error": False}, auto_configure_optimizers=False)
+    except Exception as exc:   # jsonargparse.ArgumentError: unknown key, bad type, missing class
+        from jsonargparse import ArgumentError
+
+        if not isinstance(exc, ArgumentError):
+            raise
+        msg = str(exc).strip().splitlines()
+        first = msg[0] if msg else str(exc)
+        hint = "check the key names against `fbrec train --config X --print_config`"
+        for line in msg:
+            if "Key" in line and "not" in line or "Unrecognized" in line:
+                first = line.strip()
+        close = _closest_key(first)
+        if close:
+            hint = f"did you mean {close!r}?"
+        raise ConfigError(f"invalid training config: {first}", rule="keys and types follow the recipe classes' "
+                          "__init__ signatures", fix=hint) from exc
+
+
+def _closest_key(message: str) -> str | None:
+    import re
+
+    from fbrec.data.datamodule import FeedbackDataModule as DM
+    from fbrec.models import RECIPES
+
+    words = re.findall(r"[A-Za-z_]+", message)
+    known = set(DM.__init__.__code__.co_varnames) | {v for m in RECIPES.values() for v in m.__init__.__code__.co_varnames}
+    known -= {"self"}
+    for w in words[::-1]:
+        if w in known:
+            continue
+        close = difflib.get_close_matches(w, sorted(known), n=1, cutoff=0.75)
+        if close and len(w) > 3:
+            return close[0]
+    return None

@@ -1,0 +1,137 @@
+"""FeedbackDataModule: the one place polars frames become torch tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from fbrec._checks import check_positive
+from fbrec.data.evalset import EvalSet, popularity_slices
+from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare
+from fbrec.types import ITEM_INDEX, USER_INDEX, WEIGHT, InteractionBatch
+
+
+class _NegativeSampled(IterableDataset):
+    """Shuffled (user, item, uniform negatives) batches; each rank reads a disjoint, equal-length stride."""
+
+    def __init__(self, user: torch.Tensor, item: torch.Tensor, weight: torch.Tensor, num_items: int,
+                 num_negatives: int, batch_size: int, seed: int):
+        self.user, self.item, self.weight = user, item, weight
+        self.num_items, self.num_negatives, self.batch_size, self.seed = num_items, num_negatives, batch_size, seed
+        self.epoch, self.rank, self.world = 0, 0, 1
+
+    def __len__(self) -> int:
+        return (len(self.user) // self.world + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        self.epoch += 1
+        perm = torch.randperm(len(self.user), generator=g)
+        per_rank = len(perm) // self.world
+        perm = perm[self.rank * per_rank:(self.rank + 1) * per_rank]
+        negatives = torch.randint(0, self.num_items, (len(perm), self.num_negatives), generator=g)
+        for start in range(0, len(perm), self.batch_size):
+            idx = perm[start:start + self.batch_size]
+            yield InteractionBatch(self.user[idx], self.item[idx], negatives[start:start + len(idx)], self.weight[idx])
+
+
+class FeedbackDataModule(L.LightningDataModule):
+    """Prepares a registered dataset (see `fbrec data list`) and serves training and evaluation batches.
+
+    Args:
+        dataset: registry name ("synthetic", "movielens-100k", "coat", ...).
+        data_dir: folder with the real datasets (default: FBREC_DATA_DIR or ../shared/data).
+        dataset_options: generator settings for "synthetic" (num_users, num_items, seed, ...).
+        prepared_dir: read a dataset written by `fbrec data prepare` instead of preparing it again.
+        min_level / min_rating / min_user / min_item / split / test_fraction / val_fraction: preprocessing
+            (None = the dataset's default, see `fbrec data describe NAME`).
+        num_negatives: uniformly sampled negatives per positive.
+        batch_size: training examples per step (per process).
+        eval_batch_size: users per full-ranking chunk.
+        head_fraction: share of items (by training popularity) in the "head" slice.
+        seed: split and sampling seed.
+    """
+
+    def __init__(self, dataset: str = "synthetic", data_dir: str | None = None, dataset_options: dict | None = None,
+                 prepared_dir: str | None = None, min_level: str | None = None, min_rating: float | None = None,
+                 min_user: int | None = None, min_item: int | None = None, split: str | None = None,
+                 test_fraction: float = 0.2, val_fraction: float = 0.1, num_negatives: int = 1,
+                 batch_size: int = 1024, eval_batch_size: int = 256, head_fraction: float = 0.2, seed: int = 0):
+        super().__init__()
+        check_positive("num_negatives", num_negatives)
+        check_positive("batch_size", batch_size)
+        check_positive("eval_batch_size", eval_batch_size)
+        self.save_hyperparameters()
+        self.dataset_name, self.data_dir, self.dataset_options = dataset, data_dir, dict(dataset_options or {})
+        self.prepared_dir = prepared_dir
+        self.prepare_config = PrepareConfig(min_level, min_rating, min_user, min_item, split, test_fraction,
+                                            val_fraction, seed)
+        self.num_negatives, self.batch_size, self.eval_batch_size = num_negatives, batch_size, eval_batch_size
+        self.head_fraction, self.seed = head_fraction, seed
+        self._data: PreparedDataset | None = None
+        self._train: _NegativeSampled | None = None
+
+    @property
+    def data(self) -> PreparedDataset:
+        if self._data is None:
+            if self.prepared_dir:
+                self._data = PreparedDataset.load(Path(self.prepared_dir))
+            else:
+                self._data = prepare(self.dataset_name, self.prepare_config, root=self.data_dir,
+                                     options=self.dataset_options)
+        return self._data
+
+    @property
+    def num_users(self) -> int:
+        return self.data.num_users
+
+    @property
+    def num_items(self) -> int:
+        return self.data.num_items
+
+    def setup(self, stage: str | None = None) -> None:
+        d = self.data
+        if self._train is None:
+            weight = d.train[WEIGHT].to_numpy() if WEIGHT in d.train.columns else np.ones(d.train.height, np.float32)
+            self._train = _NegativeSampled(torch.from_numpy(d.train[USER_INDEX].to_numpy().copy()),
+                                           torch.from_numpy(d.train[ITEM_INDEX].to_numpy().copy()),
+                                           torch.as_tensor(weight, dtype=torch.float32), d.num_items,
+                                           self.num_negatives, self.batch_size, self.seed)
+        if self.trainer is not None:
+            self._train.rank, self._train.world = self.trainer.global_rank, self.trainer.world_size
+
+    def train_item_counts(self) -> np.ndarray:
+        return np.bincount(self.data.train[ITEM_INDEX].to_numpy(), minlength=self.num_items)
+
+    def eval_set(self, stage: str) -> EvalSet:
+        """val: rank against training items excluded; test: training and validation items excluded."""
+        d = self.data
+        train = interactions_csr(d.train, d.num_users, d.num_items)
+        if stage == "val":
+            exclude, truth = train, interactions_csr(d.val, d.num_users, d.num_items)
+        else:
+            exclude = (train + interactions_csr(d.val, d.num_users, d.num_items)).tocsr()
+            exclude.data[:] = 1
+            truth = interactions_csr(d.test, d.num_users, d.num_items)
+        slices = popularity_slices(self.train_item_counts(), self.head_fraction)
+        return EvalSet(exclude, truth, slices, np.diff(train.indptr))
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return DataLoader(self._train, batch_size=None)
+
+    def _users_loader(self, stage: str) -> DataLoader:
+        users = torch.from_numpy(self.eval_set(stage).users.copy())
+        return DataLoader(list(users.split(self.eval_batch_size)), batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        if self.data.val.height == 0:
+            return DataLoader([])
+        return self._users_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._users_loader("test")

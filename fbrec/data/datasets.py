@@ -1,0 +1,204 @@
+"""Loaders for the real datasets in ../shared/data and the synthetic default, each returning a canonical log.
+
+The data directory is FBREC_DATA_DIR if set, else the first of ./shared/data, ../shared/data (from the
+current directory or from the repository) that exists. Files are read in place, never copied.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from fbrec.data.schema import FeedbackLevels, cast_levels, validate_log
+from fbrec.data.synthetic import LEVELS as SYNTHETIC_LEVELS
+from fbrec.data.synthetic import SyntheticConfig, generate
+from fbrec.errors import ConfigError, DataValidationError, UnknownNameError
+from fbrec.types import ITEM, LEVEL, RATING, TIMESTAMP, USER
+
+
+def data_dir(override: str | Path | None = None) -> Path:
+    """Where the real datasets live: override, FBREC_DATA_DIR, or ../shared/data."""
+    if override is not None:
+        return Path(override)
+    env = os.environ.get("FBREC_DATA_DIR")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[2]
+    for cand in (Path.cwd() / "shared" / "data", Path.cwd().parent / "shared" / "data", repo.parent / "shared" / "data"):
+        if cand.is_dir():
+            return cand
+    return repo.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """A canonical log, optionally an external test log (e.g. MCAR) and an item side table."""
+
+    log: pl.DataFrame
+    test: pl.DataFrame | None = None
+    items: pl.DataFrame | None = None
+    files: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    description: str
+    source: str
+    license: str
+    redistributable: bool
+    loader: Callable[[Path, dict], RawDataset]
+    levels: tuple[str, ...] | None = None
+    # default preprocessing, overridable per run
+    prepare: dict = field(default_factory=dict)
+
+    def card(self) -> dict:
+        return {"name": self.name, "description": self.description, "source": self.source, "license": self.license,
+                "redistributable": self.redistributable, "levels": list(self.levels or ()),
+                "default_prepare": dict(self.prepare)}
+
+
+def _require(path: Path, name: str, hint: str = "") -> Path:
+    if not path.exists():
+        raise DataValidationError(f"dataset {name!r}: file {str(path)!r} is missing",
+                                  rule="real datasets are read from the data directory",
+                                  fix=hint or "set FBREC_DATA_DIR to the folder holding the datasets (../shared/data)")
+    return path
+
+
+def _dense_ratings(path: Path, name: str) -> pl.DataFrame:
+    try:
+        mat = np.loadtxt(path, dtype=np.int64)
+    except ValueError as exc:
+        raise DataValidationError(f"dataset {name!r}: {path.name} is not a dense integer matrix: {exc}",
+                                  rule="one row per user, one column per item", fix="restore the original file") from exc
+    users, items = np.nonzero(mat)
+    return pl.DataFrame({USER: users.astype(np.int64), ITEM: items.astype(np.int64),
+                         RATING: mat[users, items].astype(np.float64)})
+
+
+def _load_coat(root: Path, options: dict) -> RawDataset:
+    d = root / "coat"
+    train, test = _require(d / "train.ascii", "coat"), _require(d / "test.ascii", "coat")
+    return RawDataset(_dense_ratings(train, "coat"), test=_dense_ratings(test, "coat"), files=(train, test))
+
+
+def _load_movielens(root: Path, options: dict) -> RawDataset:
+    d = root / "movielens-100k"
+    path = _require(d / "u.data", "movielens-100k")
+    log = pl.read_csv(path, separator="\t", has_header=False, new_columns=[USER, ITEM, RATING, TIMESTAMP],
+                      schema_overrides={"column_1": pl.Int64, "column_2": pl.Int64, "column_3": pl.Float64,
+                                        "column_4": pl.Int64})
+    items_path = _require(d / "u.item", "movielens-100k")
+    genres = [line.split("|")[0] for line in (d / "u.genre").read_text(encoding="latin-1").splitlines() if line]
+    rows = [line.split("|") for line in items_path.read_text(encoding="latin-1").splitlines() if line]
+    items = pl.DataFrame({
+        ITEM: [int(r[0]) for r in rows], "title": [r[1] for r in rows],
+        "genres": [[g for g, flag in zip(genres, r[5:], strict=False) if flag == "1"] for r in rows]})
+    return RawDataset(log, items=items, files=(path, items_path))
+
+
+TAOBAO_LEVELS = ("pv", "fav", "cart", "buy")
+
+
+def _load_taobao(root: Path, options: dict) -> RawDataset:
+    path = _require(root / "taobao-userbehavior-sample" / "UserBehavior_head.csv", "taobao-userbehavior-sample")
+    log = pl.read_csv(path, has_header=False, new_columns=[USER, ITEM, "category", LEVEL, TIMESTAMP],
+                      schema_overrides={"column_1": pl.Int64, "column_2": pl.Int64, "column_3": pl.Int64,
+                                        "column_4": pl.String, "column_5": pl.Int64})
+    items = log.group_by(ITEM).agg(pl.col("category").first()).sort(ITEM)
+    return RawDataset(cast_levels(log.drop("category"), TAOBAO_LEVELS), items=items, files=(path,))
+
+
+def _load_amazon(root: Path, options: dict) -> RawDataset:
+    d = root / "amazon-scientific-text"
+    files = [_require(d / f"Scientific.{part}.inter", "amazon-scientific-text") for part in ("train", "valid", "test")]
+    # RecBole sequential format: each valid/test row holds the full history and the held-out target, so the
+    # test row alone reconstructs the whole chronological sequence; timestamp = position in the sequence.
+    test = pl.read_csv(files[2], separator="\t", schema_overrides={"user_id:token": pl.Int64, "item_id:token": pl.Int64})
+    test.columns = [USER, "history", ITEM]
+    seq = test.with_columns(
+        pl.concat_list(pl.col("history").str.split(" ").cast(pl.List(pl.Int64)), pl.col(ITEM)).alias(ITEM)
+    ).select(USER, ITEM).explode(ITEM).with_columns(pl.int_range(pl.len()).over(USER).cast(pl.Int64).alias(TIMESTAMP))
+    text_path = _require(d / "Scientific.text", "amazon-scientific-text")
+    idx_path = _require(d / "Scientific.item2index", "amazon-scientific-text")
+    text = pl.read_csv(text_path, separator="\t", quote_char=None, has_header=True, new_columns=["asin", "text"])
+    index = pl.read_csv(idx_path, separator="\t", has_header=False, new_columns=["asin", ITEM],
+                        schema_overrides={"column_2": pl.Int64})
+    items = index.join(text, on="asin", how="left").sort(ITEM)
+    return RawDataset(seq, items=items, files=(*files, text_path, idx_path))
+
+
+def _load_yahoo(root: Path, options: dict) -> RawDataset:
+    d = Path(options.get("path") or os.environ.get("FBREC_YAHOO_R3_DIR") or root / "yahoo_r3")
+    hint = ("Yahoo! R3 may not be redistributed: request it from Yahoo! Webscope, then set FBREC_YAHOO_R3_DIR to the "
+            "folder holding ydata-ymusic-rating-study-v1_0-train.txt and -test.txt")
+    files = [_require(d / f"ydata-ymusic-rating-study-v1_0-{p}.txt", "yahoo_r3", hint) for p in ("train", "test")]
+    read = [pl.read_csv(f, separator="\t", has_header=False, new_columns=[USER, ITEM, RATING],
+                        schema_overrides={"column_1": pl.Int64, "column_2": pl.Int64, "column_3": pl.Float64})
+            for f in files]
+    return RawDataset(read[0], test=read[1], files=tuple(files))
+
+
+def _load_synthetic(root: Path, options: dict) -> RawDataset:
+    known = set(SyntheticConfig.__dataclass_fields__)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UnknownNameError("synthetic option", unknown[0], known)
+    data = generate(SyntheticConfig(**options))
+    return RawDataset(data.log, items=data.items)
+
+
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
+    DatasetSpec("synthetic", "Seeded generator with planted factors, popularity/position exposure and nested levels",
+                "fbrec.data.synthetic (generated)", "Apache-2.0 (generated by fbrec)", True, _load_synthetic,
+                SYNTHETIC_LEVELS.names, {"min_level": "click", "split": "temporal", "min_user": 2, "min_item": 2}),
+    DatasetSpec("movielens-100k", "MovieLens 100K ratings with timestamps, titles and genres",
+                "GroupLens, https://grouplens.org/datasets/movielens/100k/",
+                "research use only; may not be redistributed without permission", False, _load_movielens, None,
+                {"min_rating": 4.0, "split": "random", "min_user": 1, "min_item": 1}),
+    DatasetSpec("coat", "Coat shopping: MNAR self-selected ratings for training, MCAR ratings of 16 random items per "
+                "user for testing", "Schnabel et al. 2016 (Cornell)", "no stated terms; treat as research-only",
+                False, _load_coat, None, {"min_rating": 4.0, "split": "external", "min_user": 1, "min_item": 1}),
+    DatasetSpec("taobao-userbehavior-sample", "Prefix sample of Alibaba's UserBehavior log: pv < fav < cart < buy",
+                "Alibaba Tianchi UserBehavior", "no stated terms; treat as research-only", False, _load_taobao,
+                TAOBAO_LEVELS, {"min_level": "pv", "split": "leave_last_out", "min_user": 3, "min_item": 1}),
+    DatasetSpec("amazon-scientific-text", "Amazon Industrial & Scientific reviews as chronological sequences with "
+                "item title, category path and brand text", "McAuley lab Amazon Review Data (2018), UniSRec format",
+                "research use; no stated terms", False, _load_amazon, None,
+                {"split": "leave_last_out", "min_user": 1, "min_item": 1}),
+    DatasetSpec("yahoo_r3", "Yahoo! Music R3: MNAR ratings and an MCAR test set (user-supplied files)",
+                "Yahoo! Webscope ydata-ymusic-rating-study-v1_0", "Webscope DSA: not redistributable", False,
+                _load_yahoo, None, {"min_rating": 4.0, "split": "external", "min_user": 1, "min_item": 1}),
+)}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise UnknownNameError("dataset", name, DATASETS)
+    return DATASETS[name]
+
+
+def load_raw(name: str, root: str | Path | None = None, options: dict | None = None) -> RawDataset:
+    spec = get_spec(name)
+    options = dict(options or {})
+    if options and name not in ("synthetic", "yahoo_r3"):
+        raise ConfigError(f"dataset {name!r} takes no options, got {sorted(options)}",
+                          rule="only 'synthetic' (generator settings) and 'yahoo_r3' (path) take options",
+                          fix="drop dataset_options")
+    raw = spec.loader(data_dir(root), options)
+    validate_log(raw.log, source=f"dataset {name!r}")
+    if raw.test is not None:
+        validate_log(raw.test, source=f"dataset {name!r} test")
+        if set(raw.test.columns) != set(raw.log.columns):
+            raise DataValidationError(f"dataset {name!r}: the external test has columns {raw.test.columns}, "
+                                      f"the log {raw.log.columns}", rule="test and train logs share one schema",
+                                      fix="give both files the same columns")
+    if LEVEL in raw.log.columns and spec.levels:
+        FeedbackLevels(spec.levels)
+    return raw

@@ -1,0 +1,186 @@
+"""From a raw log to the indexed train / val / test frames every model trains on.
+
+pipeline: load -> binarize -> dedup -> k-core -> split -> drop cold val/test rows -> id maps (train only)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from fbrec.data import split as splits
+from fbrec.data.datasets import RawDataset, get_spec, load_raw
+from fbrec.data.idmap import IdMap
+from fbrec.data.transforms import binarize, dedup, kcore
+from fbrec.errors import ConfigError, DataValidationError, UnknownNameError
+from fbrec.types import ITEM, ITEM_INDEX, USER, USER_INDEX
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How a dataset becomes train/val/test; None fields fall back to the dataset's defaults."""
+
+    min_level: str | None = None
+    min_rating: float | None = None
+    min_user: int | None = None
+    min_item: int | None = None
+    split: str | None = None
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    seed: int = 0
+
+    def resolved(self, defaults: dict) -> PrepareConfig:
+        out = {k: (v if v is not None else defaults.get(k)) for k, v in asdict(self).items()}
+        if self.min_rating is not None and self.min_level is None:
+            out["min_level"] = None
+        if self.min_level is not None and self.min_rating is None:
+            out["min_rating"] = None
+        out["min_user"] = out["min_user"] or 1
+        out["min_item"] = out["min_item"] or 1
+        out["split"] = out["split"] or "temporal"
+        if out["split"] not in splits.SPLITS:
+            raise UnknownNameError("split", out["split"], splits.SPLITS)
+        return PrepareConfig(**out)
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    name: str
+    train: pl.DataFrame   # user, item, user_index, item_index, ... (positives only)
+    val: pl.DataFrame
+    test: pl.DataFrame
+    user_map: IdMap
+    item_map: IdMap
+    config: PrepareConfig
+    items: pl.DataFrame | None = None
+    checksum: str = ""
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_map)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_map)
+
+    def card(self) -> dict:
+        return {**get_spec(self.name).card(), "prepare": asdict(self.config), "checksum": self.checksum,
+                "stats": self.stats}
+
+    def save(self, out: Path) -> Path:
+        """Write atomically: a temp dir beside `out`, renamed into place at the end."""
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            for part in ("train", "val", "test"):
+                getattr(self, part).write_parquet(tmp / f"{part}.parquet")
+            self.user_map.save(tmp / "user_map.parquet")
+            self.item_map.save(tmp / "item_map.parquet")
+            if self.items is not None:
+                self.items.write_parquet(tmp / "items.parquet")
+            (tmp / "dataset.json").write_text(json.dumps(
+                {"format_version": FORMAT_VERSION, **self.card()}, indent=2, default=str))
+            if out.exists():
+                shutil.rmtree(out)
+            tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    @classmethod
+    def load(cls, path: Path) -> PreparedDataset:
+        path = Path(path)
+        meta_path = path / "dataset.json"
+        if not meta_path.exists():
+            raise DataValidationError(f"{str(path)!r} is not a prepared dataset (no dataset.json)",
+                                      rule="prepared datasets are written by `fbrec data prepare`",
+                                      fix="run `fbrec data prepare NAME --out DIR` first")
+        meta = json.loads(meta_path.read_text())
+        items = pl.read_parquet(path / "items.parquet") if (path / "items.parquet").exists() else None
+        return cls(meta["name"], *(pl.read_parquet(path / f"{p}.parquet") for p in ("train", "val", "test")),
+                   IdMap.load("user", path / "user_map.parquet"), IdMap.load("item", path / "item_map.parquet"),
+                   PrepareConfig(**meta["prepare"]), items, meta["checksum"], meta["stats"])
+
+
+def _checksum(raw: RawDataset, name: str, options: dict) -> str:
+    h = hashlib.sha256(name.encode())
+    h.update(json.dumps(options, sort_keys=True).encode())
+    if raw.files:
+        for f in raw.files:
+            h.update(Path(f).read_bytes())
+    else:  # generated data: hash its content
+        h.update(raw.log.hash_rows(seed=0).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def prepare(name: str, config: PrepareConfig | None = None, *, root: str | Path | None = None,
+            options: dict | None = None) -> PreparedDataset:
+    spec = get_spec(name)
+    cfg = (config or PrepareConfig()).resolved(spec.prepare)
+    raw = load_raw(name, root, options)
+
+    def positives(frame: pl.DataFrame) -> pl.DataFrame:
+        lf = binarize(frame, min_level=cfg.min_level, min_rating=cfg.min_rating)
+        return dedup(lf).collect()
+
+    log = kcore(positives(raw.log), min_user=cfg.min_user, min_item=cfg.min_item)
+    if cfg.split == "external":
+        if raw.test is None:
+            raise ConfigError(f"split='external' but dataset {name!r} has no external test file",
+                              rule="only datasets with a given test set (coat, yahoo_r3) split externally",
+                              fix="use split='temporal', 'leave_last_out' or 'random'")
+        inner = splits.random_split(log, test_fraction=cfg.val_fraction, val_fraction=0.0, seed=cfg.seed)
+        parts = splits.Split(inner.train, inner.test, positives(raw.test))
+    elif cfg.split == "temporal":
+        parts = splits.temporal_split(log, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
+    elif cfg.split == "leave_last_out":
+        parts = splits.leave_last_out(log, val=cfg.val_fraction > 0)
+    else:
+        parts = splits.random_split(log, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    parts, dropped = splits.keep_warm(parts)
+    if parts.train.height == 0 or parts.test.height == 0:
+        raise DataValidationError(f"dataset {name!r}: the {cfg.split} split left train={parts.train.height}, "
+                                  f"test={parts.test.height} rows", rule="both train and test need rows",
+                                  fix="relax min_user/min_item or change the split fractions")
+    user_map, item_map = IdMap.fit("user", parts.train[USER]), IdMap.fit("item", parts.train[ITEM])
+
+    def index(frame: pl.DataFrame) -> pl.DataFrame:
+        return item_map.encode(user_map.encode(frame, USER, USER_INDEX), ITEM, ITEM_INDEX)
+
+    train, val, test = (index(getattr(parts, p)) for p in ("train", "val", "test"))
+    items = raw.items
+    if items is not None and ITEM in items.columns:
+        items = item_map.encode(items, ITEM, ITEM_INDEX, unknown="drop").sort(ITEM_INDEX)
+    stats = {"rows_raw": raw.log.height, "rows_positive_kcore": log.height, "train": train.height, "val": val.height,
+             "test": test.height, "num_users": len(user_map), "num_items": len(item_map),
+             "cold_dropped_val": dropped["val"], "cold_dropped_test": dropped["test"],
+             "density": round(train.height / (len(user_map) * len(item_map)), 6)}
+    return PreparedDataset(name, train, val, test, user_map, item_map, cfg, items, _checksum(raw, name, options or {}),
+                           stats)
+
+
+def interactions_csr(frame: pl.DataFrame, num_users: int, num_items: int):
+    """A scipy CSR user x item 0/1 matrix of the frame's (user_index, item_index) pairs."""
+    import scipy.sparse as sp
+
+    u = frame[USER_INDEX].to_numpy()
+    i = frame[ITEM_INDEX].to_numpy()
+    m = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=(num_users, num_items))
+    m.data[:] = 1.0  # duplicates collapse to 1
+    return m
+
+
+def with_config(cfg: PrepareConfig, **changes) -> PrepareConfig:
+    return replace(cfg, **changes)

@@ -1,0 +1,82 @@
+"""Splits of a click log into train / validation / test frames. No future leaks in the temporal default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from fbrec._checks import check_fraction
+from fbrec.errors import ConfigError, DataValidationError
+from fbrec.types import ITEM, TIMESTAMP, USER
+
+SPLITS = ("temporal", "leave_last_out", "random", "external")
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pl.DataFrame
+    val: pl.DataFrame
+    test: pl.DataFrame
+
+
+def _need_time(frame: pl.DataFrame, split: str) -> None:
+    if TIMESTAMP not in frame.columns:
+        raise DataValidationError(f"split {split!r} needs a 'timestamp' column", rule="temporal splits order by time",
+                                  fix="use split='random' or add timestamps")
+
+
+def temporal_split(frame: pl.DataFrame, *, test_fraction: float = 0.2, val_fraction: float = 0.1) -> Split:
+    """Global time cut: the last `test_fraction` of rows by time are test, the `val_fraction` before them val."""
+    _need_time(frame, "temporal")
+    check_fraction("test_fraction", test_fraction)
+    check_fraction("val_fraction", val_fraction, low_open=False)
+    ts = frame[TIMESTAMP]
+    t_test = ts.quantile(1 - test_fraction, interpolation="higher")
+    t_val = ts.quantile(1 - test_fraction - val_fraction, interpolation="higher")
+    # rows at the cut instant go to the later side, so nothing from the test instant is trained on
+    test = frame.filter(pl.col(TIMESTAMP) >= t_test)
+    rest = frame.filter(pl.col(TIMESTAMP) < t_test)
+    if val_fraction > 0:
+        return Split(rest.filter(pl.col(TIMESTAMP) < t_val), rest.filter(pl.col(TIMESTAMP) >= t_val), test)
+    return Split(rest, rest.clear(), test)
+
+
+def leave_last_out(frame: pl.DataFrame, *, val: bool = True) -> Split:
+    """Per user: the last interaction is test, the one before it val (ties keep file order)."""
+    _need_time(frame, "leave_last_out")
+    ranked = frame.with_row_index("_row").sort([USER, TIMESTAMP, "_row"]).with_columns(
+        pl.int_range(pl.len(), 0, -1).over(USER).alias("_rk")).sort("_row")
+    test = ranked.filter(pl.col("_rk") == 1)
+    valset = ranked.filter(pl.col("_rk") == 2) if val else ranked.clear()
+    train = ranked.filter(pl.col("_rk") > (2 if val else 1))
+    drop = ["_row", "_rk"]
+    return Split(train.drop(drop), valset.drop(drop), test.drop(drop))
+
+
+def random_split(frame: pl.DataFrame, *, test_fraction: float = 0.2, val_fraction: float = 0.1,
+                 seed: int = 0) -> Split:
+    """Per user random ratio split (seeded): each user's rows are shuffled and cut by the fractions."""
+    check_fraction("test_fraction", test_fraction)
+    check_fraction("val_fraction", val_fraction, low_open=False)
+    if test_fraction + val_fraction >= 1:
+        raise ConfigError(f"test_fraction + val_fraction = {test_fraction + val_fraction}",
+                          rule="the fractions must leave rows for training", fix="lower the fractions")
+    u = (pl.int_range(pl.len()).shuffle(seed=seed).over(USER).cast(pl.Float64) + 0.5) / pl.len().over(USER)
+    tagged = frame.with_columns(u.alias("_u"))
+    test = tagged.filter(pl.col("_u") >= 1 - test_fraction)
+    valset = tagged.filter((pl.col("_u") < 1 - test_fraction) & (pl.col("_u") >= 1 - test_fraction - val_fraction))
+    train = tagged.filter(pl.col("_u") < 1 - test_fraction - val_fraction)
+    return Split(train.drop("_u"), valset.drop("_u"), test.drop("_u"))
+
+
+def keep_warm(split: Split) -> tuple[Split, dict[str, int]]:
+    """Drop val/test rows whose user or item never appears in train; return the counts dropped."""
+    users, items = split.train[USER].unique(), split.train[ITEM].unique()
+    out, dropped = {}, {}
+    for name in ("val", "test"):
+        frame = getattr(split, name)
+        warm = frame.filter(pl.col(USER).is_in(users.implode()) & pl.col(ITEM).is_in(items.implode()))
+        dropped[name] = frame.height - warm.height
+        out[name] = warm
+    return Split(split.train, out["val"], out["test"]), dropped

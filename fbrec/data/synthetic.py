@@ -1,0 +1,111 @@
+"""Seeded synthetic click logs with planted structure and known ground truth.
+
+Generative story (all seeded):
+  user factors  p_u ~ N(0, I/d);   item factors q_i = category centre + noise
+  relevance     gamma_ui = sigmoid(relevance_scale * p_u . q_i + relevance_bias)
+  exposure      items are shown in sessions of `slate_size` slots, drawn with probability proportional to
+                popularity_i ** popularity_power (a long-tail catalogue); the slot at position r is examined
+                with probability 1 / (1 + r) ** position_power, so
+                theta_ui = P(shown) * P(examined | position)   (kept per logged row)
+  feedback      click ~ Bernoulli(gamma) given examination; cart | click ~ Bernoulli(gamma); purchase | cart
+                ~ Bernoulli(gamma). Levels are nested: impression < click < cart < purchase.
+The log keeps every impression (level "impression") so exposure models can use it, plus `relevance` and
+`propensity` columns holding gamma and theta for the logged pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from fbrec._checks import check_positive
+from fbrec.data.schema import FeedbackLevels
+from fbrec.types import ITEM, LEVEL, POSITION, PROPENSITY, SESSION, TIMESTAMP, USER
+
+LEVELS = FeedbackLevels(("impression", "click", "cart", "purchase"))
+_WORDS = ("alpha bravo cobalt delta ember falcon garnet harbor indigo jasper kelvin lumen magnet nimbus onyx "
+          "prism quartz raven sierra tundra umber vector willow xenon yarrow zephyr").split()
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    num_users: int = 1000
+    num_items: int = 500
+    embedding_dim: int = 8
+    num_categories: int = 10
+    sessions_per_user: int = 8
+    slate_size: int = 10
+    popularity_power: float = 1.0
+    position_power: float = 1.0
+    relevance_scale: float = 6.0
+    relevance_bias: float = -2.0
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("num_users", "num_items", "embedding_dim", "num_categories", "sessions_per_user", "slate_size"):
+            check_positive(name, getattr(self, name))
+        check_positive("position_power", self.position_power, strict=False)
+        check_positive("popularity_power", self.popularity_power, strict=False)
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    log: pl.DataFrame          # user, item, timestamp, level, position, session, relevance, propensity
+    items: pl.DataFrame        # item, category, popularity, text
+    relevance: np.ndarray      # (U, I) true gamma
+    exposure: np.ndarray       # (I,) probability an item fills a given slot (before position examination)
+    config: SyntheticConfig
+
+
+def generate(config: SyntheticConfig | None = None) -> SyntheticData:
+    cfg = config or SyntheticConfig()
+    rng = np.random.default_rng(cfg.seed)
+    U, I, d = cfg.num_users, cfg.num_items, cfg.embedding_dim
+    category = rng.integers(0, cfg.num_categories, size=I)
+    centres = rng.normal(0, 1, size=(cfg.num_categories, d)) / np.sqrt(d)
+    q = centres[category] + rng.normal(0, 0.5, size=(I, d)) / np.sqrt(d)
+    p = rng.normal(0, 1, size=(U, d)) / np.sqrt(d) + centres[rng.integers(0, cfg.num_categories, size=U)]
+    gamma = 1 / (1 + np.exp(-(cfg.relevance_scale * p @ q.T + cfg.relevance_bias)))  # (U, I)
+    popularity = 1.0 / np.arange(1, I + 1) ** cfg.popularity_power
+    popularity = popularity[rng.permutation(I)]
+    slot_prob = popularity / popularity.sum()                                              # (I,)
+
+    S, R = cfg.sessions_per_user, min(cfg.slate_size, I)
+    n = U * S
+    users = np.repeat(np.arange(U), S)
+    # slates without replacement within a session: Gumbel top-R on log popularity
+    gumbel = rng.gumbel(size=(n, I)) + np.log(slot_prob)[None, :] if n * I <= 50_000_000 else None
+    if gumbel is not None:
+        slates = np.argpartition(-gumbel, R - 1, axis=1)[:, :R]
+        order = np.argsort(-np.take_along_axis(gumbel, slates, axis=1), axis=1)
+        slates = np.take_along_axis(slates, order, axis=1)
+    else:  # very large catalogues: sample with replacement (duplicates in a slate are rare)
+        slates = rng.choice(I, size=(n, R), p=slot_prob)
+    pos = np.tile(np.arange(R), n)
+    u_flat, i_flat = np.repeat(users, R), slates.reshape(-1)
+    examine = 1.0 / (1.0 + pos) ** cfg.position_power
+    g = gamma[u_flat, i_flat]
+    clicked = (rng.random(g.shape) < examine) & (rng.random(g.shape) < g)
+    cart = clicked & (rng.random(g.shape) < g)
+    buy = cart & (rng.random(g.shape) < g)
+    level = clicked.astype(np.int8) + cart + buy
+    # theta: P(item shown in a session of R draws) * P(examined | position); R draws approximate with 1-(1-p)^R
+    shown = 1 - (1 - slot_prob[i_flat]) ** R
+    session = np.repeat(np.arange(n), R)
+    t0 = 1_600_000_000
+    timestamp = t0 + np.repeat(rng.permutation(n), R) * 60 + pos  # sessions interleave in time
+
+    log = pl.DataFrame({
+        USER: u_flat.astype(np.int64), ITEM: i_flat.astype(np.int64), TIMESTAMP: timestamp.astype(np.int64),
+        LEVEL: pl.Series(np.array(LEVELS.names)[level]).cast(LEVELS.dtype), POSITION: pos.astype(np.int64),
+        SESSION: session.astype(np.int64), "relevance": g.astype(np.float64),
+        PROPENSITY: (shown * examine).astype(np.float64),
+    })
+    words = np.array(_WORDS)
+    text = [f"{words[c % len(words)]} {words[(c * 7 + 3) % len(words)]} item {i} "
+            f"{' '.join(words[rng.integers(0, len(words), size=3)])}" for i, c in enumerate(category)]
+    items = pl.DataFrame({ITEM: np.arange(I, dtype=np.int64), "category": category.astype(np.int64),
+                          "popularity": slot_prob, "text": text})
+    return SyntheticData(log, items, gamma, slot_prob, cfg)

@@ -1,0 +1,64 @@
+"""Pure DataFrame -> DataFrame steps: dedup, k-core filtering, binarizing by level or rating."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from fbrec.errors import ConfigError, DataValidationError
+from fbrec.types import ITEM, LABEL, LEVEL, RATING, TIMESTAMP, USER
+
+
+def dedup(frame: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+    """One row per (user, item): the highest level / rating reached, at its latest timestamp."""
+    lf = frame.lazy()
+    cols = lf.collect_schema().names()
+    order = [c for c in (LEVEL, RATING, TIMESTAMP) if c in cols]
+    if order:
+        lf = lf.sort(order, maintain_order=True)
+    return lf.unique(subset=[USER, ITEM], keep="last", maintain_order=True)
+
+
+def kcore(frame: pl.LazyFrame | pl.DataFrame, *, min_user: int = 5, min_item: int = 5,
+          max_iter: int = 50) -> pl.DataFrame:
+    """Iteratively drop users with < min_user and items with < min_item rows until a fixpoint."""
+    if min_user < 1 or min_item < 1:
+        raise ConfigError(f"k-core thresholds min_user={min_user}, min_item={min_item} are invalid",
+                          rule="thresholds are integers >= 1", fix="pass 1 to disable a side")
+    df = frame.lazy().collect()
+    for _ in range(max_iter):
+        before = df.height
+        df = df.filter(pl.len().over(USER) >= min_user).filter(pl.len().over(ITEM) >= min_item)
+        if df.height == before:
+            break
+    if df.height == 0:
+        raise DataValidationError(f"the {min_user}/{min_item}-core of the log is empty",
+                                  rule="k-core filtering must leave rows", fix="lower min_user / min_item")
+    return df
+
+
+def binarize(frame: pl.LazyFrame | pl.DataFrame, *, min_level: str | None = None,
+             min_rating: float | None = None, keep_negatives: bool = False) -> pl.LazyFrame:
+    """Label rows positive when level >= min_level or rating >= min_rating; keep only positives by default."""
+    lf = frame.lazy()
+    if (min_level is None) == (min_rating is None):
+        if min_level is None:
+            return lf.with_columns(pl.lit(1.0).alias(LABEL))
+        raise ConfigError("both min_level and min_rating were given", rule="binarize by one rule",
+                          fix="pass min_level= or min_rating=, not both")
+    schema = lf.collect_schema()
+    if min_level is not None:
+        if LEVEL not in schema:
+            raise ConfigError(f"min_level={min_level!r} needs a 'level' column", rule="the log has no levels",
+                              fix="binarize by min_rating or drop min_level")
+        names = schema[LEVEL].categories.to_list()
+        if min_level not in names:
+            from fbrec.errors import UnknownNameError
+            raise UnknownNameError("feedback level", min_level, names)
+        cond = pl.col(LEVEL).to_physical() >= names.index(min_level)
+    else:
+        if RATING not in schema:
+            raise ConfigError(f"min_rating={min_rating} needs a 'rating' column", rule="the log has no ratings",
+                              fix="binarize by min_level or drop min_rating")
+        cond = pl.col(RATING) >= min_rating
+    lf = lf.with_columns(cond.cast(pl.Float32).alias(LABEL))
+    return lf if keep_negatives else lf.filter(pl.col(LABEL) > 0)

@@ -1,0 +1,14 @@
+"""The only TorchRec importer: table specs -> collections, sharding plans, DMP, the Lightning strategy."""
+
+from fbrec.embeddings.sharding import (
+           SHARDING_TYPES,
+           SPARSE_OPTIMIZERS,
+           ensure_process_group,
+           plan_summary,
+           shard,
+)
+from fbrec.embeddings.strategy import TorchRecStrategy, register_strategies
+from fbrec.embeddings.tables import TableSpec, build_collection, single_id_features
+
+__all__ = ["SHARDING_TYPES", "SPARSE_OPTIMIZERS", "TableSpec", "TorchRecStrategy", "build_collection",
+           "ensure_process_group", "plan_summary", "register_strategies", "shard", "single_id_features"]

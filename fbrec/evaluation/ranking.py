@@ -1,0 +1,196 @@
+"""Full-ranking top-K evaluation over the whole catalogue, batched over users so memory stays bounded.
+
+Definitions (per user u with relevant test items R_u, |R_u| >= 1; users with no test items are skipped):
+  the candidate set is every item except u's excluded items (training, and validation items at test time);
+  hits_r = 1 if the item at rank r (1-based) of the candidates' top-K is in R_u.
+  HitRate@K   = 1[sum_{r<=K} hits_r > 0]
+  Precision@K = sum_{r<=K} hits_r / K
+  Recall@K    = sum_{r<=K} hits_r / |R_u|
+  NDCG@K      = DCG@K / IDCG@K,  DCG@K = sum_{r<=K} hits_r / log2(r + 1),  IDCG@K = sum_{r<=min(K,|R_u|)} 1/log2(r+1)
+  MAP@K       = sum_{r<=K} hits_r * Precision@r / min(K, |R_u|)
+  MRR@K       = 1 / (rank of the first hit) if it is <= K, else 0
+  AUC         = P(score(pos) > score(neg)) over u's positives x non-excluded negatives, ties count 1/2
+Summaries average over users (macro); GAUC weights each user's AUC by |R_u|. Ties in the top-K are broken by
+torch.topk (deterministic for a given build). A slice (e.g. tail items) restricts R_u to the slice's items while
+ranking still runs over the whole catalogue; users with no relevant item in the slice are skipped for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+import torch
+
+from fbrec._checks import check_ks
+from fbrec.data.evalset import EvalSet
+from fbrec.errors import ConfigError
+
+RANK_METRICS = ("hit_rate", "precision", "recall", "ndcg", "map", "mrr")
+
+
+def metric_name(metric: str, k: int | None = None) -> str:
+    """MLflow-safe names: ndcg_at_10 (MLflow rejects '@')."""
+    return metric if k is None else f"{metric}_at_{k}"
+
+
+def _dense_rows(m: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    sub = m[rows].tocoo()
+    out = torch.zeros((len(rows), m.shape[1]), dtype=torch.bool, device=device)
+    out[torch.from_numpy(sub.row).long(), torch.from_numpy(sub.col).long()] = True
+    return out
+
+
+def _rank_metrics(hits: torch.Tensor, n_rel: torch.Tensor, ks: Sequence[int]) -> dict[str, torch.Tensor]:
+    """hits (B, Kmax) 0/1 of the top-Kmax list, n_rel (B,) -> per-user metric vectors."""
+    kmax = hits.shape[1]
+    ranks = torch.arange(1, kmax + 1, dtype=torch.float32, device=hits.device)
+    discount = 1.0 / torch.log2(ranks + 1)                                     # (Kmax,)
+    cum_hits = hits.cumsum(1)                                                  # (B, Kmax)
+    ideal = discount.cumsum(0)                                                 # IDCG for min(K, |R|) = 1..Kmax
+    first = torch.where(hits.any(1), hits.argmax(1).float() + 1, torch.full_like(n_rel, float("inf")))
+    out = {}
+    for k in ks:
+        h = hits[:, :k]
+        nh = cum_hits[:, k - 1]
+        denom = torch.clamp(torch.minimum(n_rel, torch.tensor(float(k))), min=1)
+        out[metric_name("hit_rate", k)] = (nh > 0).float()
+        out[metric_name("precision", k)] = nh / k
+        out[metric_name("recall", k)] = nh / n_rel
+        out[metric_name("ndcg", k)] = (h * discount[:k]).sum(1) / ideal[denom.long() - 1]
+        out[metric_name("map", k)] = (h * cum_hits[:, :k] / ranks[:k]).sum(1) / denom
+        out[metric_name("mrr", k)] = torch.where(first <= k, 1.0 / first, torch.zeros_like(first))
+    return out
+
+
+def _auc(scores: torch.Tensor, truth: torch.Tensor, exclude: torch.Tensor) -> torch.Tensor:
+    """Per-row AUC of truth vs non-excluded non-truth items; NaN where a row lacks positives or negatives."""
+    neg = ~exclude & ~truth
+    neg_sorted = torch.where(neg, scores, torch.full_like(scores, float("inf"))).sort(1).values   # (B, I)
+    n_neg = neg.sum(1)
+    pos_scores = torch.where(truth, scores, torch.full_like(scores, float("nan")))
+    below = torch.searchsorted(neg_sorted, pos_scores.nan_to_num(nan=-float("inf")), right=False)
+    below_eq = torch.searchsorted(neg_sorted, pos_scores.nan_to_num(nan=-float("inf")), right=True)
+    below_eq = torch.minimum(below_eq, n_neg[:, None])  # +inf padding never counts as a tie
+    wins = torch.where(truth, below.float() + 0.5 * (below_eq - below).float(), torch.zeros_like(scores))
+    n_pos = truth.sum(1)
+    return wins.sum(1) / (n_pos * n_neg).float()
+
+
+class RankingEvaluator:
+    """Accumulate per-user metrics from (users, scores) chunks; `frame()` and `summary()` at the end."""
+
+    def __init__(self, eval_set: EvalSet, ks: Sequence[int] = (10, 20, 50), *, auc: bool = True):
+        self.eval_set, self.ks, self.auc = eval_set, check_ks(ks), auc
+        if max(self.ks) > eval_set.num_items:
+            raise ConfigError(f"k={max(self.ks)} exceeds the catalogue of {eval_set.num_items} items",
+                              rule="k <= num_items", fix="lower the largest k")
+        self._rows: list[pl.DataFrame] = []
+
+    def update(self, users: np.ndarray | torch.Tensor, scores: torch.Tensor) -> None:
+        """users (B,) indices, scores (B, I) for all items; excluded items are masked here."""
+        users = users.cpu().numpy() if isinstance(users, torch.Tensor) else np.asarray(users)
+        es = self.eval_set
+        keep = np.diff(es.truth.indptr)[users] > 0
+        if not keep.any():
+            return
+        users, scores = users[keep], scores[torch.from_numpy(keep).to(scores.device)].float()
+        exclude = _dense_rows(es.exclude, users, scores.device)
+        truth = _dense_rows(es.truth, users, scores.device) & ~exclude
+        masked = scores.masked_fill(exclude, float("-inf"))
+        top = masked.topk(max(self.ks), dim=1).indices                         # (B, Kmax)
+        auc = _auc(scores, truth, exclude) if self.auc else None
+        slices = {"all": None, **es.item_slices}
+        for name, item_mask in slices.items():
+            t = truth if item_mask is None else truth & torch.from_numpy(item_mask).to(truth.device)[None, :]
+            n_rel = t.sum(1).float()
+            rows = n_rel > 0
+            if not rows.any():
+                continue
+            metrics = _rank_metrics(t.gather(1, top).float()[rows], n_rel[rows], self.ks)
+            data = {"user": users[rows.cpu().numpy()], "slice": name, "n_relevant": n_rel[rows].cpu().numpy()}
+            data.update({k: v.cpu().numpy() for k, v in metrics.items()})
+            if auc is not None:
+                a = auc if item_mask is None else _auc(scores, t, exclude | (truth & ~t))
+                data["auc"] = a[rows].cpu().numpy()
+            self._rows.append(pl.DataFrame(data))
+
+    def frame(self) -> pl.DataFrame:
+        """One row per (user, slice) with every metric: the input for paired tests and CIs."""
+        if not self._rows:
+            raise ConfigError("no user had a relevant test item", rule="evaluation needs users with test items",
+                              fix="check the split and binarizing threshold")
+        frame = pl.concat(self._rows)
+        if self.eval_set.user_activity is not None:
+            frame = frame.with_columns(pl.Series("n_train", self.eval_set.user_activity[frame["user"].to_numpy()]))
+        return frame
+
+    def summary(self, frame: pl.DataFrame | None = None) -> dict[str, float]:
+        """Flat dict: "ndcg_at_10" for all items, "tail/ndcg_at_10" for a slice, plus gauc."""
+        frame = self.frame() if frame is None else frame
+        metric_cols = [c for c in frame.columns if c not in ("user", "slice", "n_relevant", "n_train")]
+        out: dict[str, float] = {}
+        for (name,), part in frame.group_by("slice", maintain_order=True):
+            prefix = "" if name == "all" else f"{name}/"
+            for col in metric_cols:
+                vals = part[col].drop_nans()
+                out[prefix + col] = float(vals.mean()) if vals.len() else float("nan")
+            if "auc" in metric_cols:
+                valid = part.filter(pl.col("auc").is_not_nan())
+                w = valid["n_relevant"]
+                out[prefix + "gauc"] = float((valid["auc"] * w).sum() / w.sum()) if valid.height else float("nan")
+            out[prefix + "num_users"] = float(part.height)
+        return out
+
+
+def report(frame: pl.DataFrame, *, activity_bins: int = 3) -> pl.DataFrame:
+    """Long report: slice, metric, value (mean), ci95 (normal half-width), num_users.
+
+    Adds user-activity slices ("users_q1".. by training-interaction quantile) over the "all" rows."""
+    metric_cols = [c for c in frame.columns if c not in ("user", "slice", "n_relevant", "n_train")]
+    parts = [frame]
+    if "n_train" in frame.columns and activity_bins > 1:
+        base = frame.filter(pl.col("slice") == "all")
+        q = base["n_train"].rank("ordinal") / (base.height + 1)
+        bucket = (q * activity_bins).floor().cast(pl.Int64) + 1
+        parts.append(base.with_columns(pl.format("users_q{}", bucket).alias("slice")))
+    long = pl.concat(parts).unpivot(index=["slice"], on=metric_cols, variable_name="metric").drop_nans("value")
+    return (long.group_by("slice", "metric", maintain_order=True)
+            .agg(pl.col("value").mean().alias("value"),
+                 (1.96 * pl.col("value").std() / pl.len().sqrt()).fill_null(0.0).alias("ci95"),
+                 pl.len().alias("num_users")))
+
+
+def evaluate_scores(score_fn: Callable[[np.ndarray], torch.Tensor], eval_set: EvalSet,
+                    ks: Sequence[int] = (10, 20, 50), *, batch_size: int | None = None, auc: bool = True,
+                    memory_budget_bytes: int = 256 * 2**20) -> RankingEvaluator:
+    """Run `score_fn(users) -> (B, I)` over eval_set's users in chunks sized to the memory budget."""
+    evaluator = RankingEvaluator(eval_set, ks, auc=auc)
+    users = eval_set.users
+    bytes_per_row = eval_set.num_items * (4 * (3 if auc else 1) + 2)
+    b = batch_size or max(1, min(4096, memory_budget_bytes // max(1, bytes_per_row)))
+    for start in range(0, len(users), b):
+        chunk = users[start:start + b]
+        evaluator.update(chunk, score_fn(chunk))
+    return evaluator
+
+
+def embedding_scorer(user_embeddings: np.ndarray | torch.Tensor, item_embeddings: np.ndarray | torch.Tensor
+                     ) -> Callable[[np.ndarray], torch.Tensor]:
+    """Inner-product scores: (B, D) x (D, I) -> (B, I)."""
+    u = torch.as_tensor(user_embeddings, dtype=torch.float32)
+    it = torch.as_tensor(item_embeddings, dtype=torch.float32)
+    return lambda users: u[torch.as_tensor(users, dtype=torch.long)] @ it.T
+
+
+def metric_curves(summary: Mapping[str, float]) -> dict[str, list[tuple[int, float]]]:
+    """{"ndcg": [(5, v), (10, v)...]} for plotting metric@K curves (all-items slice)."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for key, value in summary.items():
+        if "/" in key or "_at_" not in key:
+            continue
+        metric, k = key.rsplit("_at_", 1)
+        curves.setdefault(metric, []).append((int(k), value))
+    return {m: sorted(v) for m, v in curves.items()}

@@ -1,0 +1,9 @@
+"""LightningModule recipes: scorer (fbrec.nn) + pure loss (fbrec.losses), one public recipe per file."""
+
+from fbrec.models.base import EmbeddingModule, RankingModule
+from fbrec.models.mf import MatrixFactorizationModule
+from fbrec.models.popularity import PopularityModule
+
+RECIPES = {"mf": MatrixFactorizationModule, "popularity": PopularityModule}
+
+__all__ = ["RECIPES", "EmbeddingModule", "MatrixFactorizationModule", "PopularityModule", "RankingModule"]

@@ -1,0 +1,180 @@
+"""Shared LightningModule machinery: full-ranking validation/test and embedding export.
+
+RankingModule  — any model that scores users x items; validation/test rank the whole catalogue.
+EmbeddingModule — a RankingModule whose user/item embeddings live in a TorchRec collection wrapped by
+                  DistributedModelParallel (built in configure_model, sharded across processes when launched
+                  with TorchRecStrategy on several devices), trained with a fused sparse optimizer.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from fbrec._checks import check_ks, check_positive
+from fbrec.embeddings import SPARSE_OPTIMIZERS, plan_summary, shard
+from fbrec.errors import ConfigError, UnknownNameError
+from fbrec.evaluation import RankingEvaluator
+from fbrec.types import InteractionBatch
+
+
+class RankingModule(L.LightningModule):
+    """Validation and test rank every item for each evaluation user; metrics go to `val/...` and `test/...`."""
+
+    def __init__(self, ks: Sequence[int] = (10, 20, 50), auc: bool = True):
+        super().__init__()
+        self.ks = check_ks(ks)
+        self.auc = auc
+        self._evaluator: RankingEvaluator | None = None
+        self._item_embeddings: torch.Tensor | None = None
+        self.last_evaluators: dict[str, RankingEvaluator] = {}
+
+    # --- what subclasses provide -------------------------------------------------------------------------
+    def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:  # (B,) -> (B, D)
+        raise NotImplementedError
+
+    def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:  # (I,) -> (I, D)
+        raise NotImplementedError
+
+    def export_embeddings(self, num_users: int, num_items: int, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+        """Every user's and item's embedding as float32 numpy (U, D), (I, D); scores are inner products."""
+        with torch.no_grad():
+            users = torch.cat([self.user_embeddings(c) for c in torch.arange(num_users).split(chunk)])
+            items = torch.cat([self.item_embeddings(c) for c in torch.arange(num_items).split(chunk)])
+        return users.float().cpu().numpy(), items.float().cpu().numpy()
+
+    # --- evaluation --------------------------------------------------------------------------------------
+    def _start_eval(self, stage: str) -> None:
+        dm = self.trainer.datamodule
+        self._evaluator = RankingEvaluator(dm.eval_set(stage), self.ks, auc=self.auc)
+        with torch.no_grad():
+            items = torch.arange(dm.num_items, device=self.device)
+            self._item_embeddings = torch.cat([self.item_embeddings(c) for c in items.split(65_536)])
+
+    def _eval_step(self, users: torch.Tensor) -> None:
+        with torch.no_grad():
+            scores = self.user_embeddings(users) @ self._item_embeddings.T      # (B, D) x (D, I) -> (B, I)
+        self._evaluator.update(users, scores)
+
+    def _end_eval(self, stage: str) -> None:
+        summary = self._evaluator.summary()
+        self.last_evaluators[stage] = self._evaluator
+        # every rank evaluated every user (sharded lookups need all ranks anyway), so values already agree and
+        # sync_dist's mean leaves them unchanged
+        self.log_dict({f"{stage}/{k}": v for k, v in summary.items() if "num_users" not in k}, sync_dist=True)
+        self._item_embeddings = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval("val")
+
+    def validation_step(self, users: torch.Tensor, batch_idx: int) -> None:
+        self._eval_step(users)
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_eval("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval("test")
+
+    def test_step(self, users: torch.Tensor, batch_idx: int) -> None:
+        self._eval_step(users)
+
+    def on_test_epoch_end(self) -> None:
+        self._end_eval("test")
+
+
+class EmbeddingModule(RankingModule):
+    """Base for recipes whose scorer keeps every id embedding in a TorchRec collection.
+
+    Subclasses implement `build_scorer()` (on the meta device) and `loss(batch)`. Embeddings are updated by the
+    fused TorchRec optimizer inside backward; dense parameters (if any) by Adam.
+    """
+
+    def __init__(self, num_users: int = 0, num_items: int = 0, embedding_dim: int = 64,
+                 sparse_optimizer: str = "rowwise_adagrad", learning_rate: float = 0.05, weight_decay: float = 0.0,
+                 dense_learning_rate: float = 1e-3, sharding: dict[str, str] | None = None,
+                 ks: Sequence[int] = (10, 20, 50), auc: bool = True):
+        super().__init__(ks=ks, auc=auc)
+        if sparse_optimizer not in SPARSE_OPTIMIZERS:
+            raise UnknownNameError("sparse optimizer", sparse_optimizer, SPARSE_OPTIMIZERS)
+        check_positive("embedding_dim", embedding_dim)
+        check_positive("learning_rate", learning_rate)
+        self.num_users, self.num_items, self.embedding_dim = num_users, num_items, embedding_dim
+        self.sparse_optimizer, self.learning_rate, self.weight_decay = sparse_optimizer, learning_rate, weight_decay
+        self.dense_learning_rate, self.sharding = dense_learning_rate, dict(sharding or {})
+        self.automatic_optimization = False     # the fused optimizer steps inside backward; we drive the rest
+        self.model: nn.Module | None = None
+
+    def build_scorer(self) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, batch: InteractionBatch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        if self.num_users < 1 or self.num_items < 1:
+            raise ConfigError(f"num_users={self.num_users}, num_items={self.num_items}",
+                              rule="the model needs the catalogue size before training",
+                              fix="train through `fbrec train` (links them from the data), or pass them")
+        # our world-size-1 process group makes Lightning think every epoch-level log needs syncing
+        warnings.filterwarnings("ignore", message="It is recommended to use `self.log")
+        device = self.device if self.device.type != "meta" else torch.device("cpu")
+        self.model = shard(self.build_scorer(), device=device, sharding=self.sharding,
+                           optimizer=self.sparse_optimizer, learning_rate=self.learning_rate,
+                           weight_decay=self.weight_decay)
+
+    def sharding_plan(self) -> dict[str, str]:
+        return plan_summary(self.model)
+
+    def configure_optimizers(self):
+        from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+        from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+        dense = dict(in_backward_optimizer_filter(self.model.named_parameters()))
+        optimizers = [("sparse", self.model.fused_optimizer)]
+        if dense:
+            lr = self.dense_learning_rate
+            optimizers.append(("dense", KeyedOptimizerWrapper(dense, lambda ps: torch.optim.Adam(ps, lr=lr))))
+        return CombinedOptimizer(optimizers)
+
+    def training_step(self, batch: InteractionBatch, batch_idx: int) -> torch.Tensor:
+        opt = self.optimizers(use_pl_optimizer=False)
+        loss = self.loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}; "
+                                     "lower learning_rate or check the input weights")
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch.user))
+        return loss
+
+    def embed_pairs(self, user: torch.Tensor, item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """user (N,), item (N,) -> (N, D), (N, D) through DMP, so sharded lookups and DDP hooks apply."""
+        return self.model(user, item)
+
+    def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
+        return self.embed_pairs(users, torch.zeros_like(users))[0]
+
+    def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
+        return self.embed_pairs(torch.zeros_like(items), items)[1]
+
+
+def pair_logits(module: EmbeddingModule, batch: InteractionBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of the positives (B,) and of the sampled negatives (B, N) in one lookup."""
+    B, N = batch.negatives.shape
+    users = batch.user.repeat_interleave(N + 1)                                # (B*(N+1),)
+    items = torch.cat([batch.item[:, None], batch.negatives], dim=1).reshape(-1)
+    p, q = module.embed_pairs(users, items)
+    logits = (p * q).sum(-1).view(B, N + 1)
+    return logits[:, 0], logits[:, 1:]
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]

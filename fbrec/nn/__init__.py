@@ -1,0 +1,5 @@
+"""Scorers and towers: tensors -> logits / embeddings."""
+
+from fbrec.nn.mf import MatrixFactorization
+
+__all__ = ["MatrixFactorization"]

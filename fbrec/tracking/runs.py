@@ -1,0 +1,169 @@
+"""MLflow tracking with an embedded default store: sqlite under ./mlruns, no server needed.
+
+MLFLOW_TRACKING_URI overrides the store. Every training run logs: the resolved recipe config, the dataset card and
+checksum, params, per-epoch train/val metrics (`val/ndcg_at_10`), the test report as a table artifact, plots
+(metric@K curves, head/tail bars), and the exported embeddings + id maps under `model/` so `fbrec evaluate` and
+`fbrec export` can work from a run id alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import polars as pl
+from lightning.pytorch.loggers import MLFlowLogger
+from mlflow.tracking import MlflowClient
+
+from fbrec.errors import ConfigError
+
+DEFAULT_EXPERIMENT = "fbrec"
+
+
+def default_tracking_uri(root: str | Path | None = None) -> str:
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    root = Path(root or Path.cwd() / "mlruns").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def tracking_setup(experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None) -> tuple[str, str]:
+    """Point mlflow at the store and make sure the experiment exists; returns (uri, experiment_id)."""
+    uri = tracking_uri or default_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment, artifact_location=_artifact_root(uri))
+    return uri, exp_id
+
+
+def make_logger(experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None, tags: dict | None = None,
+                tracking_uri: str | None = None) -> MLFlowLogger:
+    uri, _ = tracking_setup(experiment, tracking_uri)
+    return MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=uri, tags=tags,
+                        artifact_location=_artifact_root(uri))
+
+
+def _plot_curves(summary: dict[str, float], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fbrec.evaluation.ranking import metric_curves
+
+    curves = metric_curves(summary)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for metric, points in curves.items():
+        ks, vals = zip(*points, strict=True)
+        ax.plot(ks, vals, marker="o", label=metric)
+    ax.set_xlabel("K")
+    ax.set_ylabel("value")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_slices(report: pl.DataFrame, metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report.filter(pl.col("metric") == metric)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(rows["slice"].to_list(), rows["value"].to_list(), yerr=rows["ci95"].to_list(), capsize=4)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by slice (95% CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def log_report(run_id: str, stage: str, summary: dict[str, float], report: pl.DataFrame,
+               per_user: pl.DataFrame | None = None, tracking_uri: str | None = None, main_k: int = 10) -> None:
+    """Report table (CSV + parquet), per-user frame, metric@K curve and slice bars under `<stage>/`."""
+    client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        report.write_csv(d / f"{stage}_report.csv")
+        if per_user is not None:
+            per_user.write_parquet(d / f"{stage}_per_user.parquet")
+        _plot_curves(summary, d / f"{stage}_metric_at_k.png", f"{stage}: metric@K (all items)")
+        metric = f"ndcg_at_{main_k}"
+        if report.filter(pl.col("metric") == metric).height:
+            _plot_slices(report, metric, d / f"{stage}_slices.png")
+        client.log_artifacts(run_id, str(d), artifact_path=stage)
+
+
+@dataclass
+class RunArtifacts:
+    """What `fbrec evaluate` / `fbrec export` need from a finished training run."""
+
+    run_id: str
+    model: str
+    data_args: dict
+    user_embeddings: np.ndarray
+    item_embeddings: np.ndarray
+
+
+def log_model_artifacts(run_id: str, *, model: str, data_args: dict, user_embeddings: np.ndarray,
+                        item_embeddings: np.ndarray, dataset_card: dict, config_yaml: str | None,
+                        tracking_uri: str | None = None) -> None:
+    client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        np.save(d / "user_embeddings.npy", user_embeddings)
+        np.save(d / "item_embeddings.npy", item_embeddings)
+        (d / "run.json").write_text(json.dumps({"model": model, "data": data_args}, indent=2, default=str))
+        client.log_artifacts(run_id, str(d), artifact_path="model")
+        (d / "dataset_card.json").write_text(json.dumps(dataset_card, indent=2, default=str))
+        client.log_artifact(run_id, str(d / "dataset_card.json"), artifact_path="data")
+        if config_yaml:
+            (d / "config.yaml").write_text(config_yaml)
+            client.log_artifact(run_id, str(d / "config.yaml"))
+    client.set_tag(run_id, "dataset.checksum", dataset_card.get("checksum", ""))
+
+
+def find_run(run_id: str, tracking_uri: str | None = None):
+    client = MlflowClient(tracking_uri or default_tracking_uri())
+    try:
+        return client.get_run(run_id)
+    except mlflow.exceptions.MlflowException as exc:
+        raise ConfigError(f"run {run_id!r} is not in the tracking store {client.tracking_uri}",
+                          rule="pass the run id printed by `fbrec train`",
+                          fix="list runs with `mlflow ui --backend-store-uri ...` or set MLFLOW_TRACKING_URI") from exc
+
+
+def read_run_artifacts(run_id: str, tracking_uri: str | None = None) -> RunArtifacts:
+    uri = tracking_uri or default_tracking_uri()
+    find_run(run_id, uri)
+    client = MlflowClient(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(client.download_artifacts(run_id, "model", tmp))
+        except (OSError, mlflow.exceptions.MlflowException) as exc:
+            raise ConfigError(f"run {run_id!r} has no model/ artifacts", rule="only finished `fbrec train` runs "
+                              "can be evaluated or exported", fix="train again with `fbrec train`") from exc
+        meta = json.loads((local / "run.json").read_text())
+        return RunArtifacts(run_id, meta["model"], meta["data"], np.load(local / "user_embeddings.npy"),
+                            np.load(local / "item_embeddings.npy"))
+
+
+def log_bundle(run_id: str, bundle_dir: str | Path, tracking_uri: str | None = None) -> None:
+    MlflowClient(tracking_uri or mlflow.get_tracking_uri()).log_artifacts(run_id, str(bundle_dir), "bundle")

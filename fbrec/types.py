@@ -1,0 +1,37 @@
+"""One vocabulary for the whole package: canonical column names and the batch types."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+# Canonical click-log columns. Raw ids stay in USER/ITEM; contiguous indices live in *_INDEX.
+USER = "user"
+ITEM = "item"
+TIMESTAMP = "timestamp"
+LEVEL = "level"  # ordered feedback level name (impression < click < cart < purchase) or None
+RATING = "rating"
+POSITION = "position"
+SESSION = "session"
+WEIGHT = "weight"
+EXPOSED = "exposed"
+LABEL = "label"  # binary relevance label after binarizing
+PROPENSITY = "propensity"
+USER_INDEX = "user_index"
+ITEM_INDEX = "item_index"
+
+REQUIRED_COLUMNS = (USER, ITEM)
+OPTIONAL_COLUMNS = (TIMESTAMP, LEVEL, RATING, POSITION, SESSION, WEIGHT, EXPOSED)
+
+
+class InteractionBatch(NamedTuple):
+    """A training batch of (user, positive item, sampled negative items).
+
+    user: (B,) long, item: (B,) long, negatives: (B, N) long, weight: (B,) float.
+    """
+
+    user: torch.Tensor
+    item: torch.Tensor
+    negatives: torch.Tensor
+    weight: torch.Tensor
