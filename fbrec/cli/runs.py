@@ -61,6 +61,8 @@ def run_training(config: str, overrides: list[str]) -> str | None:
                         config_yaml=config_yaml, tracking_uri=uri)
     if best:
         logger.experiment.set_tag(run_id, "best_checkpoint", best)
+    if hasattr(model, "sharding_plan"):
+        logger.experiment.set_tag(run_id, "sharding_plan", str(model.sharding_plan()))
     logger.finalize("success")
     console.print(_summary_table(f"test metrics: {recipe} on {dm.dataset_name}", summary, model.ks))
     console.print(f"MLflow run {run_id} in {uri}  (view: mlflow ui --backend-store-uri {uri})")

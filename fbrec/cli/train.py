@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 import os
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def build_cli(args: list[str]) -> FbrecCLI:
     from fbrec.embeddings import register_strategies
 
     register_strategies()
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     defaults = {"accelerator": "cpu", "strategy": "torchrec", "use_distributed_sampler": False, "logger": False,
                 "enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 10}
     try:
@@ -62,15 +64,12 @@ def build_cli(args: list[str]) -> FbrecCLI:
 
         if not isinstance(exc, ArgumentError):
             raise
-        msg = str(exc).strip().splitlines()
-        first = msg[0] if msg else str(exc)
-        hint = "check the key names against `fbrec train --config X --print_config`"
-        for line in msg:
-            if "Key" in line and "not" in line or "Unrecognized" in line:
-                first = line.strip()
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        first = next((line for line in lines if "is not accepted" in line or "unrecognized" in line
+                      or "Expected a" in line and "NoneType" not in line), lines[0] if lines else str(exc))
         close = _closest_key(first)
-        if close:
-            hint = f"did you mean {close!r}?"
+        hint = f"did you mean {close!r}?" if close else \
+            "compare the keys with `fbrec train --config X --print_config`"
         raise ConfigError(f"invalid training config: {first}", rule="keys and types follow the recipe classes' "
                           "__init__ signatures", fix=hint) from exc
 
@@ -85,9 +84,9 @@ def _closest_key(message: str) -> str | None:
     known = set(DM.__init__.__code__.co_varnames) | {v for m in RECIPES.values() for v in m.__init__.__code__.co_varnames}
     known -= {"self"}
     for w in words[::-1]:
-        if w in known:
+        if w in known or len(w) <= 3:
             continue
         close = difflib.get_close_matches(w, sorted(known), n=1, cutoff=0.75)
-        if close and len(w) > 3:
+        if close:
             return close[0]
     return None

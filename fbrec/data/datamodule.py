@@ -47,6 +47,9 @@ class FeedbackDataModule(L.LightningDataModule):
         data_dir: folder with the real datasets (default: FBREC_DATA_DIR or ../shared/data).
         dataset_options: generator settings for "synthetic" (num_users, num_items, seed, ...).
         prepared_dir: read a dataset written by `fbrec data prepare` instead of preparing it again.
+        log_path: train on your own click log (parquet/csv/ndjson) instead of a registered dataset.
+        columns: for log_path, canonical -> file column names, e.g. {"user": "uid", "item": "sku"}.
+        levels: for log_path, the ordered feedback level names of its `level` column, lowest first.
         min_level / min_rating / min_user / min_item / split / test_fraction / val_fraction: preprocessing
             (None = the dataset's default, see `fbrec data describe NAME`).
         num_negatives: uniformly sampled negatives per positive.
@@ -57,7 +60,8 @@ class FeedbackDataModule(L.LightningDataModule):
     """
 
     def __init__(self, dataset: str = "synthetic", data_dir: str | None = None, dataset_options: dict | None = None,
-                 prepared_dir: str | None = None, min_level: str | None = None, min_rating: float | None = None,
+                 prepared_dir: str | None = None, log_path: str | None = None,
+                 columns: dict[str, str] | None = None, levels: list[str] | None = None, min_level: str | None = None, min_rating: float | None = None,
                  min_user: int | None = None, min_item: int | None = None, split: str | None = None,
                  test_fraction: float = 0.2, val_fraction: float = 0.1, num_negatives: int = 1,
                  batch_size: int = 1024, eval_batch_size: int = 256, head_fraction: float = 0.2, seed: int = 0):
@@ -68,6 +72,7 @@ class FeedbackDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.dataset_name, self.data_dir, self.dataset_options = dataset, data_dir, dict(dataset_options or {})
         self.prepared_dir = prepared_dir
+        self.log_path, self.columns, self.levels = log_path, dict(columns or {}), levels
         self.prepare_config = PrepareConfig(min_level, min_rating, min_user, min_item, split, test_fraction,
                                             val_fraction, seed)
         self.num_negatives, self.batch_size, self.eval_batch_size = num_negatives, batch_size, eval_batch_size
@@ -80,6 +85,10 @@ class FeedbackDataModule(L.LightningDataModule):
         if self._data is None:
             if self.prepared_dir:
                 self._data = PreparedDataset.load(Path(self.prepared_dir))
+            elif self.log_path:
+                raw = RawDataset(read_log(self.log_path, columns=self.columns, levels=self.levels),
+                                 files=(Path(self.log_path),))
+                self._data = prepare_raw(raw, Path(self.log_path).stem, self.prepare_config)
             else:
                 self._data = prepare(self.dataset_name, self.prepare_config, root=self.data_dir,
                                      options=self.dataset_options)

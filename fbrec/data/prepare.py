@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from fbrec.data import split as splits
-from fbrec.data.datasets import RawDataset, get_spec, load_raw
+from fbrec.data.datasets import DATASETS, RawDataset, get_spec, load_raw
 from fbrec.data.idmap import IdMap
 from fbrec.data.transforms import binarize, dedup, kcore
 from fbrec.errors import ConfigError, DataValidationError, UnknownNameError
@@ -74,8 +74,8 @@ class PreparedDataset:
         return len(self.item_map)
 
     def card(self) -> dict:
-        return {**get_spec(self.name).card(), "prepare": asdict(self.config), "checksum": self.checksum,
-                "stats": self.stats}
+        base = get_spec(self.name).card() if self.name in DATASETS else {"name": self.name}
+        return {**base, "prepare": asdict(self.config), "checksum": self.checksum, "stats": self.stats}
 
     def save(self, out: Path) -> Path:
         """Write atomically: a temp dir beside `out`, renamed into place at the end."""
@@ -128,8 +128,14 @@ def _checksum(raw: RawDataset, name: str, options: dict) -> str:
 def prepare(name: str, config: PrepareConfig | None = None, *, root: str | Path | None = None,
             options: dict | None = None) -> PreparedDataset:
     spec = get_spec(name)
-    cfg = (config or PrepareConfig()).resolved(spec.prepare)
     raw = load_raw(name, root, options)
+    return prepare_raw(raw, name, (config or PrepareConfig()).resolved(spec.prepare), options)
+
+
+def prepare_raw(raw: RawDataset, name: str, config: PrepareConfig | None = None,
+                options: dict | None = None) -> PreparedDataset:
+    """The preprocessing pipeline on an already loaded log (e.g. your own, read with read_log)."""
+    cfg = (config or PrepareConfig()).resolved({})
 
     def positives(frame: pl.DataFrame) -> pl.DataFrame:
         lf = binarize(frame, min_level=cfg.min_level, min_rating=cfg.min_rating)
