@@ -1,0 +1,103 @@
+"""Ranking metrics on hand-computed cases; batching, ties, skipped users, slices, report."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from fbrec.errors import ConfigError
+from fbrec.evaluation import EvalSet, RankingEvaluator, embedding_scorer, evaluate_scores, report
+
+
+def _csr(rows, n_users=1, n_items=5):
+    m = sp.lil_matrix((n_users, n_items), dtype=np.float32)
+    for u, items in enumerate(rows):
+        for i in items:
+            m[u, i] = 1
+    return m.tocsr()
+
+
+def _one_user(truth, exclude=(0,), slices=None, ks=(2, 3)):
+    es = EvalSet(_csr([exclude]), _csr([truth]), slices or {})
+    ev = RankingEvaluator(es, ks)
+    ev.update(np.array([0]), torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5]]))
+    return ev.summary()
+
+
+def test_metrics_match_hand_computation():
+    # candidates ranked 1, 2, 3, 4 (item 0 excluded); relevant {1, 3} -> hits 1, 0, 1, 0
+    s = _one_user(truth=(1, 3))
+    idcg2 = 1 + 1 / math.log2(3)
+    assert s["hit_rate_at_2"] == 1 and s["precision_at_2"] == 0.5 and s["recall_at_2"] == 0.5
+    assert s["ndcg_at_2"] == pytest.approx(1 / idcg2)
+    assert s["map_at_2"] == pytest.approx(0.5)
+    assert s["recall_at_3"] == 1 and s["precision_at_3"] == pytest.approx(2 / 3)
+    assert s["ndcg_at_3"] == pytest.approx((1 + 0.5) / idcg2)
+    assert s["map_at_3"] == pytest.approx((1 + 2 / 3) / 2)
+    assert s["mrr_at_2"] == 1
+    assert s["auc"] == pytest.approx(0.75)   # pos 0.8 beats 0.7, 0.5; pos 0.6 beats 0.5
+
+
+def test_first_hit_deeper_in_the_list():
+    s = _one_user(truth=(2,))                # ranks: 1 -> miss, 2 -> hit
+    assert s["mrr_at_2"] == 0.5 and s["ndcg_at_2"] == pytest.approx(1 / math.log2(3))
+    assert s["map_at_2"] == pytest.approx(0.5)
+
+
+def test_excluded_items_are_never_ranked_and_never_count_as_relevant():
+    s = _one_user(truth=(0, 1))              # item 0 is excluded (seen in training)
+    assert s["recall_at_2"] == 1.0 and s["precision_at_2"] == 0.5
+
+
+def test_tied_scores_give_auc_one_half():
+    es = EvalSet(_csr([()]), _csr([(1,)]))
+    ev = RankingEvaluator(es, (1,))
+    ev.update(np.array([0]), torch.zeros(1, 5))
+    assert ev.summary()["auc"] == pytest.approx(0.5)
+
+
+def test_users_without_test_items_are_skipped():
+    es = EvalSet(_csr([(0,), (0,)], 2), _csr([(1,), ()], 2))
+    ev = evaluate_scores(lambda u: torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5]]).repeat(len(u), 1), es, (2,))
+    assert ev.summary()["num_users"] == 1.0
+
+
+def test_slice_restricts_relevant_items_but_ranks_the_whole_catalogue():
+    tail = np.array([False, False, False, True, True])
+    s = _one_user(truth=(1, 3), slices={"tail": tail})
+    assert s["tail/recall_at_3"] == 1.0 and s["tail/ndcg_at_3"] == pytest.approx(0.5)
+    assert s["tail/recall_at_2"] == 0.0
+
+
+def test_batching_does_not_change_results():
+    rng = np.random.default_rng(0)
+    U, I = 60, 40
+    truth = sp.random(U, I, density=0.1, random_state=1, format="csr")
+    exclude = sp.random(U, I, density=0.2, random_state=2, format="csr")
+    es = EvalSet(exclude, truth)
+    score = embedding_scorer(rng.normal(size=(U, 8)), rng.normal(size=(I, 8)))
+    a = evaluate_scores(score, es, (5, 10), batch_size=1).summary()
+    b = evaluate_scores(score, es, (5, 10), batch_size=64).summary()
+    assert a == pytest.approx(b)
+
+
+def test_k_larger_than_the_catalogue_is_rejected():
+    with pytest.raises(ConfigError, match="exceeds the catalogue of 5 items"):
+        RankingEvaluator(EvalSet(_csr([()]), _csr([(1,)])), (10,))
+
+
+def test_report_has_confidence_intervals_and_activity_slices():
+    rng = np.random.default_rng(1)
+    U, I = 90, 30
+    es = EvalSet(sp.random(U, I, density=0.2, random_state=3, format="csr"),
+                 sp.random(U, I, density=0.1, random_state=4, format="csr"),
+                 user_activity=rng.integers(1, 50, size=U))
+    ev = evaluate_scores(embedding_scorer(rng.normal(size=(U, 4)), rng.normal(size=(I, 4))), es, (5,))
+    rep = report(ev.frame())
+    assert {"all", "users_q1", "users_q3"} <= set(rep["slice"].to_list())
+    row = rep.filter((rep["slice"] == "all") & (rep["metric"] == "ndcg_at_5"))
+    assert row["ci95"][0] > 0 and row["num_users"][0] == ev.summary()["num_users"]
