@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import torch
+if TYPE_CHECKING:  # keep torch out of torch-free readers (bundle loading, serving)
+    import torch
 
 # Canonical click-log columns. Raw ids stay in USER/ITEM; contiguous indices live in *_INDEX.
 USER = "user"

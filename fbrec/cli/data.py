@@ -19,7 +19,11 @@ def list_datasets() -> None:
     from fbrec.data.datasets import DATASETS, data_dir
 
     root = data_dir()
-    table = Table("name", "available", "redistributable", "description")
+    table = Table()
+    table.add_column("name", no_wrap=True)
+    for column in ("available", "redistributable", "description"):
+        table.add_column(column)
+
     for spec in DATASETS.values():
         present = spec.name == "synthetic" or (root / spec.name).is_dir() and any((root / spec.name).iterdir())
         if spec.name == "yahoo_r3":

@@ -41,12 +41,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors come here with standalone_mode=False
-        import click
-
-        if isinstance(exc, click.UsageError | click.BadParameter):
+    except Exception as exc:  # click usage errors (typer vendors click) come here with standalone_mode=False
+        if hasattr(exc, "format_message") and getattr(exc, "exit_code", 0) == 2:
             typer.secho(f"error: {exc.format_message()}", err=True, fg="red")
-            typer.echo("hint: run with --help for usage", err=True)
+            typer.echo("hint: run the command with --help for its options", err=True)
             raise SystemExit(2) from None
         raise
 

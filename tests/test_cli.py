@@ -1,0 +1,115 @@
+"""The CLI end to end on small synthetic data, and user errors as one line + hint with exit code 2."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fbrec.cli.main import main
+
+TINY = """
+seed_everything: 0
+trainer: {max_epochs: 3, devices: 1}
+model:
+  class_path: fbrec.models.MatrixFactorizationModule
+  init_args: {embedding_dim: 8, loss: bpr, learning_rate: 0.1, ks: [5, 10]}
+data:
+  dataset: synthetic
+  dataset_options: {num_users: 120, num_items: 80, sessions_per_user: 12, seed: 0}
+  batch_size: 256
+"""
+
+
+@pytest.fixture()
+def tiny_config(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def _run(args, capsys) -> tuple[int, str]:
+    # Lightning's loggers keep the stream of the test that imported them; point them at this test's capture
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.stream = sys.stderr
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_train_evaluate_export_retrieve_from_the_command_line(mlflow_store, tiny_config, tmp_path):
+    env_cmd = [sys.executable, "-m", "fbrec.cli.main"]
+    train = subprocess.run([*env_cmd, "train", "--config", str(tiny_config), "--trainer.enable_progress_bar=false"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert train.returncode == 0, train.stderr[-3000:]
+    run_id = train.stdout.split("MLflow run ")[1].split()[0]
+    assert "ndcg" in train.stdout
+
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(mlflow_store)
+    run = client.get_run(run_id)
+    assert run.data.tags["recipe"] == "tiny" and "test/ndcg_at_5" in run.data.metrics
+    assert [m.step for m in client.get_metric_history(run_id, "val/ndcg_at_5")], "per-epoch validation metrics"
+    artifacts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "test")}
+    assert {"config.yaml", "test/test_report.csv", "test/test_metric_at_k.png", "test/test_slices.png"} <= artifacts
+
+    evaluate = subprocess.run([*env_cmd, "evaluate", "--run", run_id, "--k", "5"], capture_output=True, text=True,
+                              cwd=tmp_path)
+    assert evaluate.returncode == 0, evaluate.stderr[-2000:]
+    test_ndcg = run.data.metrics["test/ndcg_at_5"]
+    assert f"{test_ndcg:.4f}" in evaluate.stdout, "offline evaluation reproduces the logged test metric"
+
+    bundle = tmp_path / "bundle"
+    export = subprocess.run([*env_cmd, "export", "--run", run_id, "--out", str(bundle), "--index", "HNSW16"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert export.returncode == 0, export.stderr[-2000:]
+    assert (bundle / "manifest.json").exists()
+    assert any(a.path == "bundle" for a in client.list_artifacts(run_id))
+
+    retrieve = subprocess.run([*env_cmd, "retrieve", "--bundle", str(bundle), "--user", "0", "--k", "3"],
+                              capture_output=True, text=True, cwd=tmp_path)
+    assert retrieve.returncode == 0 and "top-3 for user 0" in retrieve.stdout, retrieve.stderr
+
+
+BAD_COMMANDS = [
+    (["train", "--config", "bpr_movielens10k"], r"unknown recipe 'bpr_movielens10k'.*did you mean 'bpr_movielens100k'"),
+    (["train", "--config", "missing.yaml"], r"config 'missing.yaml' does not exist"),
+    (["train", "--config", "bpr_synthetic", "--model.init_args.embeding_dim", "8"],
+     r"Option 'embeding_dim' is not accepted.*did you mean 'embedding_dim'"),
+    (["train", "--config", "bpr_synthetic", "--data.batch_sise", "8"], r"batch_sise.*did you mean 'batch_size'"),
+    (["train", "--config", "bpr_synthetic", "--data.dataset", "movielens"], r"unknown dataset 'movielens'"),
+    (["data", "describe", "coats"], r"unknown dataset 'coats'.*did you mean 'coat'"),
+    (["evaluate", "--run", "0123"], r"run '0123' is not in the tracking store"),
+    (["evaluate", "--run", "0123", "--stage", "dev"], r"stage 'dev'"),
+    (["retrieve", "--bundle", "nowhere", "--user", "1"], r"'nowhere' is not a bundle"),
+    (["export"], r"Missing option '--run'"),
+    (["retrieve", "--bundle", "x", "--user", "1", "--k", "ten"], r"Invalid value for '--k'"),
+]
+
+
+@pytest.mark.parametrize("args,pattern", BAD_COMMANDS, ids=[" ".join(a[:3]) for a, _ in BAD_COMMANDS])
+def test_user_errors_print_one_line_and_a_hint_and_exit_2(args, pattern, capsys, mlflow_store, tmp_path):
+    code, output = _run(args, capsys)
+    assert code == 2, output
+    assert "Traceback" not in output
+    error_lines = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, output
+    import re
+    assert re.search(pattern, output.replace("\n", " ")), output
+    assert not list(Path(tmp_path).glob("bundle*")), "nothing written on error"
+
+
+def test_data_list_shows_every_registered_dataset(capsys):
+    code, output = _run(["data", "list"], capsys)
+    assert code == 0
+    for name in ("synthetic", "movielens-100k", "coat", "taobao-userbehavior-sample", "amazon-scientific-text"):
+        assert name in output
