@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-import warnings
 import os
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint

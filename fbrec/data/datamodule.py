@@ -10,8 +10,10 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from fbrec._checks import check_positive
+from fbrec.data.datasets import RawDataset
 from fbrec.data.evalset import EvalSet, popularity_slices
-from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare
+from fbrec.data.io import read_log
+from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare, prepare_raw
 from fbrec.types import ITEM_INDEX, USER_INDEX, WEIGHT, InteractionBatch
 
 

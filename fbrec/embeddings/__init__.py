@@ -3,6 +3,7 @@
 from fbrec.embeddings.sharding import (
            SHARDING_TYPES,
            SPARSE_OPTIMIZERS,
+           combined_optimizer,
            ensure_process_group,
            plan_summary,
            shard,
@@ -11,4 +12,5 @@ from fbrec.embeddings.strategy import TorchRecStrategy, register_strategies
 from fbrec.embeddings.tables import TableSpec, build_collection, single_id_features
 
 __all__ = ["SHARDING_TYPES", "SPARSE_OPTIMIZERS", "TableSpec", "TorchRecStrategy", "build_collection",
+           "combined_optimizer",
            "ensure_process_group", "plan_summary", "register_strategies", "shard", "single_id_features"]

@@ -86,3 +86,17 @@ def plan_summary(dmp: DistributedModelParallel) -> dict[str, str]:
         for table, param in module_plan.items():
             out[table] = f"{param.sharding_type}:{param.compute_kernel}:ranks={param.ranks}"
     return out
+
+
+def combined_optimizer(dmp: DistributedModelParallel, dense_learning_rate: float = 1e-3):
+    """The DMP's fused sparse optimizer (it steps inside backward) plus Adam over any dense parameters, as one
+    FQN-keyed optimizer, so DCP can checkpoint and restore both."""
+    from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+    from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+    dense = dict(in_backward_optimizer_filter(dmp.named_parameters()))
+    optimizers = [("sparse", dmp.fused_optimizer)]
+    if dense:
+        optimizers.append(("dense", KeyedOptimizerWrapper(
+            dense, lambda params: torch.optim.Adam(params, lr=dense_learning_rate))))
+    return CombinedOptimizer(optimizers)

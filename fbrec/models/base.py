@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fbrec._checks import check_ks, check_positive
-from fbrec.embeddings import SPARSE_OPTIMIZERS, plan_summary, shard
+from fbrec.embeddings import SPARSE_OPTIMIZERS, combined_optimizer, plan_summary, shard
 from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.evaluation import RankingEvaluator
 from fbrec.types import InteractionBatch
@@ -134,15 +134,7 @@ class EmbeddingModule(RankingModule):
         return plan_summary(self.model)
 
     def configure_optimizers(self):
-        from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
-        from torchrec.optim.optimizers import in_backward_optimizer_filter
-
-        dense = dict(in_backward_optimizer_filter(self.model.named_parameters()))
-        optimizers = [("sparse", self.model.fused_optimizer)]
-        if dense:
-            lr = self.dense_learning_rate
-            optimizers.append(("dense", KeyedOptimizerWrapper(dense, lambda ps: torch.optim.Adam(ps, lr=lr))))
-        return CombinedOptimizer(optimizers)
+        return combined_optimizer(self.model, self.dense_learning_rate)
 
     def training_step(self, batch: InteractionBatch, batch_idx: int) -> torch.Tensor:
         opt = self.optimizers(use_pl_optimizer=False)

@@ -1,7 +1,17 @@
 """Exact top-k and FAISS indexes (the only faiss importer); recall of an index against exact search."""
 
-from fbrec.retrieval.index import (METRICS, build_index, exact_topk, gpu_available, read_index, recall_vs_exact,
-                                   search, set_search_params, to_gpu, write_index)
+from fbrec.retrieval.index import (
+                                   METRICS,
+                                   build_index,
+                                   exact_topk,
+                                   gpu_available,
+                                   read_index,
+                                   recall_vs_exact,
+                                   search,
+                                   set_search_params,
+                                   to_gpu,
+                                   write_index,
+)
 
 __all__ = ["METRICS", "build_index", "exact_topk", "gpu_available", "read_index", "recall_vs_exact", "search",
            "set_search_params", "to_gpu", "write_index"]

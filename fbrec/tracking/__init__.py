@@ -1,9 +1,16 @@
 """MLflow conventions (the only mlflow importer): store location, run names and tags, artifacts, plots."""
 
-from fbrec.tracking.runs import (RunArtifacts, default_tracking_uri, find_run, log_bundle, log_model_artifacts,
+from fbrec.tracking.runs import (
+                                 RunArtifacts,
+                                 default_tracking_uri,
+                                 find_run,
+                                 log_bundle,
+                                 log_model_artifacts,
                                  log_report,
-                                   make_logger,
-                                   read_run_artifacts, tracking_setup)
+                                 make_logger,
+                                 read_run_artifacts,
+                                 tracking_setup,
+)
 
 __all__ = ["RunArtifacts", "default_tracking_uri", "find_run", "log_bundle", "log_model_artifacts", "log_report", "make_logger", "read_run_artifacts",
            "tracking_setup"]

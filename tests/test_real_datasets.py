@@ -1,0 +1,65 @@
+"""The registry's loaders on the real datasets in ../shared/data (FBREC_DATA_DIR overrides)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fbrec.data import load_raw, prepare
+from fbrec.data.prepare import PrepareConfig
+from fbrec.errors import DataValidationError
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.mark.parametrize("name,rows,users,items", [
+    ("movielens-100k", 100_000, 943, 1682),
+    ("coat", 6960, 290, 300),
+    ("taobao-userbehavior-sample", 84_287, 814, 55_233),
+])
+def test_loaders_read_every_row(shared_data, name, rows, users, items):
+    raw = load_raw(name, shared_data)
+    assert raw.log.height == rows
+    assert raw.log["user"].n_unique() == users
+    assert raw.log["item"].n_unique() <= items
+
+
+def test_coat_has_the_mcar_test_set_as_an_external_split(shared_data):
+    raw = load_raw("coat", shared_data)
+    assert raw.test.height == 4640 and raw.test.group_by("user").len()["len"].unique().to_list() == [16]
+    data = prepare("coat", root=shared_data)
+    assert data.config.split == "external" and data.test["rating"].min() >= 4
+
+
+def test_amazon_sequences_rebuild_the_given_leave_one_out_split(shared_data):
+    data = prepare("amazon-scientific-text", root=shared_data)
+    assert data.test.group_by("user").len()["len"].max() == 1
+    assert data.items is not None and data.items["text"].null_count() < data.items.height
+
+
+def test_taobao_levels_are_ordered(shared_data):
+    raw = load_raw("taobao-userbehavior-sample", shared_data)
+    assert raw.log["level"].dtype.categories.to_list() == ["pv", "fav", "cart", "buy"]
+
+
+def test_yahoo_without_files_explains_where_to_get_them(shared_data):
+    with pytest.raises(DataValidationError, match="FBREC_YAHOO_R3_DIR"):
+        load_raw("yahoo_r3", shared_data)
+
+
+def test_movielens_temporal_split_does_not_leak(shared_data):
+    data = prepare("movielens-100k", PrepareConfig(split="temporal"), root=shared_data)
+    assert data.train["timestamp"].max() < data.test["timestamp"].min()
+
+
+@pytest.mark.slow
+def test_bpr_on_movielens_beats_the_popularity_baseline(shared_data, mlflow_store, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from fbrec.cli.runs import run_training
+
+    pop = run_training("popularity_movielens100k", ["--trainer.enable_progress_bar=false"])
+    bpr = run_training("bpr_movielens100k", ["--trainer.enable_progress_bar=false", "--trainer.max_epochs=15"])
+    client = MlflowClient(mlflow_store)
+    pop_ndcg = client.get_run(pop).data.metrics["test/ndcg_at_10"]
+    bpr_ndcg = client.get_run(bpr).data.metrics["test/ndcg_at_10"]
+    assert bpr_ndcg > pop_ndcg * 1.2, (bpr_ndcg, pop_ndcg)
