@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
 
         b = Bundle(bundle)
         recs = b.recommend(user, k, exclude_seen=not include_seen, exact=exact)
-        table = Table("rank", "item", "score", title=f"top-{k} for user {user} ({b.manifest.model})")
+        table = Table("rank", "item", "score", title=f"top-{k} for user {user}")
         for r, (item, score) in enumerate(recs, 1):
             table.add_row(str(r), str(item), f"{score:.4f}")
         console.print(table)

@@ -36,11 +36,10 @@ def metric_name(metric: str, k: int | None = None) -> str:
     return metric if k is None else f"{metric}_at_{k}"
 
 
-def _dense_rows(m: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+def _coords(m: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nonzeros of the given CSR rows as (local row, column) long tensors."""
     sub = m[rows].tocoo()
-    out = torch.zeros((len(rows), m.shape[1]), dtype=torch.bool, device=device)
-    out[torch.from_numpy(sub.row).long(), torch.from_numpy(sub.col).long()] = True
-    return out
+    return (torch.from_numpy(sub.row.astype(np.int64)).to(device), torch.from_numpy(sub.col.astype(np.int64)).to(device))
 
 
 def _rank_metrics(hits: torch.Tensor, n_rel: torch.Tensor, ks: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -66,7 +65,8 @@ def _rank_metrics(hits: torch.Tensor, n_rel: torch.Tensor, ks: Sequence[int]) ->
 
 
 def _auc(scores: torch.Tensor, truth: torch.Tensor, exclude: torch.Tensor) -> torch.Tensor:
-    """Per-row AUC of truth vs non-excluded non-truth items; NaN where a row lacks positives or negatives."""
+    """Per-row AUC of truth vs non-excluded non-truth items; NaN where a row lacks positives or negatives.
+    Excluded items' scores are ignored (they may be -inf)."""
     neg = ~exclude & ~truth
     neg_sorted = torch.where(neg, scores, torch.full_like(scores, float("inf"))).sort(1).values   # (B, I)
     n_neg = neg.sum(1)
@@ -96,25 +96,37 @@ class RankingEvaluator:
         keep = np.diff(es.truth.indptr)[users] > 0
         if not keep.any():
             return
+        # boolean indexing copies, so masking below never touches the caller's tensor
         users, scores = users[keep], scores[torch.from_numpy(keep).to(scores.device)].float()
-        exclude = _dense_rows(es.exclude, users, scores.device)
-        truth = _dense_rows(es.truth, users, scores.device) & ~exclude
-        masked = scores.masked_fill(exclude, float("-inf"))
-        top = masked.topk(max(self.ks), dim=1).indices                         # (B, Kmax)
-        auc = _auc(scores, truth, exclude) if self.auc else None
-        slices = {"all": None, **es.item_slices}
-        for name, item_mask in slices.items():
-            t = truth if item_mask is None else truth & torch.from_numpy(item_mask).to(truth.device)[None, :]
-            n_rel = t.sum(1).float()
+        B, I = scores.shape
+        dev = scores.device
+        ex_r, ex_c = _coords(es.exclude, users, dev)
+        tr_r, tr_c = _coords(es.truth, users, dev)
+        ex_keys, tr_keys = ex_r * I + ex_c, tr_r * I + tr_c                      # (row, item) as one int64
+        relevant = ~torch.isin(tr_keys, ex_keys)                                 # a seen item is never a target
+        tr_r, tr_c, tr_keys = tr_r[relevant], tr_c[relevant], tr_keys[relevant]
+        scores.index_put_((ex_r, ex_c), torch.tensor(float("-inf"), device=dev))
+        top = scores.topk(max(self.ks), dim=1).indices                          # (B, Kmax)
+        top_keys = torch.arange(B, device=dev)[:, None] * I + top
+        if self.auc:   # AUC needs every candidate's rank: dense (B, I) masks, only when asked for
+            exclude = torch.zeros((B, I), dtype=torch.bool, device=dev)
+            exclude[ex_r, ex_c] = True
+        for name, item_mask in {"all": None, **es.item_slices}.items():
+            sel = slice(None) if item_mask is None else torch.from_numpy(item_mask).to(dev)[tr_c]
+            n_rel = torch.bincount(tr_r[sel], minlength=B).float()
             rows = n_rel > 0
             if not rows.any():
                 continue
-            metrics = _rank_metrics(t.gather(1, top).float()[rows], n_rel[rows], self.ks)
+            hits = torch.isin(top_keys, tr_keys[sel]).float()                   # (B, Kmax)
+            metrics = _rank_metrics(hits[rows], n_rel[rows], self.ks)
             data = {"user": users[rows.cpu().numpy()], "slice": name, "n_relevant": n_rel[rows].cpu().numpy()}
             data.update({k: v.cpu().numpy() for k, v in metrics.items()})
-            if auc is not None:
-                a = auc if item_mask is None else _auc(scores, t, exclude | (truth & ~t))
-                data["auc"] = a[rows].cpu().numpy()
+            if self.auc:
+                truth = torch.zeros((B, I), dtype=torch.bool, device=dev)
+                truth[tr_r[sel], tr_c[sel]] = True
+                others = torch.zeros_like(truth)          # other slices' targets are neither positive nor negative
+                others[tr_r, tr_c] = True
+                data["auc"] = _auc(scores, truth, exclude | (others & ~truth))[rows].cpu().numpy()
             self._rows.append(pl.DataFrame(data))
 
     def frame(self) -> pl.DataFrame:
@@ -169,7 +181,7 @@ def evaluate_scores(score_fn: Callable[[np.ndarray], torch.Tensor], eval_set: Ev
     """Run `score_fn(users) -> (B, I)` over eval_set's users in chunks sized to the memory budget."""
     evaluator = RankingEvaluator(eval_set, ks, auc=auc)
     users = eval_set.users
-    bytes_per_row = eval_set.num_items * (4 * (3 if auc else 1) + 2)
+    bytes_per_row = eval_set.num_items * (28 if auc else 8)   # scores + topk scratch; AUC sorts and masks
     b = batch_size or max(1, min(4096, memory_budget_bytes // max(1, bytes_per_row)))
     for start in range(0, len(users), b):
         chunk = users[start:start + b]

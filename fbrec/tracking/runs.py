@@ -153,6 +153,7 @@ def find_run(run_id: str, tracking_uri: str | None = None):
 def read_run_artifacts(run_id: str, tracking_uri: str | None = None) -> RunArtifacts:
     uri = tracking_uri or default_tracking_uri()
     find_run(run_id, uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")   # keep CLI output to one table
     client = MlflowClient(uri)
     with tempfile.TemporaryDirectory() as tmp:
         try:
