@@ -15,9 +15,9 @@ import torch
 from benchmarks.common import Timer, machine, table, write_section
 from fbrec.data.datamodule import FeedbackDataModule
 from fbrec.embeddings import register_strategies
+from fbrec.losses import bpr
 from fbrec.models import MatrixFactorizationModule
 from fbrec.models.base import pair_logits
-from fbrec.losses import bpr
 
 DATA = {"num_users": 20_000, "num_items": 10_000, "sessions_per_user": 30, "seed": 0}
 

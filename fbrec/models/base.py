@@ -149,7 +149,8 @@ class EmbeddingModule(RankingModule):
         return loss
 
     def embed_pairs(self, user: torch.Tensor, item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """user (N,), item (N,) -> (N, D), (N, D) through DMP, so sharded lookups and DDP hooks apply."""
+        """user (B,), item (B,) or (B, M) -> user and item embeddings, both (B, D) or (B, M, D), through DMP
+        (sharded lookups, DDP hooks)."""
         return self.model(user, item)
 
     def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
@@ -161,11 +162,9 @@ class EmbeddingModule(RankingModule):
 
 def pair_logits(module: EmbeddingModule, batch: InteractionBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits of the positives (B,) and of the sampled negatives (B, N) in one lookup."""
-    B, N = batch.negatives.shape
-    users = batch.user.repeat_interleave(N + 1)                                # (B*(N+1),)
-    items = torch.cat([batch.item[:, None], batch.negatives], dim=1).reshape(-1)
-    p, q = module.embed_pairs(users, items)
-    logits = (p * q).sum(-1).view(B, N + 1)
+    items = torch.cat([batch.item[:, None], batch.negatives], dim=1)           # (B, 1 + N)
+    p, q = module.embed_pairs(batch.user, items)                               # (B, 1 + N, D) each
+    logits = (p * q).sum(-1)                                                   # (B, 1 + N)
     return logits[:, 0], logits[:, 1:]
 
 

@@ -19,6 +19,12 @@ class MatrixFactorization(nn.Module):
         self.ebc = build_collection(self.tables, device=device)
 
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """user (N,), item (N,) -> user embeddings (N, D), item embeddings (N, D); logit = (p * q).sum(-1)."""
-        pooled = self.ebc(single_id_features({"user": user, "item": item})).to_dict()
-        return pooled["user"], pooled["item"]
+        """user (B,) with item (B,) or (B, M) -> user and item embeddings of one shape, (B, D) or (B, M, D).
+
+        logits = (p * q).sum(-1). The user id is repeated once per item: on the CPU TBE kernels this measured
+        faster than one lookup per user padded with empty bags, and faster than an einsum over (B, D) x (B, M, D)."""
+        items = item if item.dim() == 2 else item[:, None]
+        B, M = items.shape
+        pooled = self.ebc(single_id_features({"user": user.repeat_interleave(M), "item": items.reshape(-1)})).to_dict()
+        p, q = pooled["user"].view(B, M, -1), pooled["item"].view(B, M, -1)
+        return (p, q) if item.dim() == 2 else (p[:, 0], q[:, 0])
