@@ -88,3 +88,15 @@ def test_prepared_dataset_save_is_atomic_and_round_trips(tmp_path):
     again = type(data).load(out)
     assert again.train.equals(data.train) and again.num_items == data.num_items
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ds")], "temp dir left behind"
+
+
+def test_prepare_is_deterministic_whatever_the_input_row_order():
+    from fbrec.data.datasets import RawDataset
+    from fbrec.data.prepare import prepare_raw
+
+    log = pl.DataFrame({"user": [u for u in range(40) for _ in range(8)], "item": [(u * 7 + j) % 50 for u in range(40)
+                        for j in range(8)], "timestamp": [j // 2 for _ in range(40) for j in range(8)]})
+    for split in ("random", "leave_last_out", "temporal"):
+        a = prepare_raw(RawDataset(log), "x", PrepareConfig(split=split))
+        b = prepare_raw(RawDataset(log.sample(fraction=1.0, shuffle=True, seed=5)), "x", PrepareConfig(split=split))
+        assert a.train.equals(b.train) and a.val.equals(b.val) and a.test.equals(b.test), split

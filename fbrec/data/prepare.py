@@ -20,7 +20,7 @@ from fbrec.data.datasets import DATASETS, RawDataset, get_spec, load_raw
 from fbrec.data.idmap import IdMap
 from fbrec.data.transforms import binarize, dedup, kcore
 from fbrec.errors import ConfigError, DataValidationError, UnknownNameError
-from fbrec.types import ITEM, ITEM_INDEX, USER, USER_INDEX
+from fbrec.types import ITEM, ITEM_INDEX, TIMESTAMP, USER, USER_INDEX
 
 FORMAT_VERSION = 1
 
@@ -163,7 +163,9 @@ def prepare_raw(raw: RawDataset, name: str, config: PrepareConfig | None = None,
     user_map, item_map = IdMap.fit("user", parts.train[USER]), IdMap.fit("item", parts.train[ITEM])
 
     def index(frame: pl.DataFrame) -> pl.DataFrame:
-        return item_map.encode(user_map.encode(frame, USER, USER_INDEX), ITEM, ITEM_INDEX)
+        # a canonical row order: training batches and results must not depend on hash-table iteration order
+        encoded = item_map.encode(user_map.encode(frame, USER, USER_INDEX), ITEM, ITEM_INDEX)
+        return encoded.sort([c for c in (USER_INDEX, ITEM_INDEX, TIMESTAMP) if c in encoded.columns])
 
     train, val, test = (index(getattr(parts, p)) for p in ("train", "val", "test"))
     items = raw.items

@@ -20,6 +20,10 @@ class Split:
     test: pl.DataFrame
 
 
+def _canonical_order(frame: pl.DataFrame) -> list[str]:
+    return [c for c in (USER, ITEM, TIMESTAMP) if c in frame.columns]
+
+
 def _need_time(frame: pl.DataFrame, split: str) -> None:
     if TIMESTAMP not in frame.columns:
         raise DataValidationError(f"split {split!r} needs a 'timestamp' column", rule="temporal splits order by time",
@@ -45,7 +49,8 @@ def temporal_split(frame: pl.DataFrame, *, test_fraction: float = 0.2, val_fract
 def leave_last_out(frame: pl.DataFrame, *, val: bool = True) -> Split:
     """Per user: the last interaction is test, the one before it val (ties keep file order)."""
     _need_time(frame, "leave_last_out")
-    ranked = frame.with_row_index("_row").sort([USER, TIMESTAMP, "_row"]).with_columns(
+    # ties in time are broken by item id, so the split does not depend on the file's row order
+    ranked = frame.with_row_index("_row").sort([USER, TIMESTAMP, ITEM]).with_columns(
         pl.int_range(pl.len(), 0, -1).over(USER).alias("_rk")).sort("_row")
     test = ranked.filter(pl.col("_rk") == 1)
     valset = ranked.filter(pl.col("_rk") == 2) if val else ranked.clear()
@@ -63,7 +68,8 @@ def random_split(frame: pl.DataFrame, *, test_fraction: float = 0.2, val_fractio
         raise ConfigError(f"test_fraction + val_fraction = {test_fraction + val_fraction}",
                           rule="the fractions must leave rows for training", fix="lower the fractions")
     u = (pl.int_range(pl.len()).shuffle(seed=seed).over(USER).cast(pl.Float64) + 0.5) / pl.len().over(USER)
-    tagged = frame.with_columns(u.alias("_u"))
+    # the shuffle permutes positions, so fix the input order first: same seed, same split, whatever the file order
+    tagged = frame.sort(_canonical_order(frame)).with_columns(u.alias("_u"))
     test = tagged.filter(pl.col("_u") >= 1 - test_fraction)
     valset = tagged.filter((pl.col("_u") < 1 - test_fraction) & (pl.col("_u") >= 1 - test_fraction - val_fraction))
     train = tagged.filter(pl.col("_u") < 1 - test_fraction - val_fraction)
