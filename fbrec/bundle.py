@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 import polars as pl
 
 import fbrec
+from fbrec._atomic import atomic_directory
 from fbrec.data.idmap import IdMap
 from fbrec.errors import BundleError, ConfigError
 from fbrec.retrieval import build_index, exact_topk, read_index, recall_vs_exact, search, write_index
@@ -80,9 +79,7 @@ def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embedding
     rng = np.random.default_rng(seed)
     q = user_embeddings if U <= recall_queries else user_embeddings[rng.choice(U, recall_queries, replace=False)]
     recall = recall_vs_exact(index, q, item_embeddings, min(recall_k, len(item_embeddings)), metric=metric)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         np.save(tmp / "user_embeddings.npy", np.ascontiguousarray(user_embeddings, dtype=np.float32))
         np.save(tmp / "item_embeddings.npy", np.ascontiguousarray(item_embeddings, dtype=np.float32))
         user_map.save(tmp / "user_map.parquet")
@@ -95,12 +92,6 @@ def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embedding
                             recall_k, run_id, dataset, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                             checksums={f: _sha256(tmp / f) for f in _FILES})
         (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -120,7 +111,7 @@ class Bundle:
                               rule="the manifest is JSON written by fbrec", fix="re-export the bundle") from exc
         if self.manifest.format_version != FORMAT_VERSION:
             raise BundleError(f"bundle format {self.manifest.format_version} is not {FORMAT_VERSION}",
-                              rule="this fbrec reads format {FORMAT_VERSION}", fix="re-export with this fbrec")
+                              rule=f"this fbrec reads format {FORMAT_VERSION}", fix="re-export with this fbrec")
         if verify:
             self.verify()
         self.user_map = IdMap.load("user", self.path / "user_map.parquet")

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from fbrec._atomic import atomic_directory
 from fbrec.data import split as splits
 from fbrec.data.datasets import DATASETS, RawDataset, get_spec, load_raw
 from fbrec.data.idmap import IdMap
@@ -80,9 +79,7 @@ class PreparedDataset:
     def save(self, out: Path) -> Path:
         """Write atomically: a temp dir beside `out`, renamed into place at the end."""
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        with atomic_directory(out) as tmp:
             for part in ("train", "val", "test"):
                 getattr(self, part).write_parquet(tmp / f"{part}.parquet")
             self.user_map.save(tmp / "user_map.parquet")
@@ -91,12 +88,6 @@ class PreparedDataset:
                 self.items.write_parquet(tmp / "items.parquet")
             (tmp / "dataset.json").write_text(json.dumps(
                 {"format_version": FORMAT_VERSION, **self.card()}, indent=2, default=str))
-            if out.exists():
-                shutil.rmtree(out)
-            tmp.rename(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return out
 
     @classmethod
