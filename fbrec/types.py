@@ -29,10 +29,12 @@ OPTIONAL_COLUMNS = (TIMESTAMP, LEVEL, RATING, POSITION, SESSION, WEIGHT, EXPOSED
 class InteractionBatch(NamedTuple):
     """A training batch of (user, positive item, sampled negative items).
 
-    user: (B,) long, item: (B,) long, negatives: (B, N) long, weight: (B,) float.
+    user: (B,) long, item: (B,) long, negatives: (B, N) long, weight: (B,) float,
+    propensity: (B,) float, the exposure probability of each positive (all ones when none was estimated).
     """
 
     user: torch.Tensor
     item: torch.Tensor
     negatives: torch.Tensor
     weight: torch.Tensor
+    propensity: torch.Tensor

@@ -27,7 +27,10 @@ def test_coat_has_the_mcar_test_set_as_an_external_split(shared_data):
     raw = load_raw("coat", shared_data)
     assert raw.test.height == 4640 and raw.test.group_by("user").len()["len"].unique().to_list() == [16]
     data = prepare("coat", root=shared_data)
-    assert data.config.split == "external" and data.test["rating"].min() >= 4
+    assert data.config.split == "external"
+    relevant = data.test.filter(data.test["label"] > 0)
+    assert relevant["rating"].min() >= 4 and data.test.filter(data.test["label"] == 0)["rating"].max() <= 3
+    assert data.test.height > 4000, "the MCAR test keeps its non-relevant rows as ranking candidates"
 
 
 def test_amazon_sequences_rebuild_the_given_leave_one_out_split(shared_data):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import polars as pl
+import scipy.sparse as sp
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
@@ -14,15 +16,17 @@ from fbrec.data.datasets import RawDataset
 from fbrec.data.evalset import EvalSet, popularity_slices
 from fbrec.data.io import read_log
 from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare, prepare_raw
-from fbrec.types import ITEM_INDEX, USER_INDEX, WEIGHT, InteractionBatch
+from fbrec.errors import UnknownNameError
+from fbrec.propensity import PopularityPropensity
+from fbrec.types import ITEM_INDEX, LABEL, USER_INDEX, WEIGHT, InteractionBatch
 
 
 class _NegativeSampled(IterableDataset):
     """Shuffled (user, item, uniform negatives) batches; each rank reads a disjoint, equal-length stride."""
 
-    def __init__(self, user: torch.Tensor, item: torch.Tensor, weight: torch.Tensor, num_items: int,
-                 num_negatives: int, batch_size: int, seed: int):
-        self.user, self.item, self.weight = user, item, weight
+    def __init__(self, user: torch.Tensor, item: torch.Tensor, weight: torch.Tensor, propensity: torch.Tensor,
+                 num_items: int, num_negatives: int, batch_size: int, seed: int):
+        self.user, self.item, self.weight, self.propensity = user, item, weight, propensity
         self.num_items, self.num_negatives, self.batch_size, self.seed = num_items, num_negatives, batch_size, seed
         self.epoch, self.rank, self.world = 0, 0, 1
 
@@ -38,7 +42,8 @@ class _NegativeSampled(IterableDataset):
         negatives = torch.randint(0, self.num_items, (len(perm), self.num_negatives), generator=g)
         for start in range(0, len(perm), self.batch_size):
             idx = perm[start:start + self.batch_size]
-            yield InteractionBatch(self.user[idx], self.item[idx], negatives[start:start + len(idx)], self.weight[idx])
+            yield InteractionBatch(self.user[idx], self.item[idx], negatives[start:start + len(idx)], self.weight[idx],
+                                   self.propensity[idx])
 
 
 class FeedbackDataModule(L.LightningDataModule):
@@ -58,6 +63,10 @@ class FeedbackDataModule(L.LightningDataModule):
         batch_size: training examples per step (per process).
         eval_batch_size: users per full-ranking chunk.
         head_fraction: share of items (by training popularity) in the "head" slice.
+        propensity: "popularity" estimates each item's exposure probability on the training split
+            ((n_i / max n)^propensity_eta, floored at min_propensity) and carries it in every batch; None = 1.
+        eval_candidates: "all" ranks the whole catalogue at test time; "test_items" ranks only each user's logged
+            test items (the MCAR protocol of Coat / Yahoo! R3, whose test files hold rated-but-irrelevant items).
         seed: split and sampling seed.
     """
 
@@ -66,7 +75,9 @@ class FeedbackDataModule(L.LightningDataModule):
                  columns: dict[str, str] | None = None, levels: list[str] | None = None, min_level: str | None = None, min_rating: float | None = None,
                  min_user: int | None = None, min_item: int | None = None, split: str | None = None,
                  test_fraction: float = 0.2, val_fraction: float = 0.1, num_negatives: int = 1,
-                 batch_size: int = 1024, eval_batch_size: int = 256, head_fraction: float = 0.2, seed: int = 0):
+                 batch_size: int = 1024, eval_batch_size: int = 256, head_fraction: float = 0.2,
+                 propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
+                 eval_candidates: str = "all", seed: int = 0):
         super().__init__()
         check_positive("num_negatives", num_negatives)
         check_positive("batch_size", batch_size)
@@ -79,6 +90,12 @@ class FeedbackDataModule(L.LightningDataModule):
                                             val_fraction, seed)
         self.num_negatives, self.batch_size, self.eval_batch_size = num_negatives, batch_size, eval_batch_size
         self.head_fraction, self.seed = head_fraction, seed
+        if propensity not in (None, "popularity"):
+            raise UnknownNameError("propensity estimator", str(propensity), ["popularity"])
+        if eval_candidates not in ("all", "test_items"):
+            raise UnknownNameError("eval_candidates value", eval_candidates, ["all", "test_items"])
+        self.propensity_name, self.eval_candidates = propensity, eval_candidates
+        self.propensity = PopularityPropensity(propensity_eta, min_propensity) if propensity else None
         self._data: PreparedDataset | None = None
         self._train: _NegativeSampled | None = None
 
@@ -108,9 +125,13 @@ class FeedbackDataModule(L.LightningDataModule):
         d = self.data
         if self._train is None:
             weight = d.train[WEIGHT].to_numpy() if WEIGHT in d.train.columns else np.ones(d.train.height, np.float32)
+            items = d.train[ITEM_INDEX].to_numpy()
+            theta = np.ones(len(items))
+            if self.propensity is not None:   # estimated on the training split only
+                theta = self.propensity.fit(items, d.num_items).item_propensity_[items]
             self._train = _NegativeSampled(torch.from_numpy(d.train[USER_INDEX].to_numpy().copy()),
-                                           torch.from_numpy(d.train[ITEM_INDEX].to_numpy().copy()),
-                                           torch.as_tensor(weight, dtype=torch.float32), d.num_items,
+                                           torch.from_numpy(items.copy()), torch.as_tensor(weight, dtype=torch.float32),
+                                           torch.as_tensor(theta, dtype=torch.float32), d.num_items,
                                            self.num_negatives, self.batch_size, self.seed)
         if self.trainer is not None:
             self._train.rank, self._train.world = self.trainer.global_rank, self.trainer.world_size
@@ -125,9 +146,15 @@ class FeedbackDataModule(L.LightningDataModule):
         if stage == "val":
             exclude, truth = train, interactions_csr(d.val, d.num_users, d.num_items)
         else:
-            exclude = (train + interactions_csr(d.val, d.num_users, d.num_items)).tocsr()
-            exclude.data[:] = 1
-            truth = interactions_csr(d.test, d.num_users, d.num_items)
+            test = d.test
+            truth = interactions_csr(test.filter(pl.col(LABEL) > 0) if LABEL in test.columns else test,
+                                     d.num_users, d.num_items)
+            if self.eval_candidates == "test_items":   # rank only the user's logged test items (MCAR protocol)
+                candidates = interactions_csr(test, d.num_users, d.num_items).toarray() > 0
+                exclude = sp.csr_matrix(~candidates, dtype=np.float32)
+            else:
+                exclude = (train + interactions_csr(d.val, d.num_users, d.num_items)).tocsr()
+                exclude.data[:] = 1
         slices = popularity_slices(self.train_item_counts(), self.head_fraction)
         return EvalSet(exclude, truth, slices, np.diff(train.indptr))
 
@@ -143,6 +170,13 @@ class FeedbackDataModule(L.LightningDataModule):
         if self.data.val.height == 0:
             return DataLoader([])
         return self._users_loader("val")
+
+    def item_propensity(self) -> np.ndarray | None:
+        """The fitted (I,) exposure probabilities, or None when no estimator is configured."""
+        if self.propensity is None:
+            return None
+        self.setup()
+        return self.propensity.item_propensity_
 
     def test_dataloader(self) -> DataLoader:
         return self._users_loader("test")

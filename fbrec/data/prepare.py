@@ -139,7 +139,11 @@ def prepare_raw(raw: RawDataset, name: str, config: PrepareConfig | None = None,
                               rule="only datasets with a given test set (coat, yahoo_r3) split externally",
                               fix="use split='temporal', 'leave_last_out' or 'random'")
         inner = splits.random_split(log, test_fraction=cfg.val_fraction, val_fraction=0.0, seed=cfg.seed)
-        parts = splits.Split(inner.train, inner.test, positives(raw.test))
+        # an external (e.g. MCAR) test keeps its non-relevant rows, labelled 0: they are the candidates a user
+        # was shown at random, which the MCAR protocol ranks
+        test = dedup(binarize(raw.test, min_level=cfg.min_level, min_rating=cfg.min_rating,
+                              keep_negatives=True)).collect()
+        parts = splits.Split(inner.train, inner.test, test)
     elif cfg.split == "temporal":
         parts = splits.temporal_split(log, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
     elif cfg.split == "leave_last_out":

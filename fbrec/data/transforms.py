@@ -76,7 +76,7 @@ def binarize(frame: pl.LazyFrame | pl.DataFrame, *, min_level: str | None = None
     lf = frame.lazy()
     if (min_level is None) == (min_rating is None):
         if min_level is None:
-            return lf.with_columns(pl.lit(1.0).alias(LABEL))
+            return lf.with_columns(pl.lit(1.0, dtype=pl.Float32).alias(LABEL))
         raise ConfigError("both min_level and min_rating were given", rule="binarize by one rule",
                           fix="pass min_level= or min_rating=, not both")
     schema = lf.collect_schema()

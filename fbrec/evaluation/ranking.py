@@ -6,6 +6,7 @@ Definitions (per user u with relevant test items R_u, |R_u| >= 1; users with no 
   HitRate@K   = 1[sum_{r<=K} hits_r > 0]
   Precision@K = sum_{r<=K} hits_r / K
   Recall@K    = sum_{r<=K} hits_r / |R_u|
+  DCG@K       = sum_{r<=K} hits_r / log2(r + 1)   (un-normalised, as Saito et al. report on MCAR tests)
   NDCG@K      = DCG@K / IDCG@K,  DCG@K = sum_{r<=K} hits_r / log2(r + 1),  IDCG@K = sum_{r<=min(K,|R_u|)} 1/log2(r+1)
   MAP@K       = sum_{r<=K} hits_r * Precision@r / min(K, |R_u|)
   MRR@K       = 1 / (rank of the first hit) if it is <= K, else 0
@@ -28,7 +29,7 @@ from fbrec._checks import check_ks
 from fbrec.data.evalset import EvalSet
 from fbrec.errors import ConfigError
 
-RANK_METRICS = ("hit_rate", "precision", "recall", "ndcg", "map", "mrr")
+RANK_METRICS = ("hit_rate", "precision", "recall", "dcg", "ndcg", "map", "mrr")
 
 
 def metric_name(metric: str, k: int | None = None) -> str:
@@ -58,7 +59,9 @@ def _rank_metrics(hits: torch.Tensor, n_rel: torch.Tensor, ks: Sequence[int]) ->
         out[metric_name("hit_rate", k)] = (nh > 0).float()
         out[metric_name("precision", k)] = nh / k
         out[metric_name("recall", k)] = nh / n_rel
-        out[metric_name("ndcg", k)] = (h * discount[:k]).sum(1) / ideal[denom.long() - 1]
+        dcg = (h * discount[:k]).sum(1)
+        out[metric_name("dcg", k)] = dcg
+        out[metric_name("ndcg", k)] = dcg / ideal[denom.long() - 1]
         out[metric_name("map", k)] = (h * cum_hits[:, :k] / ranks[:k]).sum(1) / denom
         out[metric_name("mrr", k)] = torch.where(first <= k, 1.0 / first, torch.zeros_like(first))
     return out

@@ -6,31 +6,31 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from fbrec.errors import UnknownNameError
-from fbrec.losses import LOSSES
+from fbrec.losses import make_loss
 from fbrec.models.base import EmbeddingModule, pair_logits
 from fbrec.nn import MatrixFactorization
 from fbrec.types import InteractionBatch
 
 
 class MatrixFactorizationModule(EmbeddingModule):
-    """MF trained on implicit feedback with `loss="bce"` (pointwise, sampled negatives) or `loss="bpr"`.
+    """MF trained on implicit feedback with any loss of fbrec.losses over sampled negatives.
 
     Args:
-        loss: "bce" or "bpr" (Rendle et al. 2009).
+        loss: "bce" (pointwise log-loss), "bpr" (Rendle et al. 2009), "relmf" (Saito et al. 2020, needs
+            data.propensity), "wmf" (Hu et al. 2008).
+        loss_options: the loss's options, e.g. {clip: 0.01, kind: square} for relmf, {alpha: 5} for wmf.
         init_std: standard deviation of the normal initialisation of both tables.
         (the rest: see EmbeddingModule)
     """
 
     def __init__(self, num_users: int = 0, num_items: int = 0, embedding_dim: int = 64, loss: str = "bpr",
-                 init_std: float = 0.1, sparse_optimizer: str = "rowwise_adagrad", learning_rate: float = 0.05,
+                 loss_options: dict | None = None, init_std: float = 0.1, sparse_optimizer: str = "rowwise_adagrad", learning_rate: float = 0.05,
                  weight_decay: float = 0.0, sharding: dict[str, str] | None = None,
                  ks: Sequence[int] = (10, 20, 50), auc: bool = True):
         super().__init__(num_users, num_items, embedding_dim, sparse_optimizer, learning_rate, weight_decay,
                          sharding=sharding, ks=ks, auc=auc)
-        if loss not in LOSSES:
-            raise UnknownNameError("loss", loss, LOSSES)
-        self.loss_name, self.init_std = loss, init_std
+        self.loss_name, self.loss_options, self.init_std = loss, dict(loss_options or {}), init_std
+        self._loss = make_loss(loss, **self.loss_options)
         self.save_hyperparameters()
 
     def build_scorer(self) -> nn.Module:
@@ -39,4 +39,4 @@ class MatrixFactorizationModule(EmbeddingModule):
 
     def loss(self, batch: InteractionBatch):
         positive, negative = pair_logits(self, batch)                         # (B,), (B, N)
-        return LOSSES[self.loss_name](positive, negative, batch.weight)
+        return self._loss(positive, negative, batch)

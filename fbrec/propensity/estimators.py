@@ -1,0 +1,90 @@
+"""Exposure-probability (propensity) estimators, sklearn-style: `fit` on the training split only; learned
+attributes end in `_`; `item_propensity_` covers every item of the catalogue, including items never clicked.
+
+theta_i = P(item i is exposed to a user). Inverse-propensity losses and metrics divide by theta, so every value is
+checked to lie in (0, 1] and to be finite (see `check_propensity`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fbrec._checks import check_fraction, check_positive
+from fbrec.errors import DataValidationError
+
+
+def check_propensity(theta: np.ndarray, *, name: str = "propensity") -> np.ndarray:
+    """Raise naming the offending items unless every value is finite and in (0, 1]."""
+    theta = np.asarray(theta, dtype=np.float64)
+    bad = ~np.isfinite(theta) | (theta <= 0) | (theta > 1)
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        examples = ", ".join(f"item {i}: {float(theta[i])!r}" for i in idx[:5])
+        raise DataValidationError(f"{name} has {bad.sum()} values outside (0, 1] or not finite ({examples})",
+                                  rule="propensities are probabilities of exposure in (0, 1]",
+                                  fix="floor them (min_propensity=) or clip them (clip=) before use")
+    return theta
+
+
+@dataclass
+class PopularityPropensity:
+    """theta_i = max((n_i / max_j n_j) ** eta, min_propensity), n_i = training clicks of item i.
+
+    eta = 0.5 follows Saito et al. (WSDM 2020)'s code. Items with no clicks get the floor, not a NaN: counting with
+    bincount(minlength=num_items) avoids the misaligned array that `np.unique` counts give (research note)."""
+
+    eta: float = 0.5
+    min_propensity: float = 1e-3
+    item_counts_: np.ndarray = field(default=None, init=False, repr=False)
+    item_propensity_: np.ndarray = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        check_positive("eta", self.eta, strict=False)
+        check_fraction("min_propensity", self.min_propensity, high_open=False)
+
+    def fit(self, item_index: np.ndarray, num_items: int) -> PopularityPropensity:
+        counts = np.bincount(np.asarray(item_index, dtype=np.int64), minlength=num_items).astype(np.float64)
+        if counts.max() == 0:
+            raise DataValidationError("no training clicks to estimate propensities from",
+                                      rule="fit needs at least one click", fix="check the training split")
+        self.item_counts_ = counts
+        self.item_propensity_ = check_propensity(np.maximum((counts / counts.max()) ** self.eta,
+                                                            self.min_propensity))
+        return self
+
+
+@dataclass
+class PositionBasedPropensity:
+    """From a log of impressions with positions (position-based click model, Richardson et al. / Joachims et al.):
+
+    theta_ui = P(item i shown to u) * P(examined | position). The examination curve is the click-through rate at
+    each position relative to the top slot (assumes placement is not chosen by relevance within a slate, as in a
+    randomised or popularity-driven slate); P(shown) is the share of users the item was shown to."""
+
+    min_propensity: float = 1e-3
+    examination_: np.ndarray = field(default=None, init=False, repr=False)
+    item_exposure_: np.ndarray = field(default=None, init=False, repr=False)
+    item_propensity_: np.ndarray = field(default=None, init=False, repr=False)
+
+    def fit(self, user_index: np.ndarray, item_index: np.ndarray, position: np.ndarray, clicked: np.ndarray,
+            num_users: int, num_items: int) -> PositionBasedPropensity:
+        position = np.asarray(position, dtype=np.int64)
+        if position.min() < 0:
+            raise DataValidationError("positions must be >= 0", rule="0 is the top slot", fix="re-rank positions")
+        shown = np.bincount(position, minlength=position.max() + 1).astype(np.float64)
+        clicks = np.bincount(position, weights=np.asarray(clicked, dtype=np.float64), minlength=len(shown))
+        ctr = np.divide(clicks, shown, out=np.zeros_like(clicks), where=shown > 0)
+        if ctr[0] <= 0:
+            raise DataValidationError("no clicks at the top position", rule="the examination curve is relative to "
+                                      "position 0", fix="check that positions start at 0 and clicks are logged")
+        self.examination_ = np.clip(ctr / ctr[0], self.min_propensity, 1.0)
+        pairs = np.unique(np.asarray(user_index, np.int64) * num_items + np.asarray(item_index, np.int64))
+        self.item_exposure_ = np.bincount(pairs % num_items, minlength=num_items) / num_users
+        # marginal over positions where the item was shown, weighted by how often it was shown there
+        exam_sum = np.bincount(item_index, weights=self.examination_[position], minlength=num_items)
+        shows = np.bincount(item_index, minlength=num_items)
+        mean_exam = np.divide(exam_sum, shows, out=np.zeros(num_items), where=shows > 0)
+        self.item_propensity_ = check_propensity(np.clip(self.item_exposure_ * mean_exam, self.min_propensity, 1.0))
+        return self
