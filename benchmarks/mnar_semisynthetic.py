@@ -20,6 +20,10 @@ from fbrec.data.synthetic import SyntheticConfig, generate
 from fbrec.losses import local_losses, relmf_pointwise
 
 
+def _relative(values: list[float], ideal: float) -> str:
+    return f"{100 * (np.mean(values) - ideal) / ideal:+.1f}% (sd {100 * np.std(values) / ideal:.1f}%)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--write", action="store_true")
@@ -43,10 +47,8 @@ def main() -> None:
                 naive.append(relmf_pointwise(logit, clicks, torch.ones_like(theta), kind=kind).mean().item())
                 unbiased.append(relmf_pointwise(logit, clicks, theta, kind=kind).mean().item())
                 clipped.append(relmf_pointwise(logit, clicks, theta, clip=0.1, kind=kind).mean().item())
-            def rel(v):
-                return f"{100 * (np.mean(v) - ideal) / ideal:+.1f}% (sd {100 * np.std(v) / ideal:.1f}%)"
-            rows.append([kind, p, f"{theta.min().item():.3g}", f"{ideal:.4f}", rel(naive), rel(unbiased),
-                         rel(clipped)])
+            rows.append([kind, p, f"{theta.min().item():.3g}", f"{ideal:.4f}", _relative(naive, ideal),
+                         _relative(unbiased, ideal), _relative(clipped, ideal)])
     body = ("### Semi-synthetic: Rel-MF's estimate vs the ideal loss (known relevance and exposure)\n\n"
             f"`python -m benchmarks.mnar_semisynthetic --write` on {machine()}; 1,000 users x 500 items from the "
             f"synthetic generator, theta = (popularity / max)^p floored at 1e-3, {args.draws} click draws. Cells "

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from fbrec.errors import DataValidationError
-from fbrec.evaluation.ope import (DoublyRobust, InverseProbabilityWeighting, LoggedFeedback,
-                                  SelfNormalizedInverseProbabilityWeighting, off_policy_report)
+from fbrec.evaluation.ope import (
+    DoublyRobust,
+    InverseProbabilityWeighting,
+    LoggedFeedback,
+    SelfNormalizedInverseProbabilityWeighting,
+    off_policy_report,
+)
 
 
 def _softmax(x):

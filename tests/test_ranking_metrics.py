@@ -101,3 +101,24 @@ def test_report_has_confidence_intervals_and_activity_slices():
     assert {"all", "users_q1", "users_q3"} <= set(rep["slice"].to_list())
     row = rep.filter((rep["slice"] == "all") & (rep["metric"] == "ndcg_at_5"))
     assert row["ci95"][0] > 0 and row["num_users"][0] == ev.summary()["num_users"]
+
+
+def test_snips_metrics_weight_hits_by_inverse_propensity():
+    # relevant {1, 3}; hit at rank 1 is item 1. Weights: item 1 -> 1, item 3 -> 3: recall@1 = 1 / (1 + 3)
+    es = EvalSet(_csr([(0,)]), _csr([(1, 3)]), item_weights=np.array([1.0, 1.0, 1.0, 3.0, 1.0]))
+    ev = RankingEvaluator(es, (1, 3))
+    ev.update(np.array([0]), torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5]]))
+    s = ev.summary()
+    assert s["snips/recall_at_1"] == pytest.approx(0.25) and s["recall_at_1"] == 0.5
+    assert s["snips/recall_at_3"] == pytest.approx(1.0)
+    # DCG@3: hits' = 1 * 2/4 at rank 1 and 3 * 2/4 at rank 3
+    assert s["snips/dcg_at_3"] == pytest.approx(0.5 + 1.5 / 2)
+
+
+def test_snips_equals_plain_metrics_under_uniform_propensity():
+    es = EvalSet(_csr([(0,)]), _csr([(1, 3)]), item_weights=np.full(5, 4.0))
+    ev = RankingEvaluator(es, (1, 3))
+    ev.update(np.array([0]), torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5]]))
+    s = ev.summary()
+    for m in ("recall_at_3", "dcg_at_3", "ndcg_at_3", "precision_at_1"):
+        assert s[f"snips/{m}"] == pytest.approx(s[m])

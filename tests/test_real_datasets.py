@@ -66,3 +66,17 @@ def test_bpr_on_movielens_beats_the_popularity_baseline(shared_data, mlflow_stor
     pop_ndcg = client.get_run(pop).data.metrics["test/ndcg_at_10"]
     bpr_ndcg = client.get_run(bpr).data.metrics["test/ndcg_at_10"]
     assert bpr_ndcg > pop_ndcg * 1.2, (bpr_ndcg, pop_ndcg)
+
+
+def test_relmf_on_coat_logs_the_biased_vs_unbiased_report(shared_data, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    from fbrec.cli.runs import run_training
+
+    run = run_training("relmf_clipped_coat", ["--trainer.enable_progress_bar=false", "--trainer.max_epochs=3"])
+    client = MlflowClient(mlflow_store)
+    metrics = client.get_run(run).data.metrics
+    assert {"test/dcg_at_5", "val/snips/dcg_at_5", "val/dcg_at_5"} <= set(metrics)
+    assert [a.path for a in client.list_artifacts(run, "report")] == ["report/biased_vs_unbiased.csv"]
+    # MCAR protocol: 16 candidates per user, so a random order already has recall@5 near 5/16
+    assert 0.2 < metrics["test/recall_at_5"] <= 1.0

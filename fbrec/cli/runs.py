@@ -25,7 +25,7 @@ def run_training(config: str, overrides: list[str]) -> str | None:
     import fbrec
     from fbrec.cli.train import build_cli, resolve_config
     from fbrec.evaluation import report
-    from fbrec.tracking import default_tracking_uri, log_model_artifacts, log_report, make_logger
+    from fbrec.tracking import default_tracking_uri, log_model_artifacts, log_report, log_table, make_logger
 
     path = resolve_config(config)
     cli = build_cli(["--config", str(path), *overrides])
@@ -48,6 +48,11 @@ def run_training(config: str, overrides: list[str]) -> str | None:
     trainer.fit(model, datamodule=dm)
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
     trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
+    side_by_side = None
+    if getattr(dm, "propensity", None) is not None and dm.data.val.height:
+        # the same checkpoint on validation (MNAR clicks, naive and SNIPS-corrected) next to the test report
+        trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)
+        side_by_side = model.last_evaluators["val"].summary()
     user_emb, item_emb = model.export_embeddings(dm.num_users, dm.num_items)   # collective when sharded
     if trainer.global_rank != 0:
         return None
@@ -55,6 +60,10 @@ def run_training(config: str, overrides: list[str]) -> str | None:
     frame = evaluator.frame()
     summary = evaluator.summary(frame)
     log_report(run_id, "test", summary, report(frame), frame, uri, main_k=model.ks[0])
+    if side_by_side is not None:
+        table = biased_vs_unbiased(side_by_side, summary, model.ks)
+        log_table(run_id, table, "report/biased_vs_unbiased.csv", uri)
+        console.print(_frame_table("validation (MNAR: naive vs SNIPS) and test, best checkpoint", table))
     config_yaml = cli.parser.dump(cli.config, skip_none=False, skip_check=True)
     log_model_artifacts(run_id, model=type(model).__name__, data_args=dict(cli.config["data"]),
                         user_embeddings=user_emb, item_embeddings=item_emb, dataset_card=dm.data.card(),
@@ -67,6 +76,26 @@ def run_training(config: str, overrides: list[str]) -> str | None:
     console.print(_summary_table(f"test metrics: {recipe} on {dm.dataset_name}", summary, model.ks))
     console.print(f"MLflow run {run_id} in {uri}  (view: mlflow ui --backend-store-uri {uri})")
     return run_id
+
+
+def biased_vs_unbiased(val: dict[str, float], test: dict[str, float], ks):
+    """metric | val_naive (MNAR clicks) | val_snips (IPS-corrected) | test, as a polars frame."""
+    import polars as pl
+
+    rows = []
+    for metric in ("dcg", "ndcg", "recall", "map"):
+        for k in ks:
+            key = f"{metric}_at_{k}"
+            rows.append({"metric": key, "val_naive": val.get(key), "val_snips": val.get(f"snips/{key}"),
+                         "test": test.get(key)})
+    return pl.DataFrame(rows)
+
+
+def _frame_table(title: str, frame) -> Table:
+    table = Table(*frame.columns, title=title)
+    for row in frame.iter_rows():
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    return table
 
 
 def _datamodule(data_args: dict):

@@ -156,7 +156,9 @@ class FeedbackDataModule(L.LightningDataModule):
                 exclude = (train + interactions_csr(d.val, d.num_users, d.num_items)).tocsr()
                 exclude.data[:] = 1
         slices = popularity_slices(self.train_item_counts(), self.head_fraction)
-        return EvalSet(exclude, truth, slices, np.diff(train.indptr))
+        theta = self.item_propensity()
+        weights = None if theta is None else 1.0 / theta
+        return EvalSet(exclude, truth, slices, np.diff(train.indptr), weights)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

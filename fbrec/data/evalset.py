@@ -20,6 +20,7 @@ class EvalSet:
     truth: sp.csr_matrix              # (U, I) relevant test items
     item_slices: dict[str, np.ndarray] = field(default_factory=dict)   # name -> (I,) bool
     user_activity: np.ndarray | None = None                            # (U,) training interactions
+    item_weights: np.ndarray | None = None   # (I,) inverse propensities 1/theta: adds the "snips" slice
 
     def __post_init__(self):
         if self.exclude.shape != self.truth.shape:

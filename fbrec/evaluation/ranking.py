@@ -14,6 +14,11 @@ Definitions (per user u with relevant test items R_u, |R_u| >= 1; users with no 
 Summaries average over users (macro); GAUC weights each user's AUC by |R_u|. Ties in the top-K are broken by
 torch.topk (deterministic for a given build). A slice (e.g. tail items) restricts R_u to the slice's items while
 ranking still runs over the whole catalogue; users with no relevant item in the slice are skipped for it.
+
+Unbiased (SNIPS) variants on MNAR test data, reported as the slice "snips" when inverse propensities w_i = 1/theta_i
+are given: each hit counts w_i * |R_u| / sum_{j in R_u} w_j instead of 1 (Saito et al.'s self-normalised IPS), so
+  snips Recall@K = sum_{i in top-K and R_u} w_i / sum_{i in R_u} w_i,  snips DCG@K = sum_r hit'_r / log2(r + 1),
+and every metric equals its plain version when all propensities are equal.
 """
 
 from __future__ import annotations
@@ -122,6 +127,8 @@ class RankingEvaluator:
                 continue
             hits = torch.isin(top_keys, tr_keys[sel]).float()                   # (B, Kmax)
             metrics = _rank_metrics(hits[rows], n_rel[rows], self.ks)
+            if name == "all" and es.item_weights is not None:
+                self._add_snips(users, rows, hits, top, tr_r, tr_c, n_rel)
             data = {"user": users[rows.cpu().numpy()], "slice": name, "n_relevant": n_rel[rows].cpu().numpy()}
             data.update({k: v.cpu().numpy() for k, v in metrics.items()})
             if self.auc:
@@ -131,6 +138,18 @@ class RankingEvaluator:
                 others[tr_r, tr_c] = True
                 data["auc"] = _auc(scores, truth, exclude | (others & ~truth))[rows].cpu().numpy()
             self._rows.append(pl.DataFrame(data))
+
+    def _add_snips(self, users, rows, hits, top, tr_r, tr_c, n_rel) -> None:
+        w = torch.as_tensor(self.eval_set.item_weights, dtype=torch.float32, device=hits.device)
+        w_sum = torch.zeros_like(n_rel).index_add_(0, tr_r, w[tr_c])             # (B,) sum of w over R_u
+        scale = n_rel / w_sum.clamp_min(1e-12)
+        weighted = hits * w[top] * scale[:, None]                                # hit'_r, (B, Kmax)
+        metrics = _rank_metrics(weighted[rows], n_rel[rows], self.ks)
+        data = {"user": users[rows.cpu().numpy()], "slice": "snips", "n_relevant": n_rel[rows].cpu().numpy()}
+        data.update({k: v.cpu().numpy() for k, v in metrics.items()})
+        if self.auc:
+            data["auc"] = np.full(int(rows.sum()), np.nan, dtype=np.float32)
+        self._rows.append(pl.DataFrame(data))
 
     def frame(self) -> pl.DataFrame:
         """One row per (user, slice) with every metric: the input for paired tests and CIs."""
@@ -157,7 +176,7 @@ class RankingEvaluator:
                 w = valid["n_relevant"]
                 out[prefix + "gauc"] = float((valid["auc"] * w).sum() / w.sum()) if valid.height else float("nan")
             out[prefix + "num_users"] = float(part.height)
-        return out
+        return {k: v for k, v in out.items() if not np.isnan(v)}   # e.g. AUC is not defined for "snips"
 
 
 def report(frame: pl.DataFrame, *, activity_bins: int = 3) -> pl.DataFrame:

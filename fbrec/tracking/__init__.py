@@ -7,10 +7,11 @@ from fbrec.tracking.runs import (
                                  log_bundle,
                                  log_model_artifacts,
                                  log_report,
+                                 log_table,
                                  make_logger,
                                  read_run_artifacts,
                                  tracking_setup,
 )
 
-__all__ = ["RunArtifacts", "default_tracking_uri", "find_run", "log_bundle", "log_model_artifacts", "log_report", "make_logger", "read_run_artifacts",
-           "tracking_setup"]
+__all__ = ["RunArtifacts", "default_tracking_uri", "find_run", "log_bundle", "log_model_artifacts", "log_report",
+           "log_table", "make_logger", "read_run_artifacts", "tracking_setup"]

@@ -168,3 +168,12 @@ def read_run_artifacts(run_id: str, tracking_uri: str | None = None) -> RunArtif
 
 def log_bundle(run_id: str, bundle_dir: str | Path, tracking_uri: str | None = None) -> None:
     MlflowClient(tracking_uri or mlflow.get_tracking_uri()).log_artifacts(run_id, str(bundle_dir), "bundle")
+
+
+def log_table(run_id: str, frame: pl.DataFrame, artifact_file: str, tracking_uri: str | None = None) -> None:
+    """A polars frame as a CSV artifact (e.g. "report/biased_vs_unbiased.csv")."""
+    client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(artifact_file).name
+        frame.write_csv(path)
+        client.log_artifact(run_id, str(path), artifact_path=str(Path(artifact_file).parent) or None)
