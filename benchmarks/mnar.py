@@ -24,6 +24,7 @@ GRIDS = {
     "mf_coat": {"model.init_args.embedding_dim": [16, 64], "model.init_args.learning_rate": [0.05, 0.2]},
     "wmf_coat": {"model.init_args.loss_options": ["{alpha: 1.0}", "{alpha: 5.0}"],
                  "model.init_args.learning_rate": [0.05, 0.2]},
+    "expomf_coat": {"model.init_args.embedding_dim": [16, 64], "model.init_args.init_mu": [0.01, 0.1]},
     "relmf_coat": {"model.init_args.embedding_dim": [16, 64], "model.init_args.learning_rate": [0.05, 0.2]},
     "relmf_clipped_coat": {"model.init_args.loss_options": ["{kind: log, clip: 0.2}", "{kind: log, clip: 0.5}"],
                            "model.init_args.learning_rate": [0.05, 0.2]},

@@ -102,3 +102,30 @@ def test_popularity_baseline_counts_training_items(planted_dir, tmp_path):
     model = PopularityModule(dm.num_users, dm.num_items, ks=(1, 5))
     _trainer(tmp_path, 1, enable_checkpointing=False).fit(model, dm)
     np.testing.assert_array_equal(model.counts.numpy(), dm.train_item_counts())
+
+
+def test_expomf_ranks_the_held_out_item_first_on_planted_data(planted_dir, tmp_path):
+    from fbrec.models import ExpoMFModule
+
+    torch.manual_seed(0)
+    dm = _dm(planted_dir)
+    model = ExpoMFModule(dm.num_users, dm.num_items, embedding_dim=16, ks=(1, 5))
+    trainer = _trainer(tmp_path, 15, enable_checkpointing=False, limit_train_batches=1, check_val_every_n_epoch=15)
+    trainer.fit(model, dm)
+    trainer.test(model, dm, verbose=False)
+    assert trainer.callback_metrics["test/hit_rate_at_1"].item() >= 0.8
+    assert ((model.mu > 0) & (model.mu < 1)).all()
+
+
+def test_expomf_e_step_matches_the_posterior_formula():
+    import math
+
+    from fbrec.models import ExpoMFModule
+
+    m = ExpoMFModule(2, 3, embedding_dim=4, lam_y=2.0, init_mu=0.3, init_std=0.5)
+    y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    p = m.posterior_exposure(y)
+    pred = (m.theta @ m.beta.T)[0, 1].item()
+    n0 = math.sqrt(2.0 / (2 * math.pi)) * math.exp(-0.5 * 2.0 * pred**2)
+    assert p[0, 1].item() == pytest.approx(0.3 * n0 / (0.3 * n0 + 0.7), rel=1e-5)
+    assert p[0, 0].item() == 1.0 and p[1, 2].item() == 1.0        # clicks were exposed

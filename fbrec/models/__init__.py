@@ -1,9 +1,10 @@
 """LightningModule recipes: scorer (fbrec.nn) + pure loss (fbrec.losses), one public recipe per file."""
 
 from fbrec.models.base import EmbeddingModule, RankingModule
+from fbrec.models.expomf import ExpoMFModule
 from fbrec.models.mf import MatrixFactorizationModule
 from fbrec.models.popularity import PopularityModule
 
-RECIPES = {"mf": MatrixFactorizationModule, "popularity": PopularityModule}
+RECIPES = {"mf": MatrixFactorizationModule, "popularity": PopularityModule, "expomf": ExpoMFModule}
 
-__all__ = ["RECIPES", "EmbeddingModule", "MatrixFactorizationModule", "PopularityModule", "RankingModule"]
+__all__ = ["RECIPES", "EmbeddingModule", "ExpoMFModule", "MatrixFactorizationModule", "PopularityModule", "RankingModule"]
