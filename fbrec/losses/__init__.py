@@ -5,7 +5,6 @@ Every loss has the signature loss(positive (B,), negative (B, N), weight (B,) | 
 
 from __future__ import annotations
 
-import functools
 import inspect
 
 from fbrec.errors import ConfigError, UnknownNameError
@@ -16,24 +15,29 @@ LOSSES = {"bce": bce_with_negatives, "bpr": bpr, "relmf": relmf, "wmf": wmf}
 _BATCH_FIELDS = ("propensity",)   # losses that name these receive them from the batch
 
 
-def make_loss(name: str, **options):
+class BoundLoss:
+    """loss(positive, negative, batch) with its options bound; picklable, so spawn-launched ranks can carry it."""
+
+    def __init__(self, name: str, **options):
+        if name not in LOSSES:
+            raise UnknownNameError("loss", name, LOSSES)
+        params = inspect.signature(LOSSES[name]).parameters
+        allowed = [p for p in params if p not in ("positive", "negative", "weight", *_BATCH_FIELDS)]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ConfigError(f"loss {name!r} has no option {unknown[0]!r}", rule=f"its options: {allowed or 'none'}",
+                              fix="fix loss_options in the recipe")
+        self.name, self.options = name, options
+        self.batch_fields = [f for f in _BATCH_FIELDS if f in params]
+
+    def __call__(self, positive, negative, batch):
+        extra = {f: getattr(batch, f) for f in self.batch_fields}
+        return LOSSES[self.name](positive, negative, batch.weight, **self.options, **extra)
+
+
+def make_loss(name: str, **options) -> BoundLoss:
     """Bind options (e.g. clip=0.01, kind="square", alpha=5) and return loss(positive, negative, batch)."""
-    if name not in LOSSES:
-        raise UnknownNameError("loss", name, LOSSES)
-    fn = LOSSES[name]
-    params = inspect.signature(fn).parameters
-    allowed = [p for p in params if p not in ("positive", "negative", "weight", *_BATCH_FIELDS)]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(f"loss {name!r} has no option {unknown[0]!r}", rule=f"its options: {allowed or 'none'}",
-                          fix="fix loss_options in the recipe")
-    bound = functools.partial(fn, **options)
-    wanted = [f for f in _BATCH_FIELDS if f in params]
-
-    def loss(positive, negative, batch):
-        return bound(positive, negative, batch.weight, **{f: getattr(batch, f) for f in wanted})
-
-    return loss
+    return BoundLoss(name, **options)
 
 
-__all__ = ["LOSSES", "bce_with_negatives", "bpr", "local_losses", "make_loss", "relmf", "relmf_pointwise", "wmf"]
+__all__ = ["LOSSES", "BoundLoss", "bce_with_negatives", "bpr", "local_losses", "make_loss", "relmf", "relmf_pointwise", "wmf"]
