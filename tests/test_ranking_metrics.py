@@ -113,6 +113,8 @@ def test_snips_metrics_weight_hits_by_inverse_propensity():
     assert s["snips/recall_at_3"] == pytest.approx(1.0)
     # DCG@3: hits' = 1 * 2/4 at rank 1 and 3 * 2/4 at rank 3
     assert s["snips/dcg_at_3"] == pytest.approx(0.5 + 1.5 / 2)
+    # IPS: raw weights, recall@3 = (1 + 3) / |R| = 2
+    assert s["ips/recall_at_3"] == pytest.approx(2.0) and s["ips/dcg_at_1"] == pytest.approx(1.0)
 
 
 def test_snips_equals_plain_metrics_under_uniform_propensity():

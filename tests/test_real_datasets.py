@@ -80,3 +80,13 @@ def test_relmf_on_coat_logs_the_biased_vs_unbiased_report(shared_data, mlflow_st
     assert [a.path for a in client.list_artifacts(run, "report")] == ["report/biased_vs_unbiased.csv"]
     # MCAR protocol: 16 candidates per user, so a random order already has recall@5 near 5/16
     assert 0.2 < metrics["test/recall_at_5"] <= 1.0
+
+
+def test_semisynthetic_movielens_has_known_relevance_and_an_mcar_test(shared_data):
+    weak = load_raw("movielens-100k-semisynthetic", shared_data, {"power": 0.5})
+    strong = load_raw("movielens-100k-semisynthetic", shared_data, {"power": 2.0})
+    assert strong.log.height < weak.log.height, "stronger MNAR skew exposes fewer pairs"
+    assert strong.test.group_by("user").len()["len"].unique().to_list() == [50]
+    assert set(strong.test["rating"].unique().to_list()) == {0.0, 1.0}
+    clicked = set(zip(strong.log["user"].to_list(), strong.log["item"].to_list(), strict=True))
+    assert not clicked & set(zip(strong.test["user"].to_list(), strong.test["item"].to_list(), strict=True))

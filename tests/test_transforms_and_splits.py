@@ -100,3 +100,13 @@ def test_prepare_is_deterministic_whatever_the_input_row_order():
         a = prepare_raw(RawDataset(log), "x", PrepareConfig(split=split))
         b = prepare_raw(RawDataset(log.sample(fraction=1.0, shuffle=True, seed=5)), "x", PrepareConfig(split=split))
         assert a.train.equals(b.train) and a.val.equals(b.val) and a.test.equals(b.test), split
+
+
+def test_an_external_test_file_with_another_schema_is_rejected():
+    from fbrec.data.datasets import RawDataset
+    from fbrec.data.prepare import prepare_raw
+
+    train = pl.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [5.0, 4.0]})
+    test = pl.DataFrame({"user": [1], "item": [2], "score": [5.0]})
+    with pytest.raises(DataValidationError, match="external test has columns"):
+        prepare_raw(RawDataset(train, test=test), "x", PrepareConfig(split="external", min_rating=4))

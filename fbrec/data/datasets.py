@@ -145,6 +145,53 @@ def _load_yahoo(root: Path, options: dict) -> RawDataset:
     return RawDataset(read[0], test=read[1], files=tuple(files))
 
 
+_SEMI_OPTIONS = {"power": 1.0, "epsilon": 5.0, "rank": 20, "test_items": 50, "seed": 0}
+
+
+def _low_rank(matrix: np.ndarray, rank: int) -> np.ndarray:
+    from scipy.sparse.linalg import svds
+
+    u, sv, vt = svds(matrix.astype(np.float64), k=rank)
+    return (u * sv) @ vt
+
+
+def _load_movielens_semisynthetic(root: Path, options: dict) -> RawDataset:
+    """Saito et al.'s semi-synthetic protocol on MovieLens-100K, with known relevance and exposure.
+
+    relevance gamma = sigmoid(R_hat - epsilon), R_hat a rank-`rank` reconstruction of the ratings (user means
+    filled in), clipped to [1, 5]; exposure theta = clip(O_hat, 1e-3, 1) ** power, O_hat a rank-`rank`
+    reconstruction of the 0/1 rated matrix (larger power = stronger MNAR skew). Clicks Y = O * R with
+    O ~ Bernoulli(theta), R ~ Bernoulli(gamma) form the training log; the test set is `test_items` uniformly
+    random unclicked items per user labelled with their drawn relevance R (an MCAR test with ground truth)."""
+    unknown = sorted(set(options) - set(_SEMI_OPTIONS))
+    if unknown:
+        raise UnknownNameError("semi-synthetic option", unknown[0], _SEMI_OPTIONS)
+    opt = {**_SEMI_OPTIONS, **options}
+    ratings = _load_movielens(root, {}).log
+    U, I = int(ratings[USER].max()), int(ratings[ITEM].max())
+    dense = np.zeros((U, I))
+    dense[ratings[USER].to_numpy() - 1, ratings[ITEM].to_numpy() - 1] = ratings[RATING].to_numpy()
+    observed = dense > 0
+    user_mean = dense.sum(1) / observed.sum(1)
+    filled = np.where(observed, dense, user_mean[:, None])
+    r_hat = np.clip(user_mean[:, None] + _low_rank(filled - user_mean[:, None], int(opt["rank"])), 1, 5)
+    gamma = 1 / (1 + np.exp(-(r_hat - opt["epsilon"])))
+    theta = np.clip(_low_rank(observed.astype(np.float64), int(opt["rank"])), 1e-3, 1) ** opt["power"]
+    rng = np.random.default_rng(int(opt["seed"]))
+    relevant = rng.random((U, I)) < gamma
+    clicks = relevant & (rng.random((U, I)) < theta)
+    u, i = np.nonzero(clicks)
+    log = pl.DataFrame({USER: u + 1, ITEM: i + 1, RATING: np.ones(len(u))})
+    # MCAR test: uniformly random unclicked items per user, with their drawn relevance as the rating (0 or 1)
+    keys = rng.random((U, I))
+    keys[clicks] = np.inf
+    test_items = np.argsort(keys, axis=1)[:, :int(opt["test_items"])]
+    tu = np.repeat(np.arange(U), test_items.shape[1])
+    ti = test_items.reshape(-1)
+    test = pl.DataFrame({USER: tu + 1, ITEM: ti + 1, RATING: relevant[tu, ti].astype(np.float64)})
+    return RawDataset(log, test=test, files=(root / "movielens-100k" / "u.data",))
+
+
 def _load_synthetic(root: Path, options: dict) -> RawDataset:
     known = set(SyntheticConfig.__dataclass_fields__)
     unknown = sorted(set(options) - known)
@@ -162,6 +209,11 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 "GroupLens, https://grouplens.org/datasets/movielens/100k/",
                 "research use only; may not be redistributed without permission", False, _load_movielens, None,
                 {"min_rating": 4.0, "split": "random", "min_user": 1, "min_item": 1}),
+    DatasetSpec("movielens-100k-semisynthetic", "MovieLens-100K turned into MNAR clicks with known relevance "
+                "and exposure (Saito et al. 2020's protocol), and an MCAR ground-truth test",
+                "derived from GroupLens MovieLens 100K by fbrec", "as movielens-100k: may not be redistributed", False,
+                _load_movielens_semisynthetic, None,
+                {"min_rating": 1.0, "split": "external", "min_user": 1, "min_item": 1}),
     DatasetSpec("coat", "Coat shopping: MNAR self-selected ratings for training, MCAR ratings of 16 random items per "
                 "user for testing", "Schnabel et al. 2016 (Cornell)", "no stated terms; treat as research-only",
                 False, _load_coat, None, {"min_rating": 4.0, "split": "external", "min_user": 1, "min_item": 1}),
@@ -187,9 +239,10 @@ def get_spec(name: str) -> DatasetSpec:
 def load_raw(name: str, root: str | Path | None = None, options: dict | None = None) -> RawDataset:
     spec = get_spec(name)
     options = dict(options or {})
-    if options and name not in ("synthetic", "yahoo_r3"):
+    if options and name not in ("synthetic", "yahoo_r3", "movielens-100k-semisynthetic"):
         raise ConfigError(f"dataset {name!r} takes no options, got {sorted(options)}",
-                          rule="only 'synthetic' (generator settings) and 'yahoo_r3' (path) take options",
+                          rule="only 'synthetic', 'movielens-100k-semisynthetic' (generator settings) and "
+                               "'yahoo_r3' (path) take options",
                           fix="drop dataset_options")
     raw = spec.loader(data_dir(root), options)
     validate_log(raw.log, source=f"dataset {name!r}")

@@ -127,6 +127,11 @@ def prepare_raw(raw: RawDataset, name: str, config: PrepareConfig | None = None,
                 options: dict | None = None) -> PreparedDataset:
     """The preprocessing pipeline on an already loaded log (e.g. your own, read with read_log)."""
     cfg = (config or PrepareConfig()).resolved({})
+    if raw.test is not None and set(raw.test.columns) != set(raw.log.columns):
+        raise DataValidationError(f"dataset {name!r}: the external test has columns {sorted(raw.test.columns)}, "
+                                  f"the training log {sorted(raw.log.columns)}",
+                                  rule="an external (e.g. MCAR) test file shares the training log's schema",
+                                  fix="give both files the same columns")
 
     def positives(frame: pl.DataFrame) -> pl.DataFrame:
         lf = binarize(frame, min_level=cfg.min_level, min_rating=cfg.min_rating)

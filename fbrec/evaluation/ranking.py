@@ -18,7 +18,8 @@ ranking still runs over the whole catalogue; users with no relevant item in the 
 Unbiased (SNIPS) variants on MNAR test data, reported as the slice "snips" when inverse propensities w_i = 1/theta_i
 are given: each hit counts w_i * |R_u| / sum_{j in R_u} w_j instead of 1 (Saito et al.'s self-normalised IPS), so
   snips Recall@K = sum_{i in top-K and R_u} w_i / sum_{i in R_u} w_i,  snips DCG@K = sum_r hit'_r / log2(r + 1),
-and every metric equals its plain version when all propensities are equal.
+and every metric equals its plain version when all propensities are equal. The slice "ips" uses the raw weights
+(hit'_r = w_i): unbiased for the full-information metric under the exposure model, but unbounded.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ class RankingEvaluator:
             hits = torch.isin(top_keys, tr_keys[sel]).float()                   # (B, Kmax)
             metrics = _rank_metrics(hits[rows], n_rel[rows], self.ks)
             if name == "all" and es.item_weights is not None:
-                self._add_snips(users, rows, hits, top, tr_r, tr_c, n_rel)
+                self._add_weighted(users, rows, hits, top, tr_r, tr_c, n_rel, normalise=True)
+                self._add_weighted(users, rows, hits, top, tr_r, tr_c, n_rel, normalise=False)
             data = {"user": users[rows.cpu().numpy()], "slice": name, "n_relevant": n_rel[rows].cpu().numpy()}
             data.update({k: v.cpu().numpy() for k, v in metrics.items()})
             if self.auc:
@@ -139,13 +141,18 @@ class RankingEvaluator:
                 data["auc"] = _auc(scores, truth, exclude | (others & ~truth))[rows].cpu().numpy()
             self._rows.append(pl.DataFrame(data))
 
-    def _add_snips(self, users, rows, hits, top, tr_r, tr_c, n_rel) -> None:
+    def _add_weighted(self, users, rows, hits, top, tr_r, tr_c, n_rel, *, normalise: bool) -> None:
+        """The "snips" (self-normalised per user) or "ips" (raw 1/theta weights) slice."""
         w = torch.as_tensor(self.eval_set.item_weights, dtype=torch.float32, device=hits.device)
-        w_sum = torch.zeros_like(n_rel).index_add_(0, tr_r, w[tr_c])             # (B,) sum of w over R_u
-        scale = n_rel / w_sum.clamp_min(1e-12)
+        if normalise:
+            w_sum = torch.zeros_like(n_rel).index_add_(0, tr_r, w[tr_c])         # (B,) sum of w over R_u
+            scale = n_rel / w_sum.clamp_min(1e-12)
+        else:
+            scale = torch.ones_like(n_rel)
         weighted = hits * w[top] * scale[:, None]                                # hit'_r, (B, Kmax)
         metrics = _rank_metrics(weighted[rows], n_rel[rows], self.ks)
-        data = {"user": users[rows.cpu().numpy()], "slice": "snips", "n_relevant": n_rel[rows].cpu().numpy()}
+        name = "snips" if normalise else "ips"
+        data = {"user": users[rows.cpu().numpy()], "slice": name, "n_relevant": n_rel[rows].cpu().numpy()}
         data.update({k: v.cpu().numpy() for k, v in metrics.items()})
         if self.auc:
             data["auc"] = np.full(int(rows.sum()), np.nan, dtype=np.float32)
