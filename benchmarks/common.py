@@ -54,3 +54,20 @@ def table(headers: list[str], rows: list[list]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def scratch_tracking(prefix: str):
+    """Point MLflow at a fresh sqlite store in a temp dir (benchmark runs stay out of ./mlruns); its client."""
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    store = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
+    return MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+
+
+def mean_sd(values: list[float]) -> str:
+    import numpy as np
+
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.4f}"

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import tempfile
-from pathlib import Path
 
-import numpy as np
-
-from benchmarks.common import machine, table, write_section
+from benchmarks.common import machine, mean_sd, scratch_tracking, table, write_section
 from benchmarks.quality import _write_card
 
 GRIDS = {
@@ -44,13 +39,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    from mlflow.tracking import MlflowClient
-
     from fbrec.cli.runs import run_training
 
-    store = Path(tempfile.mkdtemp(prefix="fbrec-mnar-"))
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
-    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    client = scratch_tracking("fbrec-mnar-")
     quiet = ["--trainer.enable_progress_bar=false", "--experiment=benchmarks-mnar"]
     rows, chosen = [], {}
     for family, grid in GRIDS.items():
@@ -69,7 +60,7 @@ def main() -> None:
             metrics = client.get_run(run).data.metrics
             for m in METRICS:
                 values[m].append(metrics.get(m, float("nan")))
-        cells = [f"{np.mean(v):.4f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.4f}" for v in values.values()]
+        cells = [mean_sd(v) for v in values.values()]
         rows.append([f"`{recipe}`", *cells])
         if args.write:
             _write_card(recipe, f"MCAR test, mean ± sd over seeds {args.seeds}, setting chosen on validation "

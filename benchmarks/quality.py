@@ -9,13 +9,9 @@ validation NDCG; the numbers are test metrics of that checkpoint.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.common import machine, table, write_section
+from benchmarks.common import machine, mean_sd, scratch_tracking, table, write_section
 
 RECIPES = {
     "movielens-100k": ["popularity_movielens100k", "bpr_movielens100k", "bce_movielens100k"],
@@ -42,13 +38,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    from mlflow.tracking import MlflowClient
-
     from fbrec.cli.runs import run_training
 
-    store = Path(tempfile.mkdtemp(prefix="fbrec-quality-"))
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
-    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    client = scratch_tracking("fbrec-quality-")
     sections = []
     for dataset, recipes in RECIPES.items():
         rows = []
@@ -60,7 +52,7 @@ def main() -> None:
                 metrics = client.get_run(run).data.metrics
                 for m in METRICS:
                     values[m].append(metrics.get(m, float("nan")))
-            cells = [f"{np.mean(v):.4f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.4f}" for v in values.values()]
+            cells = [mean_sd(v) for v in values.values()]
             rows.append([f"`{recipe}`", *cells])
             card = (f"Test metrics, mean ± sd over seeds {args.seeds} (`python -m benchmarks.quality --write`, "
                     f"{machine()}):\n\n" + table(["recipe", *[m.removeprefix("test/") for m in METRICS]], [rows[-1]]))
