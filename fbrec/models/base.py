@@ -41,20 +41,20 @@ class RankingModule(L.LightningModule):
     def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:  # (I,) -> (I, D)
         raise NotImplementedError
 
-    def export_embeddings(self, num_users: int, num_items: int, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    @torch.no_grad()
+    def _all(self, embed: Callable[[torch.Tensor], torch.Tensor], n: int, chunk: int = 65_536) -> torch.Tensor:
+        return torch.cat([embed(c) for c in torch.arange(n, device=self.device).split(chunk)])   # (n, D)
+
+    def export_embeddings(self, num_users: int, num_items: int) -> tuple[np.ndarray, np.ndarray]:
         """Every user's and item's embedding as float32 numpy (U, D), (I, D); scores are inner products."""
-        with torch.no_grad():
-            users = torch.cat([self.user_embeddings(c) for c in torch.arange(num_users).split(chunk)])
-            items = torch.cat([self.item_embeddings(c) for c in torch.arange(num_items).split(chunk)])
+        users, items = self._all(self.user_embeddings, num_users), self._all(self.item_embeddings, num_items)
         return users.float().cpu().numpy(), items.float().cpu().numpy()
 
     # --- evaluation --------------------------------------------------------------------------------------
     def _start_eval(self, stage: str) -> None:
         dm = self.trainer.datamodule
         self._evaluator = RankingEvaluator(dm.eval_set(stage), self.ks, auc=self.auc)
-        with torch.no_grad():
-            items = torch.arange(dm.num_items, device=self.device)
-            self._item_embeddings = torch.cat([self.item_embeddings(c) for c in items.split(65_536)])
+        self._item_embeddings = self._all(self.item_embeddings, dm.num_items)
 
     def _eval_step(self, users: torch.Tensor) -> None:
         with torch.no_grad():
@@ -167,5 +167,3 @@ def pair_logits(module: EmbeddingModule, batch: InteractionBatch) -> tuple[torch
     logits = (p * q).sum(-1)                                                   # (B, 1 + N)
     return logits[:, 0], logits[:, 1:]
 
-
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
