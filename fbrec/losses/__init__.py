@@ -8,6 +8,14 @@ from __future__ import annotations
 import inspect
 
 from fbrec.errors import ConfigError, UnknownNameError
+from fbrec.losses.ordinal import (
+    category_probabilities,
+    check_scales,
+    cumulative_probabilities,
+    gnolr,
+    neural_olr,
+    thresholds_from_rates,
+)
 from fbrec.losses.pointwise import bce_with_negatives, bpr
 from fbrec.losses.unbiased import local_losses, relmf, relmf_pointwise, wmf
 
@@ -40,4 +48,6 @@ def make_loss(name: str, **options) -> BoundLoss:
     return BoundLoss(name, **options)
 
 
-__all__ = ["LOSSES", "BoundLoss", "bce_with_negatives", "bpr", "local_losses", "make_loss", "relmf", "relmf_pointwise", "wmf"]
+__all__ = ["LOSSES", "BoundLoss", "bce_with_negatives", "bpr", "category_probabilities", "check_scales",
+           "cumulative_probabilities", "gnolr", "local_losses", "make_loss", "neural_olr", "relmf", "relmf_pointwise",
+           "thresholds_from_rates", "wmf"]
