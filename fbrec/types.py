@@ -30,7 +30,8 @@ class InteractionBatch(NamedTuple):
     """A training batch of (user, positive item, sampled negative items).
 
     user: (B,) long, item: (B,) long, negatives: (B, N) long, weight: (B,) float,
-    propensity: (B,) float, the exposure probability of each positive (all ones when none was estimated).
+    propensity: (B,) float, the exposure probability of each positive (all ones when none was estimated),
+    level: (B,) long, the positive's ordinal label 1..K (1 for binary data); sampled negatives are level 0.
     """
 
     user: torch.Tensor
@@ -38,3 +39,4 @@ class InteractionBatch(NamedTuple):
     negatives: torch.Tensor
     weight: torch.Tensor
     propensity: torch.Tensor
+    level: torch.Tensor

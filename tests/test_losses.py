@@ -85,7 +85,7 @@ def test_wmf_weights_positives_by_confidence():
 
 def test_make_loss_binds_options_and_rejects_unknown_ones():
     from fbrec.types import InteractionBatch
-    batch = InteractionBatch(None, None, None, torch.ones(1), torch.tensor([0.5]))
+    batch = InteractionBatch(None, None, None, torch.ones(1), torch.tensor([0.5]), torch.ones(1, dtype=torch.long))
     loss = make_loss("relmf", clip=0.2, kind="square")
     assert torch.isfinite(loss(torch.tensor([0.1]), torch.tensor([[0.2]]), batch))
     with pytest.raises(ConfigError, match="loss 'relmf' has no option 'clipp'"):

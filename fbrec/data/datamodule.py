@@ -16,17 +16,17 @@ from fbrec.data.datasets import RawDataset
 from fbrec.data.evalset import EvalSet, popularity_slices
 from fbrec.data.io import read_log
 from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare, prepare_raw
-from fbrec.errors import UnknownNameError
+from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.propensity import PopularityPropensity
-from fbrec.types import ITEM_INDEX, LABEL, USER_INDEX, WEIGHT, InteractionBatch
+from fbrec.types import ITEM_INDEX, LABEL, LEVEL, USER_INDEX, WEIGHT, InteractionBatch
 
 
 class _NegativeSampled(IterableDataset):
     """Shuffled (user, item, uniform negatives) batches; each rank reads a disjoint, equal-length stride."""
 
     def __init__(self, user: torch.Tensor, item: torch.Tensor, weight: torch.Tensor, propensity: torch.Tensor,
-                 num_items: int, num_negatives: int, batch_size: int, seed: int):
-        self.user, self.item, self.weight, self.propensity = user, item, weight, propensity
+                 level: torch.Tensor, num_items: int, num_negatives: int, batch_size: int, seed: int):
+        self.user, self.item, self.weight, self.propensity, self.level = user, item, weight, propensity, level
         self.num_items, self.num_negatives, self.batch_size, self.seed = num_items, num_negatives, batch_size, seed
         self.epoch, self.rank, self.world = 0, 0, 1
 
@@ -43,7 +43,7 @@ class _NegativeSampled(IterableDataset):
         for start in range(0, len(perm), self.batch_size):
             idx = perm[start:start + self.batch_size]
             yield InteractionBatch(self.user[idx], self.item[idx], negatives[start:start + len(idx)], self.weight[idx],
-                                   self.propensity[idx])
+                                   self.propensity[idx], self.level[idx])
 
 
 class FeedbackDataModule(L.LightningDataModule):
@@ -65,6 +65,8 @@ class FeedbackDataModule(L.LightningDataModule):
         head_fraction: share of items (by training popularity) in the "head" slice.
         propensity: "popularity" estimates each item's exposure probability on the training split
             ((n_i / max n)^propensity_eta, floored at min_propensity) and carries it in every batch; None = 1.
+        label: "binary" (every positive is 1) or "level": each positive is labelled with its ordinal level 1..K
+            counted from min_level (the highest level the pair reached), for ordinal recipes such as GNOLR.
         eval_candidates: "all" ranks the whole catalogue at test time; "test_items" ranks only each user's logged
             test items (the MCAR protocol of Coat / Yahoo! R3, whose test files hold rated-but-irrelevant items).
         seed: split and sampling seed.
@@ -77,7 +79,7 @@ class FeedbackDataModule(L.LightningDataModule):
                  test_fraction: float = 0.2, val_fraction: float = 0.1, num_negatives: int = 1,
                  batch_size: int = 1024, eval_batch_size: int = 256, head_fraction: float = 0.2,
                  propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
-                 eval_candidates: str = "all", seed: int = 0):
+                 eval_candidates: str = "all", label: str = "binary", seed: int = 0):
         super().__init__()
         check_positive("num_negatives", num_negatives)
         check_positive("batch_size", batch_size)
@@ -94,7 +96,9 @@ class FeedbackDataModule(L.LightningDataModule):
             raise UnknownNameError("propensity estimator", str(propensity), ["popularity"])
         if eval_candidates not in ("all", "test_items"):
             raise UnknownNameError("eval_candidates value", eval_candidates, ["all", "test_items"])
-        self.propensity_name, self.eval_candidates = propensity, eval_candidates
+        if label not in ("binary", "level"):
+            raise UnknownNameError("label kind", label, ["binary", "level"])
+        self.propensity_name, self.eval_candidates, self.label = propensity, eval_candidates, label
         self.propensity = PopularityPropensity(propensity_eta, min_propensity) if propensity else None
         self._data: PreparedDataset | None = None
         self._train: _NegativeSampled | None = None
@@ -131,22 +135,55 @@ class FeedbackDataModule(L.LightningDataModule):
                 theta = self.propensity.fit(items, d.num_items).item_propensity_[items]
             self._train = _NegativeSampled(torch.from_numpy(d.train[USER_INDEX].to_numpy().copy()),
                                            torch.from_numpy(items.copy()), torch.as_tensor(weight, dtype=torch.float32),
-                                           torch.as_tensor(theta, dtype=torch.float32), d.num_items,
+                                           torch.as_tensor(theta, dtype=torch.float32),
+                                           torch.as_tensor(self._levels(d.train), dtype=torch.long), d.num_items,
                                            self.num_negatives, self.batch_size, self.seed)
         if self.trainer is not None:
             self._train.rank, self._train.world = self.trainer.global_rank, self.trainer.world_size
 
+    def level_names(self) -> list[str]:
+        """The ordinal labels 1..K as level names (empty for binary data)."""
+        if self.label != "level":
+            return []
+        train = self.data.train
+        if LEVEL not in train.columns:
+            raise ConfigError(f"label='level' but dataset {self.data.name!r} has no feedback levels",
+                              rule="ordinal labels need a 'level' column", fix="use label='binary'")
+        names = train.schema[LEVEL].categories.to_list()
+        low = train[LEVEL].to_physical().min()
+        return names[low:]
+
+    def _levels(self, frame: pl.DataFrame) -> np.ndarray:
+        """1..K for each row (the level counted from the lowest positive level); all ones for binary data."""
+        if self.label != "level":
+            return np.ones(frame.height, dtype=np.int64)
+        names = self.level_names()
+        base = self.data.train.schema[LEVEL].categories.to_list().index(names[0])
+        return frame[LEVEL].to_physical().to_numpy().astype(np.int64) - base + 1
+
+    def level_rates(self) -> np.ndarray:
+        """Cumulative rates P(y >= k), k = 1..K, over the training population the loss sees: each positive and
+        its num_negatives sampled negatives (label 0)."""
+        y = self._levels(self.data.train)
+        K = len(self.level_names()) or 1
+        return np.array([(y >= k).sum() for k in range(1, K + 1)]) / (len(y) * (1 + self.num_negatives))
+
     def train_item_counts(self) -> np.ndarray:
         return np.bincount(self.data.train[ITEM_INDEX].to_numpy(), minlength=self.num_items)
 
-    def eval_set(self, stage: str) -> EvalSet:
-        """val: rank against training items excluded; test: training and validation items excluded."""
+    def eval_set(self, stage: str, level: int | None = None) -> EvalSet:
+        """val: rank against training items excluded; test: training and validation items excluded.
+        level=k keeps only relevant pairs whose ordinal label is >= k (per-level evaluation)."""
         d = self.data
+
+        def at_level(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame if level is None else frame.filter(pl.Series(self._levels(frame) >= level))
+
         train = interactions_csr(d.train, d.num_users, d.num_items)
         if stage == "val":
-            exclude, truth = train, interactions_csr(d.val, d.num_users, d.num_items)
+            exclude, truth = train, interactions_csr(at_level(d.val), d.num_users, d.num_items)
         else:
-            test = d.test
+            test = at_level(d.test) if LABEL not in d.test.columns else d.test
             truth = interactions_csr(test.filter(pl.col(LABEL) > 0) if LABEL in test.columns else test,
                                      d.num_users, d.num_items)
             if self.eval_candidates == "test_items":   # rank only the user's logged test items (MCAR protocol)

@@ -2,9 +2,10 @@
 
 from fbrec.models.base import EmbeddingModule, RankingModule
 from fbrec.models.expomf import ExpoMFModule
+from fbrec.models.gnolr import GNOLRModule
 from fbrec.models.mf import MatrixFactorizationModule
 from fbrec.models.popularity import PopularityModule
 
-RECIPES = {"mf": MatrixFactorizationModule, "popularity": PopularityModule, "expomf": ExpoMFModule}
+RECIPES = {"mf": MatrixFactorizationModule, "popularity": PopularityModule, "expomf": ExpoMFModule, "gnolr": GNOLRModule}
 
-__all__ = ["RECIPES", "EmbeddingModule", "ExpoMFModule", "MatrixFactorizationModule", "PopularityModule", "RankingModule"]
+__all__ = ["RECIPES", "EmbeddingModule", "ExpoMFModule", "GNOLRModule", "MatrixFactorizationModule", "PopularityModule", "RankingModule"]

@@ -32,6 +32,7 @@ class RankingModule(L.LightningModule):
         self.auc = auc
         self._evaluator: RankingEvaluator | None = None
         self._item_embeddings: torch.Tensor | None = None
+        self._level_evaluators: dict[tuple[int, str], RankingEvaluator] = {}
         self.last_evaluators: dict[str, RankingEvaluator] = {}
 
     # --- what subclasses provide -------------------------------------------------------------------------
@@ -50,20 +51,36 @@ class RankingModule(L.LightningModule):
         users, items = self._all(self.user_embeddings, num_users), self._all(self.item_embeddings, num_items)
         return users.float().cpu().numpy(), items.float().cpu().numpy()
 
+    def user_embeddings_at_level(self, users: torch.Tensor, level: int) -> torch.Tensor:
+        """The query that ranks for ordinal level k; one score for every level unless a model overrides it."""
+        return self.user_embeddings(users)
+
     # --- evaluation --------------------------------------------------------------------------------------
     def _start_eval(self, stage: str) -> None:
         dm = self.trainer.datamodule
         self._evaluator = RankingEvaluator(dm.eval_set(stage), self.ks, auc=self.auc)
+        # ordinal data: one more evaluator per level >= 2, relevant = pairs that reached that level
+        names = dm.level_names() if hasattr(dm, "level_names") else []
+        level_sets = {(k, names[k - 1]): dm.eval_set(stage, level=k) for k in range(2, len(names) + 1)}
+        self._level_evaluators = {key: RankingEvaluator(es, self.ks, auc=self.auc)
+                                  for key, es in level_sets.items() if es.truth.nnz}
         self._item_embeddings = self._all(self.item_embeddings, dm.num_items)
 
     def _eval_step(self, users: torch.Tensor) -> None:
         with torch.no_grad():
             scores = self.user_embeddings(users) @ self._item_embeddings.T      # (B, D) x (D, I) -> (B, I)
-        self._evaluator.update(users, scores)
+            self._evaluator.update(users, scores)
+            for (k, _), evaluator in self._level_evaluators.items():
+                level_scores = self.user_embeddings_at_level(users, k) @ self._item_embeddings.T
+                evaluator.update(users, level_scores)
 
     def _end_eval(self, stage: str) -> None:
         summary = self._evaluator.summary()
         self.last_evaluators[stage] = self._evaluator
+        for (_, name), evaluator in self._level_evaluators.items():
+            level_summary = evaluator.summary()
+            summary.update({f"level_{name}/{k}": v for k, v in level_summary.items() if "/" not in k})
+            self.last_evaluators[f"{stage}/level_{name}"] = evaluator
         # every rank evaluated every user (sharded lookups need all ranks anyway), so values already agree and
         # sync_dist's mean leaves them unchanged
         self.log_dict({f"{stage}/{k}": v for k, v in summary.items() if "num_users" not in k}, sync_dist=True)
