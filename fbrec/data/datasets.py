@@ -103,7 +103,10 @@ def _load_movielens(root: Path, options: dict) -> RawDataset:
     return RawDataset(log, items=items, files=(path, items_path))
 
 
-TAOBAO_LEVELS = ("pv", "fav", "cart", "buy")
+# fav and cart share one level: they are alternative signals of intent, not successive steps. In the sample,
+# 4,014 of the 4,066 pairs whose strongest event is a cart never saw a fav, and they convert alike (6.7% of cart
+# pairs and 4.6% of fav pairs end in a buy); ordering them would invent a level most buyers skip.
+TAOBAO_LEVELS = ("pv", "fav_cart", "buy")
 
 
 def _load_taobao(root: Path, options: dict) -> RawDataset:
@@ -112,6 +115,7 @@ def _load_taobao(root: Path, options: dict) -> RawDataset:
                       schema_overrides={"column_1": pl.Int64, "column_2": pl.Int64, "column_3": pl.Int64,
                                         "column_4": pl.String, "column_5": pl.Int64})
     items = log.group_by(ITEM).agg(pl.col("category").first()).sort(ITEM)
+    log = log.with_columns(pl.col(LEVEL).replace({"fav": "fav_cart", "cart": "fav_cart"}))
     return RawDataset(cast_levels(log.drop("category"), TAOBAO_LEVELS), items=items, files=(path,))
 
 
@@ -217,7 +221,7 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec("coat", "Coat shopping: MNAR self-selected ratings for training, MCAR ratings of 16 random items per "
                 "user for testing", "Schnabel et al. 2016 (Cornell)", "no stated terms; treat as research-only",
                 False, _load_coat, None, {"min_rating": 4.0, "split": "external", "min_user": 1, "min_item": 1}),
-    DatasetSpec("taobao-userbehavior-sample", "Prefix sample of Alibaba's UserBehavior log: pv < fav < cart < buy",
+    DatasetSpec("taobao-userbehavior-sample", "Prefix sample of Alibaba's UserBehavior log: pv < fav/cart < buy",
                 "Alibaba Tianchi UserBehavior", "no stated terms; treat as research-only", False, _load_taobao,
                 TAOBAO_LEVELS, {"min_level": "pv", "split": "leave_last_out", "min_user": 3, "min_item": 1}),
     DatasetSpec("amazon-scientific-text", "Amazon Industrial & Scientific reviews as chronological sequences with "
