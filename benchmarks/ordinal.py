@@ -12,7 +12,7 @@ import argparse
 
 from benchmarks.common import machine, mean_sd, scratch_tracking, table, write_section
 
-RECIPES = ["gnolr_synthetic", "no_nesting_synthetic", "nolr_synthetic", "nsb_synthetic"]
+RECIPES = ["gnolr_synthetic", "no_nesting_synthetic", "nolr_synthetic", "nsb_synthetic", "esmm_synthetic"]
 METRICS = ["test/auc", "test/recall_at_50", "test/level_cart/auc", "test/level_cart/recall_at_50",
            "test/level_purchase/auc", "test/level_purchase/recall_at_50"]
 

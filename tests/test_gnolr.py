@@ -82,13 +82,14 @@ def test_unknown_variant_suggests_the_closest():
         GNOLRModule(10, 10, variant="nolrr")
 
 
-def test_nsb_baseline_trains_one_head_per_level(leveled_dir, tmp_path):
-    from fbrec.models import NSBModule
+@pytest.mark.parametrize("name", ["NSBModule", "ESMMModule"])
+def test_per_level_baselines_train_one_head_per_level(leveled_dir, tmp_path, name):
+    import fbrec.models
 
     register_strategies()
     torch.manual_seed(0)
     dm = FeedbackDataModule(prepared_dir=str(leveled_dir), label="level", batch_size=64, num_negatives=4)
-    model = NSBModule(dm.num_users, dm.num_items, embedding_dim=8, learning_rate=0.2, ks=(1, 5))
+    model = getattr(fbrec.models, name)(dm.num_users, dm.num_items, embedding_dim=8, learning_rate=0.2, ks=(1, 5))
     trainer = L.Trainer(max_epochs=30, accelerator="cpu", devices=1, strategy="torchrec", logger=False,
                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
                         use_distributed_sampler=False, num_sanity_val_steps=0, check_val_every_n_epoch=30,

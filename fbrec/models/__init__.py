@@ -4,9 +4,9 @@ from fbrec.models.base import EmbeddingModule, RankingModule
 from fbrec.models.expomf import ExpoMFModule
 from fbrec.models.gnolr import GNOLRModule
 from fbrec.models.mf import MatrixFactorizationModule
-from fbrec.models.nsb import NSBModule
+from fbrec.models.nsb import ESMMModule, NSBModule
 from fbrec.models.popularity import PopularityModule
 
-RECIPES = {"mf": MatrixFactorizationModule, "popularity": PopularityModule, "expomf": ExpoMFModule, "gnolr": GNOLRModule, "nsb": NSBModule}
+RECIPES = {"mf": MatrixFactorizationModule, "popularity": PopularityModule, "expomf": ExpoMFModule, "gnolr": GNOLRModule, "nsb": NSBModule, "esmm": ESMMModule}
 
-__all__ = ["RECIPES", "EmbeddingModule", "ExpoMFModule", "GNOLRModule", "MatrixFactorizationModule", "NSBModule", "PopularityModule", "RankingModule"]
+__all__ = ["RECIPES", "ESMMModule", "EmbeddingModule", "ExpoMFModule", "GNOLRModule", "MatrixFactorizationModule", "NSBModule", "PopularityModule", "RankingModule"]

@@ -66,13 +66,17 @@ class RankingModule(L.LightningModule):
                                   for key, es in level_sets.items() if es.truth.nnz}
         self._item_embeddings = self._all(self.item_embeddings, dm.num_items)
 
+    def score_users(self, users: torch.Tensor, item_embeddings: torch.Tensor, level: int | None = None
+                    ) -> torch.Tensor:
+        """Scores of every item for each user, (B, I): inner products unless a model ranks otherwise."""
+        query = self.user_embeddings(users) if level is None else self.user_embeddings_at_level(users, level)
+        return query @ item_embeddings.T                                        # (B, D) x (D, I) -> (B, I)
+
     def _eval_step(self, users: torch.Tensor) -> None:
         with torch.no_grad():
-            scores = self.user_embeddings(users) @ self._item_embeddings.T      # (B, D) x (D, I) -> (B, I)
-            self._evaluator.update(users, scores)
+            self._evaluator.update(users, self.score_users(users, self._item_embeddings))
             for (k, _), evaluator in self._level_evaluators.items():
-                level_scores = self.user_embeddings_at_level(users, k) @ self._item_embeddings.T
-                evaluator.update(users, level_scores)
+                evaluator.update(users, self.score_users(users, self._item_embeddings, k))
 
     def _end_eval(self, stage: str) -> None:
         summary = self._evaluator.summary()

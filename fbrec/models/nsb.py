@@ -71,3 +71,33 @@ class NSBModule(EmbeddingModule):
     def user_embeddings_at_level(self, users: torch.Tensor, level: int) -> torch.Tensor:
         u = super().user_embeddings(users)
         return u * self._level_mask(level, u.device)
+
+
+class ESMMModule(NSBModule):
+    """ESMM (Ma et al., SIGIR 2018) generalised to a chain of K levels on the NSB towers:
+    P(y >= k) = prod_{j <= k} sigmoid(logit_j), each factor a conditional step (click, then cart given click, ...),
+    trained with a log-loss on every cumulative label over the whole sample space. Level k ranks by
+    log P(y >= k) = sum_{j <= k} logsigmoid(logit_j), which is not an inner product (`score_users`)."""
+
+    def loss(self, batch: InteractionBatch) -> torch.Tensor:
+        items = torch.cat([batch.item[:, None], batch.negatives], dim=1)
+        p, q = self.embed_pairs(batch.user, items)
+        K, d = self.num_levels, self.embedding_dim
+        logits = (p.view(*p.shape[:-1], K, d) * q.view(*q.shape[:-1], K, d)).sum(-1)   # (B, 1 + N, K)
+        log_cum = F.logsigmoid(logits).cumsum(-1)                                        # log P(y >= k)
+        labels = torch.zeros(items.shape, dtype=torch.long, device=logits.device)
+        labels[:, 0] = batch.level
+        targets = (labels[..., None] >= torch.arange(1, K + 1, device=logits.device)).float()
+        log_not = torch.log1p(-log_cum.exp().clamp(max=1 - 1e-6))
+        return -(targets * log_cum + (1 - targets) * log_not).sum() / len(batch.user)
+
+    def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
+        return super(NSBModule, self).user_embeddings(users)      # every head's block: scoring combines them
+
+    def score_users(self, users: torch.Tensor, item_embeddings: torch.Tensor, level: int | None = None
+                    ) -> torch.Tensor:
+        K, d = self.num_levels, self.embedding_dim
+        u = self.user_embeddings(users).view(-1, K, d)
+        v = item_embeddings.view(-1, K, d)
+        logits = torch.einsum("bkd,ikd->bik", u, v)                                     # (B, I, K)
+        return F.logsigmoid(logits[..., : (level or 1)]).sum(-1)                        # log P(y >= level)
