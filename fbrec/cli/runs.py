@@ -60,6 +60,11 @@ def run_training(config: str, overrides: list[str]) -> str | None:
     frame = evaluator.frame()
     summary = evaluator.summary(frame)
     log_report(run_id, "test", summary, report(frame), frame, uri, main_k=model.ks[0])
+    for key, level_evaluator in model.last_evaluators.items():   # ordinal data: one report per level
+        if key.startswith("test/level_"):
+            level_frame = level_evaluator.frame()
+            log_report(run_id, key.replace("/", "_"), level_evaluator.summary(level_frame), report(level_frame),
+                       level_frame, uri, main_k=model.ks[0])
     if side_by_side is not None:
         table = biased_vs_unbiased(side_by_side, summary, model.ks)
         log_table(run_id, table, "report/biased_vs_unbiased.csv", uri)
