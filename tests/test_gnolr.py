@@ -54,6 +54,8 @@ def _fit(leveled_dir, tmp_path, variant="gnolr", epochs=30):
 def test_gnolr_learns_planted_levels_and_reports_each_level(leveled_dir, tmp_path):
     model, dm, trainer = _fit(leveled_dir, tmp_path)
     assert dm.level_names() == ["click", "buy"]
+    for stage in ("val", "test"):   # level 2 keeps only the pairs that reached "buy"
+        assert 0 < dm.eval_set(stage, level=2).truth.nnz < dm.eval_set(stage).truth.nnz
     metrics = trainer.callback_metrics
     assert metrics["val/hit_rate_at_5"] >= 0.8
     assert "val/level_buy/recall_at_5" in metrics and "val/level_buy/auc" in metrics

@@ -183,9 +183,9 @@ class FeedbackDataModule(L.LightningDataModule):
         if stage == "val":
             exclude, truth = train, interactions_csr(at_level(d.val), d.num_users, d.num_items)
         else:
-            test = at_level(d.test) if LABEL not in d.test.columns else d.test
-            truth = interactions_csr(test.filter(pl.col(LABEL) > 0) if LABEL in test.columns else test,
-                                     d.num_users, d.num_items)
+            test = d.test
+            relevant = test.filter(pl.col(LABEL) > 0) if LABEL in test.columns else test
+            truth = interactions_csr(at_level(relevant), d.num_users, d.num_items)
             if self.eval_candidates == "test_items":   # rank only the user's logged test items (MCAR protocol)
                 candidates = interactions_csr(test, d.num_users, d.num_items).toarray() > 0
                 exclude = sp.csr_matrix(~candidates, dtype=np.float32)
