@@ -101,3 +101,11 @@ def test_per_level_baselines_train_one_head_per_level(leveled_dir, tmp_path, nam
     assert heads_before == 0 and model.num_levels == 2
     assert trainer.callback_metrics["val/hit_rate_at_5"] >= 0.8
     assert "val/level_buy/recall_at_5" in trainer.callback_metrics
+
+
+def test_learnable_thresholds_move_and_stay_ordered(leveled_dir, tmp_path):
+    model, _, trainer = _fit(leveled_dir, tmp_path, variant="learnable_thresholds", epochs=10)
+    learned = model.threshold_logits.exp().cumsum(0).detach()
+    assert not torch.allclose(learned, model.thresholds.clamp_min(1e-3), atol=1e-4), "thresholds were trained"
+    assert (learned[1:] > learned[:-1]).all()
+    assert trainer.callback_metrics["val/hit_rate_at_5"] >= 0.5

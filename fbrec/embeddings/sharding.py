@@ -88,13 +88,15 @@ def plan_summary(dmp: DistributedModelParallel) -> dict[str, str]:
     return out
 
 
-def combined_optimizer(dmp: DistributedModelParallel, dense_learning_rate: float = 1e-3):
-    """The DMP's fused sparse optimizer (it steps inside backward) plus Adam over any dense parameters, as one
-    FQN-keyed optimizer, so DCP can checkpoint and restore both."""
+def combined_optimizer(dmp: DistributedModelParallel, dense_learning_rate: float = 1e-3,
+                       extra: dict[str, torch.nn.Parameter] | None = None):
+    """The DMP's fused sparse optimizer (it steps inside backward) plus Adam over any dense parameters (the DMP's
+    and `extra` ones living outside it), as one FQN-keyed optimizer, so DCP can checkpoint and restore both."""
     from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
     from torchrec.optim.optimizers import in_backward_optimizer_filter
 
-    dense = dict(in_backward_optimizer_filter(dmp.named_parameters()))
+    dense = {f"model.{k}": v for k, v in in_backward_optimizer_filter(dmp.named_parameters())}
+    dense.update(extra or {})
     optimizers = [("sparse", dmp.fused_optimizer)]
     if dense:
         optimizers.append(("dense", KeyedOptimizerWrapper(

@@ -155,7 +155,8 @@ class EmbeddingModule(RankingModule):
         return plan_summary(self.model)
 
     def configure_optimizers(self):
-        return combined_optimizer(self.model, self.dense_learning_rate)
+        extra = {n: p for n, p in self.named_parameters() if not n.startswith("model.") and p.requires_grad}
+        return combined_optimizer(self.model, self.dense_learning_rate, extra)
 
     def training_step(self, batch: InteractionBatch, batch_idx: int) -> torch.Tensor:
         opt = self.optimizers(use_pl_optimizer=False)

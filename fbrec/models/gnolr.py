@@ -7,7 +7,9 @@ the concatenated scaled vectors ranks for the top level, and a query with blocks
 exactly (`user_embeddings_at_level`).
 
 variant: "gnolr" (nested optimisation, cumulative logits), "no_nesting" (only the full likelihood),
-"no_cumulation" (z_k = S_k c_k), or "nolr" (classic neural OLR: one similarity, K thresholds).
+"no_cumulation" (z_k = S_k c_k), "learnable_thresholds" (a_k = cumsum(exp(t)) learned, tethered to the base-rate
+values by an MSE term of weight 1e-3, as the paper's ablation; the threshold gap can then move, and the loss
+clamps instead of the static guard), or "nolr" (classic neural OLR: one similarity, K thresholds).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from fbrec.models.base import EmbeddingModule
 from fbrec.nn import MatrixFactorization
 from fbrec.types import InteractionBatch
 
-VARIANTS = ("gnolr", "no_nesting", "no_cumulation", "nolr")
+VARIANTS = ("gnolr", "no_nesting", "no_cumulation", "learnable_thresholds", "nolr")
+_TETHER = 1e-3
 
 
 class GNOLRModule(EmbeddingModule):
@@ -68,6 +71,9 @@ class GNOLRModule(EmbeddingModule):
         if self.variant != "nolr":
             check_scales(scales, a)
         self.thresholds, self.scales = a, scales.float()
+        if self.variant == "learnable_thresholds":   # a = cumsum(exp(t)) starts at the base-rate thresholds
+            steps = torch.cat([a[:1], a[1:] - a[:-1]]).clamp_min(1e-3)
+            self.threshold_logits = nn.Parameter(torch.log(steps))
 
     def build_scorer(self) -> nn.Module:
         return MatrixFactorization(self.num_users, self.num_items, self.embedding_dim * self.num_blocks,
@@ -86,8 +92,12 @@ class GNOLRModule(EmbeddingModule):
         cos, labels = cos.reshape(-1, cos.shape[-1]), labels.reshape(-1)
         if self.variant == "nolr":
             return neural_olr(self.scales[0] * cos[:, 0], labels, self.thresholds)
-        return gnolr(cos, labels, self.scales, self.thresholds, nested_optimization=self.variant != "no_nesting",
-                     cumulate=self.variant != "no_cumulation")
+        thresholds, tether = self.thresholds, 0.0
+        if self.variant == "learnable_thresholds":
+            thresholds = self.threshold_logits.exp().cumsum(0)
+            tether = _TETHER * ((thresholds - self.thresholds) ** 2).mean()
+        return gnolr(cos, labels, self.scales, thresholds, nested_optimization=self.variant != "no_nesting",
+                     cumulate=self.variant != "no_cumulation") + tether
 
     def _unified(self, x: torch.Tensor) -> torch.Tensor:
         weights = self.scales[: self.num_blocks].sqrt()[:, None]                 # (K, 1)
