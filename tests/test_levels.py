@@ -55,3 +55,14 @@ def test_taobao_has_the_documented_non_nested_purchases(shared_data):
     report = {r["level"]: r for r in nesting_report(load_raw("taobao-userbehavior-sample", shared_data).log)
               .iter_rows(named=True)}
     assert report["buy"]["pairs"] == 1671 and report["buy"]["missing_lowest_level"] == 527
+
+
+def test_a_recipe_listing_levels_against_the_dataset_order_is_rejected():
+    from fbrec.data.datamodule import FeedbackDataModule
+
+    options = {"num_users": 60, "num_items": 40}
+    FeedbackDataModule("synthetic", dataset_options=options, levels=["click", "purchase"]).data
+    with pytest.raises(DataValidationError, match="contradict the declared order"):
+        FeedbackDataModule("synthetic", dataset_options=options, levels=["purchase", "click"]).data
+    with pytest.raises(UnknownNameError, match="did you mean 'purchase'"):
+        FeedbackDataModule("synthetic", dataset_options=options, levels=["purchse"]).data

@@ -15,6 +15,7 @@ from fbrec._checks import check_positive
 from fbrec.data.datasets import RawDataset
 from fbrec.data.evalset import EvalSet, popularity_slices
 from fbrec.data.io import read_log
+from fbrec.data.levels import check_level_order
 from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare, prepare_raw
 from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.propensity import PopularityPropensity
@@ -56,7 +57,8 @@ class FeedbackDataModule(L.LightningDataModule):
         prepared_dir: read a dataset written by `fbrec data prepare` instead of preparing it again.
         log_path: train on your own click log (parquet/csv/ndjson) instead of a registered dataset.
         columns: for log_path, canonical -> file column names, e.g. {"user": "uid", "item": "sku"}.
-        levels: for log_path, the ordered feedback level names of its `level` column, lowest first.
+        levels: for log_path, the ordered feedback level names of its `level` column, lowest first; for a
+            registered dataset, a check that these names exist and follow the dataset's declared order.
         min_level / min_rating / min_user / min_item / split / test_fraction / val_fraction: preprocessing
             (None = the dataset's default, see `fbrec data describe NAME`).
         num_negatives: uniformly sampled negatives per positive.
@@ -108,6 +110,12 @@ class FeedbackDataModule(L.LightningDataModule):
         if self._data is None:
             if self.prepared_dir:
                 self._data = PreparedDataset.load(Path(self.prepared_dir))
+            elif self.log_path is None and self.levels is not None:
+                self._data = prepare(self.dataset_name, self.prepare_config, root=self.data_dir,
+                                     options=self.dataset_options)
+                declared = self._data.train.schema[LEVEL].categories.to_list() if LEVEL in self._data.train.columns \
+                    else []
+                check_level_order(declared, self.levels)
             elif self.log_path:
                 raw = RawDataset(read_log(self.log_path, columns=self.columns, levels=self.levels),
                                  files=(Path(self.log_path),))
