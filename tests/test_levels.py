@@ -61,8 +61,8 @@ def test_a_recipe_listing_levels_against_the_dataset_order_is_rejected():
     from fbrec.data.datamodule import FeedbackDataModule
 
     options = {"num_users": 60, "num_items": 40}
-    FeedbackDataModule("synthetic", dataset_options=options, levels=["click", "purchase"]).data
+    assert FeedbackDataModule("synthetic", dataset_options=options, levels=["click", "purchase"]).num_users > 0
     with pytest.raises(DataValidationError, match="contradict the declared order"):
-        FeedbackDataModule("synthetic", dataset_options=options, levels=["purchase", "click"]).data
+        _ = FeedbackDataModule("synthetic", dataset_options=options, levels=["purchase", "click"]).num_users
     with pytest.raises(UnknownNameError, match="did you mean 'purchase'"):
-        FeedbackDataModule("synthetic", dataset_options=options, levels=["purchse"]).data
+        _ = FeedbackDataModule("synthetic", dataset_options=options, levels=["purchse"]).num_users
