@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.common import machine, mean_sd, scratch_tracking, table, write_section
+from benchmarks.quality import _write_card
 
 SETUPS = {
     "synthetic": (["gnolr_synthetic", "no_nesting_synthetic", "nolr_synthetic", "nsb_synthetic", "esmm_synthetic"],
@@ -43,6 +44,10 @@ def main() -> None:
             for m in metrics_names:
                 values[m].append(metrics.get(m, float("nan")))
         rows.append([f"`{recipe}`", *[mean_sd(v) for v in values.values()]])
+        if args.write:
+            _write_card(recipe, f"Test metrics per level, mean ± sd over seeds {args.seeds} "
+                        f"(`python -m benchmarks.ordinal --dataset {args.dataset} --write`, {machine()}):\n\n"
+                        + table(["recipe", *[m.removeprefix("test/") for m in metrics_names]], [rows[-1]]))
     body = (f"### {title}\n\n"
             f"`python -m benchmarks.ordinal --dataset {args.dataset} --write` on {machine()}; mean ± sd over seeds "
             f"{args.seeds}; level-1 columns are the unprefixed ones; AUC is each user's full-catalogue AUC, "
