@@ -101,6 +101,12 @@ def test_per_level_baselines_train_one_head_per_level(leveled_dir, tmp_path, nam
     assert heads_before == 0 and model.num_levels == 2
     assert trainer.callback_metrics["val/hit_rate_at_5"] >= 0.8
     assert "val/level_buy/recall_at_5" in trainer.callback_metrics
+    # the exported vectors rank by inner product exactly as the model ranks its base level
+    users, items = model.export_embeddings(dm.num_users, dm.num_items)
+    with torch.no_grad():
+        scores = model.score_users(torch.arange(dm.num_users), torch.as_tensor(items))
+    exported = torch.as_tensor(users) @ torch.as_tensor(items).T
+    assert (scores.topk(5).indices == exported.topk(5).indices).float().mean() > 0.99
 
 
 def test_learnable_thresholds_move_and_stay_ordered(leveled_dir, tmp_path):

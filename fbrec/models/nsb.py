@@ -94,6 +94,13 @@ class ESMMModule(NSBModule):
     def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
         return super(NSBModule, self).user_embeddings(users)      # every head's block: scoring combines them
 
+    def export_embeddings(self, num_users: int, num_items: int):
+        """For an inner-product index: the level-1 head's query block (other blocks zeroed), whose inner product
+        with an item is logit_1, monotone in P(y >= 1); deeper levels need `score_users`, not an index."""
+        users, items = super().export_embeddings(num_users, num_items)
+        users = users * self._level_mask(1, torch.device("cpu")).numpy()
+        return users, items
+
     def score_users(self, users: torch.Tensor, item_embeddings: torch.Tensor, level: int | None = None
                     ) -> torch.Tensor:
         K, d = self.num_levels, self.embedding_dim
