@@ -40,6 +40,15 @@ def planted_dir(tmp_path_factory) -> Path:
     return data.save(tmp_path_factory.mktemp("planted") / "prepared")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rendezvous():
+    """An in-process Trainer leaves MASTER_PORT set while its process group still holds that port; a later test's
+    spawned ranks or `fbrec` subprocesses would inherit it and fail to bind. Each test starts without it."""
+    for var in ("MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(var, None)
+    yield
+
+
 @pytest.fixture()
 def mlflow_store(tmp_path, monkeypatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
