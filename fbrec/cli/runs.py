@@ -56,15 +56,13 @@ def run_training(config: str, overrides: list[str]) -> str | None:
     user_emb, item_emb = model.export_embeddings(dm.num_users, dm.num_items)   # collective when sharded
     if trainer.global_rank != 0:
         return None
-    evaluator = model.last_evaluators["test"]
-    frame = evaluator.frame()
-    summary = evaluator.summary(frame)
-    log_report(run_id, "test", summary, report(frame), frame, uri, main_k=model.ks[0])
-    for key, level_evaluator in model.last_evaluators.items():   # ordinal data: one report per level
-        if key.startswith("test/level_"):
-            level_frame = level_evaluator.frame()
-            log_report(run_id, key.replace("/", "_"), level_evaluator.summary(level_frame), report(level_frame),
-                       level_frame, uri, main_k=model.ks[0])
+    summaries = {}
+    for key, evaluator in model.last_evaluators.items():   # "test", and on ordinal data "test/level_<name>"
+        if key == "test" or key.startswith("test/level_"):
+            frame = evaluator.frame()
+            summaries[key] = evaluator.summary(frame)
+            log_report(run_id, key.replace("/", "_"), summaries[key], report(frame), frame, uri, main_k=model.ks[0])
+    summary = summaries["test"]
     if side_by_side is not None:
         table = biased_vs_unbiased(side_by_side, summary, model.ks)
         log_table(run_id, table, "report/biased_vs_unbiased.csv", uri)

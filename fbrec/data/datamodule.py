@@ -76,8 +76,8 @@ class FeedbackDataModule(L.LightningDataModule):
 
     def __init__(self, dataset: str = "synthetic", data_dir: str | None = None, dataset_options: dict | None = None,
                  prepared_dir: str | None = None, log_path: str | None = None,
-                 columns: dict[str, str] | None = None, levels: list[str] | None = None, min_level: str | None = None, min_rating: float | None = None,
-                 min_user: int | None = None, min_item: int | None = None, split: str | None = None,
+                 columns: dict[str, str] | None = None, levels: list[str] | None = None,
+                 min_level: str | None = None, min_rating: float | None = None, min_user: int | None = None, min_item: int | None = None, split: str | None = None,
                  test_fraction: float = 0.2, val_fraction: float = 0.1, num_negatives: int = 1,
                  batch_size: int = 1024, eval_batch_size: int = 256, head_fraction: float = 0.2,
                  propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
@@ -104,25 +104,24 @@ class FeedbackDataModule(L.LightningDataModule):
         self.propensity = PopularityPropensity(propensity_eta, min_propensity) if propensity else None
         self._data: PreparedDataset | None = None
         self._train: _NegativeSampled | None = None
+        self._eval_sets: dict[tuple[str, int | None], EvalSet] = {}
 
     @property
     def data(self) -> PreparedDataset:
         if self._data is None:
             if self.prepared_dir:
-                self._data = PreparedDataset.load(Path(self.prepared_dir))
-            elif self.log_path is None and self.levels is not None:
-                self._data = prepare(self.dataset_name, self.prepare_config, root=self.data_dir,
-                                     options=self.dataset_options)
-                declared = self._data.train.schema[LEVEL].categories.to_list() if LEVEL in self._data.train.columns \
-                    else []
-                check_level_order(declared, self.levels)
+                data = PreparedDataset.load(Path(self.prepared_dir))
             elif self.log_path:
                 raw = RawDataset(read_log(self.log_path, columns=self.columns, levels=self.levels),
                                  files=(Path(self.log_path),))
-                self._data = prepare_raw(raw, Path(self.log_path).stem, self.prepare_config)
+                data = prepare_raw(raw, Path(self.log_path).stem, self.prepare_config)
             else:
-                self._data = prepare(self.dataset_name, self.prepare_config, root=self.data_dir,
-                                     options=self.dataset_options)
+                data = prepare(self.dataset_name, self.prepare_config, root=self.data_dir,
+                               options=self.dataset_options)
+                if self.levels is not None:   # a recipe's level list must follow the dataset's declared order
+                    declared = data.train.schema[LEVEL].categories.to_list() if LEVEL in data.train.columns else []
+                    check_level_order(declared, self.levels)
+            self._data = data   # only once every check passed
         return self._data
 
     @property
@@ -181,7 +180,14 @@ class FeedbackDataModule(L.LightningDataModule):
 
     def eval_set(self, stage: str, level: int | None = None) -> EvalSet:
         """val: rank against training items excluded; test: training and validation items excluded.
-        level=k keeps only relevant pairs whose ordinal label is >= k (per-level evaluation)."""
+        level=k keeps only relevant pairs whose ordinal label is >= k (per-level evaluation).
+        Built once per (stage, level): the frames never change, and validation asks every epoch."""
+        key = (stage, level)
+        if key not in self._eval_sets:
+            self._eval_sets[key] = self._build_eval_set(stage, level)
+        return self._eval_sets[key]
+
+    def _build_eval_set(self, stage: str, level: int | None) -> EvalSet:
         d = self.data
 
         def at_level(frame: pl.DataFrame) -> pl.DataFrame:
