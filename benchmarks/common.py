@@ -71,3 +71,29 @@ def mean_sd(values: list[float]) -> str:
     import numpy as np
 
     return f"{np.mean(values):.4f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.4f}"
+
+
+def write_card(recipe: str, body: str) -> None:
+    """Replace (or add) the results block of models/<recipe>/README.md."""
+    path = RESULTS.parents[1] / "models" / recipe / "README.md"
+    text = path.read_text() if path.exists() else f"# {recipe}\n"
+    start, end = "<!-- results -->", "<!-- /results -->"
+    block = f"{start}\n{body.strip()}\n{end}"
+    if start in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n## Results\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def seeded_row(client, recipe: str, overrides: list[str], seeds: list[int], metrics: list[str]) -> list[str]:
+    """Train `recipe` once per seed from the CLI code path; [recipe, mean ± sd of each logged metric]."""
+    from fbrec.cli.runs import run_training
+
+    values: dict[str, list[float]] = {m: [] for m in metrics}
+    for seed in seeds:
+        run = run_training(recipe, [*overrides, f"--seed_everything={seed}", "--trainer.enable_progress_bar=false"])
+        logged = client.get_run(run).data.metrics
+        for m in metrics:
+            values[m].append(logged.get(m, float("nan")))
+    return [f"`{recipe}`", *[mean_sd(v) for v in values.values()]]

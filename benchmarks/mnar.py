@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 import itertools
 
-from benchmarks.common import machine, mean_sd, scratch_tracking, table, write_section
-from benchmarks.quality import _write_card
+from benchmarks.common import machine, scratch_tracking, seeded_row, table, write_card, write_section
 
 GRIDS = {
     "popularity": {},
@@ -54,16 +53,9 @@ def main() -> None:
             if val > best_val:
                 best, best_val = overrides, val
         chosen[recipe] = (best, best_val)
-        values = {m: [] for m in METRICS}
-        for seed in args.seeds:
-            run = run_training(recipe, [*best, f"--seed_everything={seed}", *quiet])
-            metrics = client.get_run(run).data.metrics
-            for m in METRICS:
-                values[m].append(metrics.get(m, float("nan")))
-        cells = [mean_sd(v) for v in values.values()]
-        rows.append([f"`{recipe}`", *cells])
+        rows.append(seeded_row(client, recipe, [*best, *quiet], args.seeds, METRICS))
         if args.write:
-            _write_card(recipe, f"MCAR test, mean ± sd over seeds {args.seeds}, setting chosen on validation "
+            write_card(recipe, f"MCAR test, mean ± sd over seeds {args.seeds}, setting chosen on validation "
                         f"({' '.join(best) or 'defaults'}; val NDCG@5 {best_val:.4f}); "
                         f"`python -m benchmarks.mnar --dataset {args.dataset} --write` on {machine()}:\n\n"
                         + table(["recipe", *[m.removeprefix('test/') for m in METRICS]], [rows[-1]]))

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks.common import machine, mean_sd, scratch_tracking, table, write_section
-from benchmarks.quality import _write_card
+from benchmarks.common import machine, scratch_tracking, seeded_row, table, write_card, write_section
 
 SETUPS = {
     "synthetic": (["gnolr_synthetic", "no_nesting_synthetic", "nolr_synthetic", "nsb_synthetic", "esmm_synthetic"],
@@ -28,24 +27,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    from fbrec.cli.runs import run_training
-
     client = scratch_tracking("fbrec-ordinal-")
     recipes, upper, title = SETUPS[args.dataset]
     metrics_names = ["test/auc", "test/recall_at_50"] + [f"test/level_{name}/{m}" for name in upper
                                                            for m in ("auc", "recall_at_50")]
     rows = []
     for recipe in recipes:
-        values = {m: [] for m in metrics_names}
-        for seed in args.seeds:
-            run = run_training(recipe, [f"--seed_everything={seed}", "--trainer.enable_progress_bar=false",
-                                        "--experiment=benchmarks-ordinal"])
-            metrics = client.get_run(run).data.metrics
-            for m in metrics_names:
-                values[m].append(metrics.get(m, float("nan")))
-        rows.append([f"`{recipe}`", *[mean_sd(v) for v in values.values()]])
+        rows.append(seeded_row(client, recipe, ["--experiment=benchmarks-ordinal"], args.seeds, metrics_names))
         if args.write:
-            _write_card(recipe, f"Test metrics per level, mean ± sd over seeds {args.seeds} "
+            write_card(recipe, f"Test metrics per level, mean ± sd over seeds {args.seeds} "
                         f"(`python -m benchmarks.ordinal --dataset {args.dataset} --write`, {machine()}):\n\n"
                         + table(["recipe", *[m.removeprefix("test/") for m in metrics_names]], [rows[-1]]))
     body = (f"### {title}\n\n"
