@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from fbrec._checks import check_positive
 from fbrec.data.datasets import RawDataset
 from fbrec.data.evalset import EvalSet, popularity_slices
+from fbrec.data.features import FeatureSet, FeatureSpec, build_features
 from fbrec.data.io import read_log
 from fbrec.data.levels import check_level_order
 from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare, prepare_raw
@@ -64,7 +65,10 @@ class FeedbackDataModule(L.LightningDataModule):
         num_negatives: uniformly sampled negatives per positive.
         batch_size: training examples per step (per process).
         eval_batch_size: users per full-ranking chunk.
-        head_fraction: share of items (by training popularity) in the "head" slice.
+        head_fraction: share of items (by training popularity) in the "head" slice; the rest is "tail", and
+            items with at most `cold_max_interactions` training interactions also form the "cold" slice.
+        item_features / user_features: side features of the item and user towers (see fbrec.data.features),
+            e.g. [{column: genres, kind: multi}, {column: year, kind: bucket}]; the id is always the first feature.
         propensity: "popularity" estimates each item's exposure probability on the training split
             ((n_i / max n)^propensity_eta, floored at min_propensity) and carries it in every batch; None = 1.
         label: "binary" (every positive is 1) or "level": each positive is labelled with its ordinal level 1..K
@@ -80,6 +84,8 @@ class FeedbackDataModule(L.LightningDataModule):
                  min_level: str | None = None, min_rating: float | None = None, min_user: int | None = None, min_item: int | None = None, split: str | None = None,
                  test_fraction: float = 0.2, val_fraction: float = 0.1, num_negatives: int = 1,
                  batch_size: int = 1024, eval_batch_size: int = 256, head_fraction: float = 0.2,
+                 cold_max_interactions: int = 5, item_features: list[FeatureSpec] | None = None,
+                 user_features: list[FeatureSpec] | None = None,
                  propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
                  eval_candidates: str = "all", label: str = "binary", seed: int = 0):
         super().__init__()
@@ -93,7 +99,10 @@ class FeedbackDataModule(L.LightningDataModule):
         self.prepare_config = PrepareConfig(min_level, min_rating, min_user, min_item, split, test_fraction,
                                             val_fraction, seed)
         self.num_negatives, self.batch_size, self.eval_batch_size = num_negatives, batch_size, eval_batch_size
-        self.head_fraction, self.seed = head_fraction, seed
+        self.head_fraction, self.cold_max_interactions, self.seed = head_fraction, cold_max_interactions, seed
+        self.item_feature_specs = [s if isinstance(s, FeatureSpec) else FeatureSpec(**s) for s in item_features or ()]
+        self.user_feature_specs = [s if isinstance(s, FeatureSpec) else FeatureSpec(**s) for s in user_features or ()]
+        self._feature_sets: dict[str, FeatureSet] = {}
         if propensity not in (None, "popularity"):
             raise UnknownNameError("propensity estimator", str(propensity), ["popularity"])
         if eval_candidates not in ("all", "test_items"):
@@ -175,6 +184,19 @@ class FeedbackDataModule(L.LightningDataModule):
         K = len(self.level_names()) or 1
         return np.array([(y >= k).sum() for k in range(1, K + 1)]) / (len(y) * (1 + self.num_negatives))
 
+    def item_features(self) -> FeatureSet:
+        """The item tower's features as bags over item_index (built once; errors name missing rows or values)."""
+        if "item" not in self._feature_sets:
+            self._feature_sets["item"] = build_features(self.data.items, self.item_feature_specs, self.num_items,
+                                                        index_column=ITEM_INDEX, row_name="item")
+        return self._feature_sets["item"]
+
+    def user_features(self) -> FeatureSet:
+        if "user" not in self._feature_sets:
+            self._feature_sets["user"] = build_features(self.data.users, self.user_feature_specs, self.num_users,
+                                                        index_column=USER_INDEX, row_name="user")
+        return self._feature_sets["user"]
+
     def train_item_counts(self) -> np.ndarray:
         return np.bincount(self.data.train[ITEM_INDEX].to_numpy(), minlength=self.num_items)
 
@@ -206,7 +228,7 @@ class FeedbackDataModule(L.LightningDataModule):
             else:
                 exclude = (train + interactions_csr(d.val, d.num_users, d.num_items)).tocsr()
                 exclude.data[:] = 1
-        slices = popularity_slices(self.train_item_counts(), self.head_fraction)
+        slices = popularity_slices(self.train_item_counts(), self.head_fraction, self.cold_max_interactions)
         theta = self.item_propensity()
         weights = None if theta is None else 1.0 / theta
         return EvalSet(exclude, truth, slices, np.diff(train.indptr), weights)

@@ -37,12 +37,13 @@ def data_dir(override: str | Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class RawDataset:
-    """A canonical log, optionally an external test log (e.g. MCAR) and an item side table."""
+    """A canonical log, optionally an external test log (e.g. MCAR) and item and user side tables."""
 
     log: pl.DataFrame
     test: pl.DataFrame | None = None
     items: pl.DataFrame | None = None
     files: tuple[Path, ...] = ()
+    users: pl.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,21 @@ def _load_movielens(root: Path, options: dict) -> RawDataset:
     rows = [line.split("|") for line in items_path.read_text(encoding="latin-1").splitlines() if line]
     items = pl.DataFrame({
         ITEM: [int(r[0]) for r in rows], "title": [r[1] for r in rows],
-        "genres": [[g for g, flag in zip(genres, r[5:], strict=False) if flag == "1"] for r in rows]})
-    return RawDataset(log, items=items, files=(path, items_path))
+        "genres": [[g for g, flag in zip(genres, r[5:], strict=False) if flag == "1"] for r in rows],
+        "release_date": [r[2] for r in rows]})
+    # the year from the release date ("01-Jan-1995"); one movie has none (null year)
+    items = items.with_columns(
+        pl.col("release_date").str.slice(-4).cast(pl.Int64, strict=False).alias("year"),
+        pl.col("title").str.replace(r"\s*\(\d{4}\)\s*$", "").alias("title")).drop("release_date")
+    files = (path, items_path)
+    users = None
+    if (d / "u.user").exists():
+        users = pl.read_csv(d / "u.user", separator="|", has_header=False,
+                            new_columns=[USER, "age", "gender", "occupation", "zip_code"],
+                            schema_overrides={"column_1": pl.Int64, "column_2": pl.Int64, "column_5": pl.String})
+        users = users.with_columns(pl.col("zip_code").str.slice(0, 1).alias("zip_region"))
+        files = (*files, d / "u.user")
+    return RawDataset(log, items=items, files=files, users=users)
 
 
 # fav and cart share one level: they are alternative signals of intent, not successive steps. In the sample,
@@ -135,6 +149,12 @@ def _load_amazon(root: Path, options: dict) -> RawDataset:
     index = pl.read_csv(idx_path, separator="\t", has_header=False, new_columns=["asin", ITEM],
                         schema_overrides={"column_2": pl.Int64})
     items = index.join(text, on="asin", how="left").sort(ITEM)
+    # UniSRec's text is "title. category path. brand. "; titles may hold ". " themselves, so split from the right
+    # the greedy first group leaves exactly the last two segments to category and brand
+    parts = items["text"].str.strip_chars().str.strip_chars_end(". ").str.extract_groups(r"^(.*)\. (.*)\. (.*)$")
+    items = items.with_columns(pl.coalesce(parts.struct.field("1"), pl.col("text")).alias("title"),
+                               parts.struct.field("2").str.strip_chars().alias("category"),
+                               parts.struct.field("3").str.strip_chars().alias("brand"))
     return RawDataset(seq, items=items, files=(*files, text_path, idx_path))
 
 

@@ -38,9 +38,14 @@ class EvalSet:
         return self.truth.shape[1]
 
 
-def popularity_slices(train_counts: np.ndarray, head_fraction: float = 0.2) -> dict[str, np.ndarray]:
-    """head = the `head_fraction` most-interacted items in training; tail = the rest (ties go to head)."""
+def popularity_slices(train_counts: np.ndarray, head_fraction: float = 0.2,
+                      cold_max_interactions: int | None = None) -> dict[str, np.ndarray]:
+    """head = the `head_fraction` most-interacted items in training; tail = the rest (ties go to head);
+    cold = items with at most `cold_max_interactions` training interactions (left out when None or empty)."""
     n_head = max(1, int(round(head_fraction * len(train_counts))))
     threshold = np.sort(train_counts)[::-1][n_head - 1]
     head = train_counts >= threshold
-    return {"head": head, "tail": ~head}
+    slices = {"head": head, "tail": ~head}
+    if cold_max_interactions is not None and (cold := train_counts <= cold_max_interactions).any():
+        slices["cold"] = cold
+    return slices

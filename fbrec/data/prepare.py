@@ -63,6 +63,7 @@ class PreparedDataset:
     items: pl.DataFrame | None = None
     checksum: str = ""
     stats: dict = field(default_factory=dict)
+    users: pl.DataFrame | None = None
 
     @property
     def num_users(self) -> int:
@@ -84,8 +85,9 @@ class PreparedDataset:
                 getattr(self, part).write_parquet(tmp / f"{part}.parquet")
             self.user_map.save(tmp / "user_map.parquet")
             self.item_map.save(tmp / "item_map.parquet")
-            if self.items is not None:
-                self.items.write_parquet(tmp / "items.parquet")
+            for side in ("items", "users"):
+                if getattr(self, side) is not None:
+                    getattr(self, side).write_parquet(tmp / f"{side}.parquet")
             (tmp / "dataset.json").write_text(json.dumps(
                 {"format_version": FORMAT_VERSION, **self.card()}, indent=2, default=str))
         return out
@@ -99,10 +101,11 @@ class PreparedDataset:
                                       rule="prepared datasets are written by `fbrec data prepare`",
                                       fix="run `fbrec data prepare NAME --out DIR` first")
         meta = json.loads(meta_path.read_text())
-        items = pl.read_parquet(path / "items.parquet") if (path / "items.parquet").exists() else None
+        items, users = (pl.read_parquet(path / f"{side}.parquet") if (path / f"{side}.parquet").exists() else None
+                        for side in ("items", "users"))
         return cls(meta["name"], *(pl.read_parquet(path / f"{p}.parquet") for p in ("train", "val", "test")),
                    IdMap.load("user", path / "user_map.parquet"), IdMap.load("item", path / "item_map.parquet"),
-                   PrepareConfig(**meta["prepare"]), items, meta["checksum"], meta["stats"])
+                   PrepareConfig(**meta["prepare"]), items, meta["checksum"], meta["stats"], users)
 
 
 def _checksum(raw: RawDataset, name: str, options: dict) -> str:
@@ -171,12 +174,15 @@ def prepare_raw(raw: RawDataset, name: str, config: PrepareConfig | None = None,
     items = raw.items
     if items is not None and ITEM in items.columns:
         items = item_map.encode(items, ITEM, ITEM_INDEX, unknown="drop").sort(ITEM_INDEX)
+    users = raw.users
+    if users is not None and USER in users.columns:
+        users = user_map.encode(users, USER, USER_INDEX, unknown="drop").sort(USER_INDEX)
     stats = {"rows_raw": raw.log.height, "rows_positive_kcore": log.height, "train": train.height, "val": val.height,
              "test": test.height, "num_users": len(user_map), "num_items": len(item_map),
              "cold_dropped_val": dropped["val"], "cold_dropped_test": dropped["test"],
              "density": round(train.height / (len(user_map) * len(item_map)), 6)}
     return PreparedDataset(name, train, val, test, user_map, item_map, cfg, items, _checksum(raw, name, options or {}),
-                           stats)
+                           stats, users)
 
 
 def interactions_csr(frame: pl.DataFrame, num_users: int, num_items: int):

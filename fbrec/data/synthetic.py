@@ -53,7 +53,7 @@ class SyntheticConfig:
 @dataclass(frozen=True)
 class SyntheticData:
     log: pl.DataFrame          # user, item, timestamp, level, position, session, relevance, propensity
-    items: pl.DataFrame        # item, category, popularity, text
+    items: pl.DataFrame        # item, category, subcategory, brand, popularity, text
     relevance: np.ndarray      # (U, I) true gamma
     exposure: np.ndarray       # (I,) probability an item fills a given slot (before position examination)
     config: SyntheticConfig
@@ -106,6 +106,16 @@ def generate(config: SyntheticConfig | None = None) -> SyntheticData:
     words = np.array(_WORDS)
     text = [f"{words[c % len(words)]} {words[(c * 7 + 3) % len(words)]} item {i} "
             f"{' '.join(words[rng.integers(0, len(words), size=3)])}" for i, c in enumerate(category)]
+    # side features drawn from their own stream, so adding them left every log above unchanged: a subcategory
+    # (the quadrant of the item's own noise, i.e. informative beyond the category) and a brand that follows the
+    # subcategory 70% of the time
+    side = np.random.default_rng([cfg.seed, 1])
+    directions = side.normal(size=(d, 2))
+    own = (q - centres[category]) @ directions                                             # (I, 2)
+    subcategory = category * 4 + (own[:, 0] > 0) * 2 + (own[:, 1] > 0)
+    brand = np.where(side.random(I) < 0.7, subcategory * 3 + side.integers(0, 3, size=I),
+                     side.integers(0, cfg.num_categories * 12, size=I))
     items = pl.DataFrame({ITEM: np.arange(I, dtype=np.int64), "category": category.astype(np.int64),
+                          "subcategory": subcategory.astype(np.int64), "brand": brand.astype(np.int64),
                           "popularity": slot_prob, "text": text})
     return SyntheticData(log, items, gamma, slot_prob, cfg)

@@ -9,8 +9,15 @@ from fbrec.embeddings.sharding import (
            shard,
 )
 from fbrec.embeddings.strategy import TorchRecStrategy, register_strategies
-from fbrec.embeddings.tables import TableSpec, build_collection, single_id_features
+from fbrec.embeddings.tables import (
+    TableSpec,
+    build_collection,
+    drop_values,
+    gather_bags,
+    keyed_bags,
+    single_id_features,
+)
 
 __all__ = ["SHARDING_TYPES", "SPARSE_OPTIMIZERS", "TableSpec", "TorchRecStrategy", "build_collection",
-           "combined_optimizer",
+           "combined_optimizer", "drop_values", "gather_bags", "keyed_bags",
            "ensure_process_group", "plan_summary", "register_strategies", "shard", "single_id_features"]

@@ -70,3 +70,37 @@ def single_id_features(ids: Mapping[str, torch.Tensor]) -> KeyedJaggedTensor:
 
 def to_dict(pooled: KeyedTensor) -> dict[str, torch.Tensor]:
     return pooled.to_dict()
+
+
+def gather_bags(offsets: torch.Tensor, values: torch.Tensor, rows: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows' bags of a CSR feature: offsets (n + 1,), values (nnz,), rows (N,) -> lengths (N,), values (sum,)."""
+    starts = offsets[rows]
+    lengths = offsets[rows + 1] - starts
+    total = int(lengths.sum())
+    # position k of the output reads values[start of its row + k - first output position of its row]
+    first = torch.cumsum(lengths, 0) - lengths
+    shift = torch.repeat_interleave(starts - first, lengths, output_size=total)
+    return lengths, values[torch.arange(total, device=values.device) + shift]
+
+
+def drop_values(lengths: torch.Tensor, values: torch.Tensor, rate: float, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep each value of each bag with probability 1 - rate (a bag may end empty: it then pools to zeros)."""
+    if rate <= 0 or values.numel() == 0:
+        return lengths, values
+    keep = torch.rand(values.shape, generator=generator, device=values.device) >= rate
+    row = torch.repeat_interleave(torch.arange(len(lengths), device=lengths.device), lengths,
+                                  output_size=values.numel())
+    return torch.bincount(row[keep], minlength=len(lengths)).to(lengths.dtype), values[keep]
+
+
+def keyed_bags(bags: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> KeyedJaggedTensor:
+    """{feature: (lengths (N,), values)} with one stride N for every feature -> KeyedJaggedTensor."""
+    keys = list(bags)
+    strides = {len(bags[k][0]) for k in keys}
+    if len(strides) != 1:
+        raise ConfigError(f"features have {sorted(strides)} rows", rule="every feature has one bag per example",
+                          fix="pad the shorter features with empty bags")
+    return KeyedJaggedTensor.from_lengths_sync(keys=keys, values=torch.cat([bags[k][1].long() for k in keys]),
+                                               lengths=torch.cat([bags[k][0] for k in keys]).int())

@@ -17,6 +17,7 @@ from fbrec.losses.ordinal import (
     thresholds_from_rates,
 )
 from fbrec.losses.pointwise import bce_with_negatives, bpr
+from fbrec.losses.softmax import StreamingFrequencyEstimator, in_batch_softmax, info_nce, spread_out
 from fbrec.losses.unbiased import local_losses, relmf, relmf_pointwise, wmf
 
 LOSSES = {"bce": bce_with_negatives, "bpr": bpr, "relmf": relmf, "wmf": wmf}
@@ -48,6 +49,6 @@ def make_loss(name: str, **options) -> BoundLoss:
     return BoundLoss(name, **options)
 
 
-__all__ = ["LOSSES", "BoundLoss", "bce_with_negatives", "bpr", "category_probabilities", "check_scales",
-           "cumulative_probabilities", "gnolr", "local_losses", "make_loss", "neural_olr", "relmf", "relmf_pointwise",
-           "thresholds_from_rates", "wmf"]
+__all__ = ["LOSSES", "BoundLoss", "StreamingFrequencyEstimator", "bce_with_negatives", "bpr", "category_probabilities", "check_scales",
+           "cumulative_probabilities", "gnolr", "in_batch_softmax", "info_nce", "local_losses", "make_loss", "neural_olr", "relmf", "relmf_pointwise",
+           "spread_out", "thresholds_from_rates", "wmf"]

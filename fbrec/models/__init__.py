@@ -6,7 +6,10 @@ from fbrec.models.gnolr import GNOLRModule
 from fbrec.models.mf import MatrixFactorizationModule
 from fbrec.models.nsb import ESMMModule, NSBModule
 from fbrec.models.popularity import PopularityModule
+from fbrec.models.two_tower import TwoTowerModule
 
-RECIPES = {"mf": MatrixFactorizationModule, "popularity": PopularityModule, "expomf": ExpoMFModule, "gnolr": GNOLRModule, "nsb": NSBModule, "esmm": ESMMModule}
+RECIPES = {"mf": MatrixFactorizationModule, "popularity": PopularityModule, "expomf": ExpoMFModule, "gnolr": GNOLRModule, "nsb": NSBModule, "esmm": ESMMModule,
+           "two_tower": TwoTowerModule}
 
-__all__ = ["RECIPES", "ESMMModule", "EmbeddingModule", "ExpoMFModule", "GNOLRModule", "MatrixFactorizationModule", "NSBModule", "PopularityModule", "RankingModule"]
+__all__ = ["RECIPES", "ESMMModule", "EmbeddingModule", "ExpoMFModule", "GNOLRModule", "MatrixFactorizationModule", "NSBModule", "PopularityModule", "RankingModule",
+           "TwoTowerModule"]
