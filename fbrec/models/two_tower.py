@@ -29,7 +29,14 @@ from fbrec._checks import check_positive
 from fbrec.data.features import FeatureSet, mutual_information
 from fbrec.embeddings import drop_values, gather_bags, keyed_bags
 from fbrec.errors import ConfigError, UnknownNameError
-from fbrec.losses import LOSSES, StreamingFrequencyEstimator, in_batch_softmax, info_nce, make_loss, spread_out
+from fbrec.losses import (
+    LOSSES,
+    StreamingFrequencyEstimator,
+    in_batch_softmax,
+    info_nce,
+    make_loss,
+    spread_out,
+)
 from fbrec.models.base import EmbeddingModule
 from fbrec.nn import TwoTower, correlated_feature_mask, mi_order, random_feature_mask
 from fbrec.nn.masking import STRATEGIES, check_num_masked
