@@ -34,9 +34,20 @@ def planted_log(num_clusters: int = 8, users_per_cluster: int = 12, items_per_cl
     return pl.DataFrame(rows, schema={"user": pl.Int64, "item": pl.Int64, "timestamp": pl.Int64}, orient="row")
 
 
+def planted_items(num_clusters: int = 8, items_per_cluster: int = 8) -> pl.DataFrame:
+    """Side features of the planted items: the cluster, and tags (one shared by the cluster, one by item % 5)."""
+    item = np.arange(num_clusters * items_per_cluster)
+    return pl.DataFrame({"item": item, "cluster": item // items_per_cluster,
+                         "tags": [[f"c{i // items_per_cluster}", f"t{i % 5}"] for i in item]})
+
+
+PLANTED_ITEM_FEATURES = [{"column": "cluster"}, {"column": "tags", "kind": "multi"}]
+
+
 @pytest.fixture(scope="session")
 def planted_dir(tmp_path_factory) -> Path:
-    data = prepare_raw(RawDataset(planted_log()), "planted", PrepareConfig(split="leave_last_out"))
+    data = prepare_raw(RawDataset(planted_log(), items=planted_items()), "planted",
+                       PrepareConfig(split="leave_last_out"))
     return data.save(tmp_path_factory.mktemp("planted") / "prepared")
 
 

@@ -10,13 +10,18 @@ import torch
 from fbrec.data.datamodule import FeedbackDataModule
 from fbrec.embeddings import register_strategies
 from fbrec.evaluation import embedding_scorer, evaluate_scores
-from fbrec.models import MatrixFactorizationModule, PopularityModule
+from fbrec.models import MatrixFactorizationModule, PopularityModule, TwoTowerModule
+from conftest import PLANTED_ITEM_FEATURES
 
 RECIPES = {
     "mf_bpr": lambda dm: MatrixFactorizationModule(dm.num_users, dm.num_items, embedding_dim=16, loss="bpr",
                                                    learning_rate=0.2, ks=(1, 5)),
     "mf_bce": lambda dm: MatrixFactorizationModule(dm.num_users, dm.num_items, embedding_dim=16, loss="bce",
                                                    learning_rate=0.2, ks=(1, 5)),
+    # the SSL two-tower: CFM views (so every masked feature's default embedding gets a gradient) + logQ softmax
+    "two_tower_cfm": lambda dm: TwoTowerModule(dm.num_users, dm.num_items, embedding_dim=16, output_dim=16,
+                                               ssl="cfm", ssl_batch_size=32, learning_rate=0.1,
+                                               dense_learning_rate=1e-2, ks=(1, 5)),
 }
 
 
@@ -28,7 +33,9 @@ def _trainer(tmp_path, epochs: int, **kw) -> L.Trainer:
 
 
 def _dm(planted_dir, **kw) -> FeedbackDataModule:
-    return FeedbackDataModule(prepared_dir=str(planted_dir), batch_size=64, num_negatives=4, **kw)
+    # side features are read only by the feature towers; the id-only models ignore them
+    return FeedbackDataModule(prepared_dir=str(planted_dir), batch_size=64, num_negatives=4,
+                              item_features=PLANTED_ITEM_FEATURES, **kw)
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
@@ -49,6 +56,7 @@ def test_every_trainable_parameter_changes_after_one_step(recipe, planted_dir, t
     model = RECIPES[recipe](dm)
     trainer = _trainer(tmp_path, 1, limit_train_batches=1, limit_val_batches=0, enable_checkpointing=False)
     trainer.strategy.connect(model)
+    model.prepare_from(dm)
     model.configure_model()
     before = {k: v.detach().clone() for k, v in _local_tensors(model).items()}
     assert before, "the model exposes no trainable tensors"
@@ -66,9 +74,10 @@ def _local_tensors(model) -> dict[str, torch.Tensor]:
     return out
 
 
-def test_checkpoint_round_trip_restores_identical_embeddings_and_metrics(planted_dir, tmp_path):
+@pytest.mark.parametrize("recipe", ["mf_bpr", "two_tower_cfm"])
+def test_checkpoint_round_trip_restores_identical_embeddings_and_metrics(recipe, planted_dir, tmp_path):
     dm = _dm(planted_dir)
-    model = RECIPES["mf_bpr"](dm)
+    model = RECIPES[recipe](dm)
     trainer = _trainer(tmp_path, 3, enable_checkpointing=False)
     trainer.fit(model, dm)
     ckpt = tmp_path / "ckpt"
@@ -77,7 +86,7 @@ def test_checkpoint_round_trip_restores_identical_embeddings_and_metrics(planted
     users, items = model.export_embeddings(dm.num_users, dm.num_items)
     metrics = trainer.validate(model, dm, verbose=False)[0]
 
-    fresh = RECIPES["mf_bpr"](dm)
+    fresh = RECIPES[recipe](dm)
     trainer2 = _trainer(tmp_path, 3, enable_checkpointing=False)
     restored = trainer2.validate(fresh, dm, ckpt_path=str(ckpt), verbose=False)[0]
     users2, items2 = fresh.export_embeddings(dm.num_users, dm.num_items)

@@ -134,6 +134,12 @@ class EmbeddingModule(RankingModule):
     def build_scorer(self) -> nn.Module:
         raise NotImplementedError
 
+    def prepare_from(self, datamodule) -> None:
+        """Read what the scorer needs from the data before it is built (side features, rates); called in setup."""
+
+    def setup(self, stage: str) -> None:
+        self.prepare_from(self.trainer.datamodule)
+
     def loss(self, batch: InteractionBatch) -> torch.Tensor:
         raise NotImplementedError
 

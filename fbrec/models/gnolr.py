@@ -58,10 +58,10 @@ class GNOLRModule(EmbeddingModule):
     def num_blocks(self) -> int:
         return 1 if self.variant == "nolr" else len(self.thresholds)
 
-    def setup(self, stage: str) -> None:
+    def prepare_from(self, datamodule) -> None:
         if len(self.thresholds):
             return
-        dm = self.trainer.datamodule
+        dm = datamodule
         a = thresholds_from_rates(torch.as_tensor(dm.level_rates()), dm.level_names() or None)
         if self.scales_given is not None:
             scales = torch.as_tensor(self.scales_given, dtype=torch.float32)

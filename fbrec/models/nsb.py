@@ -43,9 +43,9 @@ class NSBModule(EmbeddingModule):
         self.num_levels = 0
         self.save_hyperparameters()
 
-    def setup(self, stage: str) -> None:
+    def prepare_from(self, datamodule) -> None:
         if not self.num_levels:
-            self.num_levels = max(1, len(self.trainer.datamodule.level_names()))
+            self.num_levels = max(1, len(datamodule.level_names()))
 
     def build_scorer(self) -> nn.Module:
         # the id tables start on the meta device for DMP; the dense heads are ordinary CPU parameters

@@ -104,11 +104,9 @@ class TwoTowerModule(EmbeddingModule):
         self.frequency = StreamingFrequencyEstimator(num_buckets=1 << 18) if logq == "streaming" else None
 
     # --- features --------------------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        if self.feature_names:
-            return
-        dm = self.trainer.datamodule
-        self.set_features(dm.user_features(), dm.item_features(), dm.train_item_counts())
+    def prepare_from(self, datamodule) -> None:
+        if not self.feature_names:
+            self.set_features(datamodule.user_features(), datamodule.item_features(), datamodule.train_item_counts())
 
     def set_features(self, users: FeatureSet, items: FeatureSet, item_counts) -> None:
         """Keep the feature bags as buffers (checkpointed with the model) and derive what the losses need."""
@@ -132,7 +130,7 @@ class TwoTowerModule(EmbeddingModule):
     def build_scorer(self) -> nn.Module:
         if not self.feature_names:
             raise ConfigError("the two-tower has no features yet", rule="features come from the datamodule in setup",
-                              fix="train through `fbrec train` / Trainer.fit, or call set_features(...) first")
+                              fix="train through `fbrec train` / Trainer.fit, or call prepare_from(datamodule) first")
         return TwoTower(list(zip(self.feature_names["user"], self._vocab_sizes["user"], strict=True)),
                         list(zip(self.feature_names["item"], self._vocab_sizes["item"], strict=True)),
                         self.embedding_dim, self.hidden_dims, self.output_dim, init_std=self.init_std, device="meta")
