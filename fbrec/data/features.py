@@ -7,7 +7,7 @@ A FeatureSpec says how one column of the side table becomes ids:
   words        a string column split into lower-case words (a title)
   bucket       a number cut into `buckets` quantile buckets (a release year)
 Values seen fewer than `min_count` times share one "rare" id. Every feature set starts with the id feature
-("item_id" / "user_id", one id per row), which is maskable like any other (Yao et al.: masking only side
+("id", one id per row; the towers key it item_id / user_id), which is maskable like any other (Yao et al.: masking only side
 features leaves the id as a shortcut between the two views).
 """
 
@@ -78,9 +78,10 @@ class FeatureSet:
         return sp.csr_matrix((data, self.values[f], self.offsets[f]), shape=(self.num_rows, self.vocab_sizes[f]))
 
 
-def id_only(num_rows: int, prefix: str = "item") -> FeatureSet:
+def id_only(num_rows: int) -> FeatureSet:
+    """The id feature alone: row r's bag is [r]."""
     offsets = np.arange(num_rows + 1, dtype=np.int64)
-    return FeatureSet([f"{prefix}_id"], [num_rows], [offsets], [np.arange(num_rows, dtype=np.int64)], [False],
+    return FeatureSet(["id"], [num_rows], [offsets], [np.arange(num_rows, dtype=np.int64)], [False],
                       [[]])
 
 
@@ -140,7 +141,7 @@ def build_features(table: pl.DataFrame | None, specs: Sequence[FeatureSpec], num
     """Bags for rows 0..num_rows-1 of a side table indexed by `index_column` (the prepared item_index).
 
     Raises when the table lacks a row for some indexed item, a named column, or (missing="error") a value."""
-    out = id_only(num_rows, row_name)
+    out = id_only(num_rows)
     if not specs:
         return out
     if table is None:
