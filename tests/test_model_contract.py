@@ -6,12 +6,12 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from conftest import PLANTED_ITEM_FEATURES
 
 from fbrec.data.datamodule import FeedbackDataModule
 from fbrec.embeddings import register_strategies
 from fbrec.evaluation import embedding_scorer, evaluate_scores
 from fbrec.models import MatrixFactorizationModule, PopularityModule, TwoTowerModule
-from conftest import PLANTED_ITEM_FEATURES
 
 RECIPES = {
     "mf_bpr": lambda dm: MatrixFactorizationModule(dm.num_users, dm.num_items, embedding_dim=16, loss="bpr",
