@@ -127,3 +127,25 @@ def test_recipe_features_build_on_the_real_datasets(dataset, shared_data):
     assert np.isfinite(mi).all() and (mi >= -1e-9).all()
     users = dm.user_features()
     assert users.num_rows == dm.num_users
+
+
+def test_your_own_log_brings_its_item_table(tmp_path):
+    from fbrec.data.datamodule import FeedbackDataModule
+
+    pl.DataFrame({"uid": [1, 1, 2, 2, 3, 3], "sku": ["a", "b", "a", "c", "b", "c"],
+                  "timestamp": [1, 2, 3, 4, 5, 6]}).write_csv(tmp_path / "clicks.csv")
+    pl.DataFrame({"sku": ["a", "b", "c", "zzz"], "brand": ["x", "y", "x", "q"]}).write_csv(tmp_path / "items.csv")
+    dm = FeedbackDataModule(log_path=str(tmp_path / "clicks.csv"), items_path=str(tmp_path / "items.csv"),
+                            columns={"user": "uid", "item": "sku"}, split="random", test_fraction=0.34,
+                            val_fraction=0.0, item_features=[{"column": "brand"}])
+    items = dm.item_features()
+    brand = [items.vocabularies[1][v] for v in items.values[1]]
+    raw_items = dm.data.item_map.decode(np.arange(dm.num_items))
+    assert brand == [{"a": "x", "b": "y", "c": "x"}[i] for i in raw_items], "rows follow item_index; extras dropped"
+
+
+def test_side_tables_without_a_log_are_refused():
+    from fbrec.data.datamodule import FeedbackDataModule
+
+    with pytest.raises(ConfigError, match="without log_path"):
+        FeedbackDataModule(dataset="synthetic", items_path="items.csv")

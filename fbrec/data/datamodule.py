@@ -15,7 +15,7 @@ from fbrec._checks import check_positive
 from fbrec.data.datasets import RawDataset
 from fbrec.data.evalset import EvalSet, popularity_slices
 from fbrec.data.features import FeatureSet, FeatureSpec, build_features
-from fbrec.data.io import read_log
+from fbrec.data.io import read_log, read_side_table
 from fbrec.data.levels import check_level_order
 from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare, prepare_raw
 from fbrec.errors import ConfigError, UnknownNameError
@@ -58,6 +58,7 @@ class FeedbackDataModule(L.LightningDataModule):
         prepared_dir: read a dataset written by `fbrec data prepare` instead of preparing it again.
         log_path: train on your own click log (parquet/csv/ndjson) instead of a registered dataset.
         columns: for log_path, canonical -> file column names, e.g. {"user": "uid", "item": "sku"}.
+        items_path / users_path: for log_path, side tables (one row per item / user id) the feature towers read.
         levels: for log_path, the ordered feedback level names of its `level` column, lowest first; for a
             registered dataset, a check that these names exist and follow the dataset's declared order.
         min_level / min_rating / min_user / min_item / split / test_fraction / val_fraction: preprocessing
@@ -79,7 +80,8 @@ class FeedbackDataModule(L.LightningDataModule):
     """
 
     def __init__(self, dataset: str = "synthetic", data_dir: str | None = None, dataset_options: dict | None = None,
-                 prepared_dir: str | None = None, log_path: str | None = None,
+                 prepared_dir: str | None = None, log_path: str | None = None, items_path: str | None = None,
+                 users_path: str | None = None,
                  columns: dict[str, str] | None = None, levels: list[str] | None = None,
                  min_level: str | None = None, min_rating: float | None = None, min_user: int | None = None, min_item: int | None = None, split: str | None = None,
                  test_fraction: float = 0.2, val_fraction: float = 0.1, num_negatives: int = 1,
@@ -96,6 +98,11 @@ class FeedbackDataModule(L.LightningDataModule):
         self.dataset_name, self.data_dir, self.dataset_options = dataset, data_dir, dict(dataset_options or {})
         self.prepared_dir = prepared_dir
         self.log_path, self.columns, self.levels = log_path, dict(columns or {}), levels
+        self.items_path, self.users_path = items_path, users_path
+        if (items_path or users_path) and not log_path:
+            raise ConfigError(f"items_path={items_path!r}, users_path={users_path!r} without log_path",
+                              rule="side tables accompany your own click log; registered datasets bring theirs",
+                              fix="set log_path, or drop items_path/users_path")
         self.prepare_config = PrepareConfig(min_level, min_rating, min_user, min_item, split, test_fraction,
                                             val_fraction, seed)
         self.num_negatives, self.batch_size, self.eval_batch_size = num_negatives, batch_size, eval_batch_size
@@ -121,8 +128,11 @@ class FeedbackDataModule(L.LightningDataModule):
             if self.prepared_dir:
                 data = PreparedDataset.load(Path(self.prepared_dir))
             elif self.log_path:
+                sides = {side: read_side_table(path, side[:-1], columns=self.columns)
+                         for side, path in (("items", self.items_path), ("users", self.users_path)) if path}
                 raw = RawDataset(read_log(self.log_path, columns=self.columns, levels=self.levels),
-                                 files=(Path(self.log_path),))
+                                 files=tuple(Path(p) for p in (self.log_path, self.items_path, self.users_path) if p),
+                                 **sides)
                 data = prepare_raw(raw, Path(self.log_path).stem, self.prepare_config)
             else:
                 data = prepare(self.dataset_name, self.prepare_config, root=self.data_dir,

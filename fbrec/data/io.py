@@ -129,3 +129,27 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     frame.write_parquet(tmp)
     tmp.replace(path)
+
+
+def read_side_table(path: str | Path, key: str, *, columns: Mapping[str, str] | None = None,
+                    format: str | None = None) -> pl.DataFrame:
+    """Read an item (key="item") or user (key="user") side table: one row per id, any feature columns.
+
+    columns maps the canonical key to the file's name as for read_log (e.g. {"item": "sku"}); other entries are
+    ignored. Ids are cast to the click log's type when the two are joined."""
+    path = Path(path)
+    if not path.exists():
+        raise DataValidationError(f"{key} table {str(path)!r} does not exist", rule="the path must be a file",
+                                  fix="check the path (relative paths are resolved from the current directory)")
+    fmt = _format_of(path, format)
+    name = dict(columns or {}).get(key, key)
+    try:
+        frame = _scan(path, fmt, ",", None).collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataValidationError(f"cannot read {str(path)!r} as {fmt}: {exc}".splitlines()[0],
+                                  rule="a side table is parquet, CSV or NDJSON", fix="check the file") from exc
+    if name not in frame.columns:
+        raise DataValidationError(f"{key} table {str(path)!r} has no column {name!r} (columns: {frame.columns})",
+                                  rule=f"a {key} table names each row's {key} id",
+                                  fix=f"add the column, or map it with columns: {{{key}: YOUR_COLUMN}}")
+    return frame.rename({name: key}) if name != key else frame
