@@ -37,3 +37,32 @@ def test_clicks_follow_relevance_and_position():
 def test_invalid_settings_are_rejected():
     with pytest.raises(ConfigError, match="num_items must be > 0"):
         SyntheticConfig(num_items=0)
+
+
+def test_mcar_test_draws_never_clicked_items_uniformly_and_labels_them_by_relevance():
+    import polars as pl
+
+    from fbrec.data.synthetic import mcar_test
+
+    data = generate(SyntheticConfig(num_users=300, num_items=200, seed=3))
+    test = mcar_test(data, 40)
+    assert test.columns == data.log.columns and test.schema == data.log.schema
+    assert test.group_by("user").len()["len"].unique().to_list() == [40]
+    clicked = data.log.filter(pl.col("level") != "impression").select("user", "item").unique()
+    assert test.join(clicked, on=["user", "item"], how="semi").height == 0, "only never-clicked items"
+    relevant = (test["level"] == "click").to_numpy()
+    gamma = test["relevance"].to_numpy()
+    assert relevant.mean() == pytest.approx(gamma.mean(), abs=0.02)
+    assert relevant[gamma > 0.8].mean() > 0.7 > 0.3 > relevant[gamma < 0.2].mean()
+    # uniform over the catalogue, not over exposure: tail items are drawn as often as head items
+    popular = data.items.sort("popularity", descending=True)["item"].head(20).to_list()
+    share = test["item"].is_in(popular).mean()
+    assert share == pytest.approx(20 / 200, abs=0.03)
+
+
+def test_synthetic_mcar_option_gives_an_external_test():
+    from fbrec.data.prepare import PrepareConfig, prepare
+
+    data = prepare("synthetic", PrepareConfig(split="external"),
+                   options={"num_users": 200, "num_items": 150, "mcar_test_items": 30})
+    assert data.test.height > 0 and set(data.test["label"].unique().to_list()) == {0, 1}

@@ -16,7 +16,7 @@ import polars as pl
 
 from fbrec.data.schema import FeedbackLevels, cast_levels, validate_log
 from fbrec.data.synthetic import LEVELS as SYNTHETIC_LEVELS
-from fbrec.data.synthetic import SyntheticConfig, generate
+from fbrec.data.synthetic import SyntheticConfig, generate, mcar_test
 from fbrec.errors import ConfigError, DataValidationError, UnknownNameError
 from fbrec.types import ITEM, LEVEL, RATING, TIMESTAMP, USER
 
@@ -217,12 +217,16 @@ def _load_movielens_semisynthetic(root: Path, options: dict) -> RawDataset:
 
 
 def _load_synthetic(root: Path, options: dict) -> RawDataset:
+    """options: SyntheticConfig's fields, plus mcar_test_items = n for an MCAR relevance test of n never-clicked
+    items per user (use it with split: external)."""
+    options = dict(options)
+    mcar_items = int(options.pop("mcar_test_items", 0))
     known = set(SyntheticConfig.__dataclass_fields__)
     unknown = sorted(set(options) - known)
     if unknown:
-        raise UnknownNameError("synthetic option", unknown[0], known)
+        raise UnknownNameError("synthetic option", unknown[0], known | {"mcar_test_items"})
     data = generate(SyntheticConfig(**options))
-    return RawDataset(data.log, items=data.items)
+    return RawDataset(data.log, items=data.items, test=mcar_test(data, mcar_items) if mcar_items else None)
 
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (

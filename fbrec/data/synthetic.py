@@ -119,3 +119,32 @@ def generate(config: SyntheticConfig | None = None) -> SyntheticData:
                           "subcategory": subcategory.astype(np.int64), "brand": brand.astype(np.int64),
                           "popularity": slot_prob, "text": text})
     return SyntheticData(log, items, gamma, slot_prob, cfg)
+
+
+def mcar_test(data: SyntheticData, items_per_user: int) -> pl.DataFrame:
+    """An MCAR test log with ground truth: for each user, `items_per_user` items drawn uniformly among those never
+    clicked, labelled "click" with probability gamma (a fresh relevance draw) and "impression" otherwise.
+
+    Clicks in the training log follow exposure, so a click-based test mostly asks which items were shown; this one
+    asks which items are relevant, head or tail alike (the protocol of Saito et al.'s semi-synthetic data)."""
+    check_positive("items_per_user", items_per_user)
+    cfg, gamma = data.config, data.relevance
+    U, I = gamma.shape
+    rng = np.random.default_rng([cfg.seed, 2])
+    clicked = np.zeros((U, I), dtype=bool)
+    positive = data.log.filter(pl.col(LEVEL) != LEVELS.names[0])
+    clicked[positive[USER].to_numpy(), positive[ITEM].to_numpy()] = True
+    keys = rng.random((U, I))
+    keys[clicked] = np.inf
+    n = min(items_per_user, I)
+    chosen = np.argpartition(keys, n - 1, axis=1)[:, :n]                         # (U, n)
+    u, i = np.repeat(np.arange(U), n), chosen.reshape(-1)
+    g = gamma[u, i]
+    relevant = rng.random(len(g)) < g
+    t_end = int(data.log[TIMESTAMP].max()) + 1
+    return pl.DataFrame({
+        USER: u.astype(np.int64), ITEM: i.astype(np.int64), TIMESTAMP: np.full(len(u), t_end, dtype=np.int64),
+        LEVEL: pl.Series(np.where(relevant, LEVELS.names[1], LEVELS.names[0])).cast(LEVELS.dtype),
+        POSITION: np.zeros(len(u), dtype=np.int64), SESSION: np.full(len(u), -1, dtype=np.int64),
+        "relevance": g.astype(np.float64), PROPENSITY: np.full(len(u), 1.0 / I),
+    }).select(data.log.columns)
