@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
 import mlflow
@@ -122,6 +122,15 @@ class RunArtifacts:
     item_embeddings: np.ndarray
 
 
+def _jsonable(value):
+    """json default: config dataclasses and jsonargparse Namespaces as dicts (so they load back), else str."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    return str(value)
+
+
 def log_model_artifacts(run_id: str, *, model: str, data_args: dict, user_embeddings: np.ndarray,
                         item_embeddings: np.ndarray, dataset_card: dict, config_yaml: str | None,
                         tracking_uri: str | None = None) -> None:
@@ -130,7 +139,7 @@ def log_model_artifacts(run_id: str, *, model: str, data_args: dict, user_embedd
         d = Path(tmp)
         np.save(d / "user_embeddings.npy", user_embeddings)
         np.save(d / "item_embeddings.npy", item_embeddings)
-        (d / "run.json").write_text(json.dumps({"model": model, "data": data_args}, indent=2, default=str))
+        (d / "run.json").write_text(json.dumps({"model": model, "data": data_args}, indent=2, default=_jsonable))
         client.log_artifacts(run_id, str(d), artifact_path="model")
         (d / "dataset_card.json").write_text(json.dumps(dataset_card, indent=2, default=str))
         client.log_artifact(run_id, str(d / "dataset_card.json"), artifact_path="data")
