@@ -187,3 +187,34 @@ def test_two_tower_trains_with_an_unbiased_loss_and_propensities(planted_dir, tm
     model._pair_loss = spy
     _one_step(model, dm, tmp_path)
     assert seen["propensity"].lt(1).any(), "Rel-MF received the estimated propensities"
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"logq": "streaming", "mixed_negatives": True},
+    {"logq": None, "feature_dropout": 0.3, "spread_out_weight": 0.5},
+    {"ssl": "rfm", "ssl_sampling": "batch", "value_dropout": 0.5},
+    {"loss": "bpr"},
+], ids=["streaming_logq_mixed", "feature_dropout_spread_out", "rfm_batch_sampling", "bpr"])
+def test_every_two_tower_variant_takes_a_finite_step_that_moves_the_towers(kwargs, planted_dir, tmp_path):
+    torch.manual_seed(0)
+    dm = _dm(planted_dir)
+    model = TwoTowerModule(dm.num_users, dm.num_items, embedding_dim=8, output_dim=8, ssl_batch_size=16, **kwargs)
+    model.prepare_from(dm)
+    before = None
+    register_strategies()
+
+    class _Snapshot(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            nonlocal before
+            before = {k: v.detach().clone() for k, v in module.model.named_parameters() if "tower" in k}
+
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, accelerator="cpu", devices=1,
+                        strategy="torchrec", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        use_distributed_sampler=False, num_sanity_val_steps=0, enable_checkpointing=False,
+                        default_root_dir=tmp_path, callbacks=[_Snapshot()])
+    trainer.fit(model, dm)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    after = dict(model.model.named_parameters())
+    assert before and all(not torch.equal(before[k], after[k].detach()) for k in before)
+    if kwargs.get("logq") == "streaming":
+        assert model.frequency.step == 1 and model.frequency.gap.max() == 1.0
