@@ -93,6 +93,10 @@ BAD_COMMANDS = [
     (["retrieve", "--bundle", "nowhere", "--user", "1"], r"'nowhere' is not a bundle"),
     (["export"], r"Missing option '--run'"),
     (["retrieve", "--bundle", "x", "--user", "1", "--k", "ten"], r"Invalid value for '--k'"),
+    (["train", "--config", "two_tower_synthetic", "--model.init_args.temperature", "0"],
+     r"temperature=0.0 is out of range.*hint: pass a temperature > 0"),
+    (["train", "--config", "two_tower_synthetic", "--model.init_args.ssl", "cfm", "--model.init_args.mask_features",
+      "5", "--trainer.max_epochs", "1"], r"mask_features=5 with 5 item features.*between 1 and 4"),
 ]
 
 

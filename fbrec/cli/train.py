@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from fbrec.data.datamodule import FeedbackDataModule
-from fbrec.errors import ConfigError, UnknownNameError
+from fbrec.errors import ConfigError, FbrecError, UnknownNameError
 from fbrec.models import RankingModule
 
 
@@ -62,6 +62,9 @@ def build_cli(args: list[str]) -> FbrecCLI:
     except Exception as exc:   # jsonargparse.ArgumentError: unknown key, bad type, missing class
         from jsonargparse import ArgumentError
 
+        cause = _fbrec_cause(exc)
+        if cause is not None:   # a recipe class refused a value (temperature <= 0, ...): show its own message
+            raise cause from None
         if not isinstance(exc, ArgumentError):
             raise
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
@@ -72,6 +75,17 @@ def build_cli(args: list[str]) -> FbrecCLI:
             "compare the keys with `fbrec train --config X --print_config`"
         raise ConfigError(f"invalid training config: {first}", rule="keys and types follow the recipe classes' "
                           "__init__ signatures", fix=hint) from exc
+
+
+def _fbrec_cause(exc: BaseException) -> FbrecError | None:
+    """The FbrecError a class raised while jsonargparse instantiated it, found along the exception chain."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, FbrecError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _closest_key(message: str) -> str | None:
