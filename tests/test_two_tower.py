@@ -218,3 +218,15 @@ def test_every_two_tower_variant_takes_a_finite_step_that_moves_the_towers(kwarg
     assert before and all(not torch.equal(before[k], after[k].detach()) for k in before)
     if kwargs.get("logq") == "streaming":
         assert model.frequency.step == 1 and model.frequency.gap.max() == 1.0
+
+
+def test_sorted_accidental_hits_equal_the_dense_comparison():
+    from fbrec.losses.softmax import accidental_hits
+
+    g = torch.Generator().manual_seed(0)
+    positives = torch.randint(0, 30, (64,), generator=g)
+    candidates = torch.cat([positives, torch.randint(0, 30, (40,), generator=g)])
+    rows, cols = accidental_hits(positives, candidates)
+    dense = candidates[None, :] == positives[:, None]
+    dense[:, :64].fill_diagonal_(False)
+    assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(map(tuple, torch.nonzero(dense).tolist()))

@@ -16,6 +16,22 @@ from torch import nn
 from fbrec._checks import check_positive
 
 
+def accidental_hits(positive_ids: torch.Tensor, candidate_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols) of the pairs where candidate j != i holds row i's positive item; found through a sort of the
+    candidates, O((B + C) log C), instead of a dense (B, C) comparison."""
+    order = torch.argsort(candidate_ids)
+    ordered = candidate_ids[order]
+    lo = torch.searchsorted(ordered, positive_ids, side="left")
+    counts = torch.searchsorted(ordered, positive_ids, side="right") - lo                # (B,)
+    total = int(counts.sum())
+    rows = torch.repeat_interleave(torch.arange(len(positive_ids), device=counts.device), counts, output_size=total)
+    first = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(total, device=counts.device) + torch.repeat_interleave(lo - first, counts, output_size=total)
+    cols = order[slot]
+    keep = rows != cols
+    return rows[keep], cols[keep]
+
+
 def in_batch_softmax(logits: torch.Tensor, log_q: torch.Tensor | None, positive_ids: torch.Tensor,
                      candidate_ids: torch.Tensor, weight: torch.Tensor | None = None,
                      mask_accidental_hits: bool = True) -> torch.Tensor:
@@ -26,9 +42,11 @@ def in_batch_softmax(logits: torch.Tensor, log_q: torch.Tensor | None, positive_
     if log_q is not None:
         logits = logits - log_q[None, :]
     if mask_accidental_hits:
-        hit = candidate_ids[None, :] == positive_ids[:, None]                       # (B, C)
-        hit[:, :B].fill_diagonal_(False)
-        logits = logits.masked_fill(hit, float("-inf"))
+        rows, cols = accidental_hits(positive_ids, candidate_ids)
+        if len(rows):
+            # in place only on the copy made above: the caller's logits stay untouched
+            put = logits.index_put_ if log_q is not None else logits.index_put
+            logits = put((rows, cols), torch.tensor(float("-inf"), device=logits.device, dtype=logits.dtype))
     target = torch.arange(B, device=logits.device)
     per_row = F.cross_entropy(logits, target, reduction="none")                     # (B,)
     if weight is None:

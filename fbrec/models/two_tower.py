@@ -217,7 +217,7 @@ class TwoTowerModule(EmbeddingModule):
             positive = (u * v[:B]).sum(-1) / self.temperature                                   # (B,)
             negative = (u[:, None, :] * v[B:].view(B, N, -1)).sum(-1) / self.temperature        # (B, N)
             return self._pair_loss(positive, negative, batch)
-        logits = u @ v.T / self.temperature                                        # (B, D) x (D, B + M) -> (B, B + M)
+        logits = (u / self.temperature) @ v.T                                      # (B, D) x (D, B + M) -> (B, B + M)
         return in_batch_softmax(logits, self._log_q(batch.item, len(main) - B), batch.item, main,
                                 weight=batch.weight, mask_accidental_hits=self.mask_accidental_hits)
 
