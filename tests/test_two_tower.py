@@ -230,3 +230,24 @@ def test_sorted_accidental_hits_equal_the_dense_comparison():
     dense = candidates[None, :] == positives[:, None]
     dense[:, :64].fill_diagonal_(False)
     assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == sorted(map(tuple, torch.nonzero(dense).tolist()))
+
+
+def test_plain_mi_pairs_every_feature_with_the_id_and_normalised_mi_groups_side_features():
+    import numpy as np
+    import polars as pl
+
+    from fbrec.data.features import FeatureSpec, build_features, id_only
+
+    # b is a with two of sixteen values flipped (so MI(a, b) < H(a) = MI(a, id)); c is independent of both
+    n = 16
+    table = pl.DataFrame({"item_index": np.arange(n), "a": [f"x{i % 2}" for i in range(n)],
+                          "b": [f"y{(i % 2) ^ (i in (3, 8))}" for i in range(n)], "c": [f"z{(i // 2) % 4}" for i in range(n)]})
+    items = build_features(table, [FeatureSpec("a"), FeatureSpec("b"), FeatureSpec("c")], n, index_column="item_index")
+    orders = {}
+    for measure in ("mutual_information", "normalized"):
+        model = TwoTowerModule(4, n, ssl="cfm", cfm_mi=measure)
+        model.set_features(id_only(4), items, np.ones(n))
+        orders[measure] = model.item_mi_order
+    a, b = items.names.index("a"), items.names.index("b")
+    assert orders["mutual_information"][a, 0] == 0 and orders["mutual_information"][b, 0] == 0
+    assert orders["normalized"][a, 0] == b and orders["normalized"][b, 0] == a

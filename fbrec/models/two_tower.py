@@ -44,6 +44,7 @@ from fbrec.types import InteractionBatch
 
 LOGQ = ("counts", "streaming")
 SSL_SAMPLING = ("uniform", "batch")
+CFM_MI = ("mutual_information", "normalized")
 
 
 class TwoTowerModule(EmbeddingModule):
@@ -55,7 +56,10 @@ class TwoTowerModule(EmbeddingModule):
         logq: "counts", "streaming" or None (no correction); mask_accidental_hits; mixed_negatives: add the
             batch's uniformly sampled items (data.num_negatives per row) as shared softmax columns.
         ssl: None, "rfm" or "cfm"; ssl_weight (alpha), ssl_temperature (tau), ssl_batch_size, ssl_sampling,
-            mask_features (features masked in view one; default half), value_dropout (second-stage augmentation).
+            mask_features (features masked in view one; default half), value_dropout (second-stage augmentation),
+            cfm_mi: "mutual_information" (the paper) or "normalized" (MI / max(H_a, H_b)). With the id among the
+            features, MI(id, X) = H(X), so under plain MI every seed's closest partner is the id (or the id's is
+            the richest feature); normalising lets side features group with each other.
         feature_dropout, spread_out_weight: the paper's non-SSL baselines.
     Features come from the datamodule (`item_features`, `user_features`); the id is always feature one."""
 
@@ -65,6 +69,7 @@ class TwoTowerModule(EmbeddingModule):
                  mask_accidental_hits: bool = True, mixed_negatives: bool = False,
                  ssl: str | None = None, ssl_weight: float = 0.1, ssl_temperature: float = 0.1,
                  ssl_batch_size: int = 256, ssl_sampling: str = "uniform", mask_features: int | None = None,
+                 cfm_mi: str = "mutual_information",
                  value_dropout: float = 0.1, feature_dropout: float = 0.0, spread_out_weight: float = 0.0,
                  init_std: float = 0.1, sparse_optimizer: str = "rowwise_adagrad", learning_rate: float = 0.05,
                  dense_learning_rate: float = 1e-3, weight_decay: float = 0.0, sharding: dict[str, str] | None = None,
@@ -81,6 +86,8 @@ class TwoTowerModule(EmbeddingModule):
             raise UnknownNameError("logq estimator", logq, LOGQ)
         if ssl is not None and ssl not in STRATEGIES:
             raise UnknownNameError("SSL masking strategy", ssl, STRATEGIES)
+        if cfm_mi not in CFM_MI:
+            raise UnknownNameError("CFM dependence measure", cfm_mi, CFM_MI)
         if ssl_sampling not in SSL_SAMPLING:
             raise UnknownNameError("SSL item sampling", ssl_sampling, SSL_SAMPLING)
         for name, rate in (("value_dropout", value_dropout), ("feature_dropout", feature_dropout)):
@@ -94,6 +101,7 @@ class TwoTowerModule(EmbeddingModule):
         self.logq, self.mask_accidental_hits, self.mixed_negatives = logq, mask_accidental_hits, mixed_negatives
         self.ssl, self.ssl_weight, self.ssl_temperature = ssl, ssl_weight, ssl_temperature
         self.ssl_batch_size, self.ssl_sampling, self.mask_features = ssl_batch_size, ssl_sampling, mask_features
+        self.cfm_mi = cfm_mi
         self.value_dropout, self.feature_dropout, self.spread_out_weight = value_dropout, feature_dropout, \
             spread_out_weight
         self.init_std = init_std
@@ -124,8 +132,12 @@ class TwoTowerModule(EmbeddingModule):
         counts = torch.as_tensor(item_counts, dtype=torch.float64)
         self.register_buffer("item_log_frequency", torch.log(counts.clamp_min(1.0) / counts.sum()).float())
         # CFM: MI between item features over the training interactions, computed once
-        self.register_buffer("item_mi_order", mi_order(torch.as_tensor(mutual_information(items, item_counts)))
-                             if num_item_features > 1 else torch.zeros(1, 0, dtype=torch.long))
+        mi = torch.as_tensor(mutual_information(items, item_counts))
+        if self.cfm_mi == "normalized":   # MI / max(H_a, H_b): the id no longer wins every pairing by its entropy
+            entropy = mi.diagonal()
+            mi = mi / torch.maximum(entropy[:, None], entropy[None, :]).clamp_min(1e-12)
+        self.register_buffer("item_mi_order", mi_order(mi) if num_item_features > 1
+                             else torch.zeros(1, 0, dtype=torch.long))
 
     def build_scorer(self) -> nn.Module:
         if not self.feature_names:
