@@ -147,9 +147,9 @@ class TwoTowerModule(EmbeddingModule):
                         list(zip(self.feature_names["item"], self._vocab_sizes["item"], strict=True)),
                         self.embedding_dim, self.hidden_dims, self.output_dim, init_std=self.init_std, device="meta")
 
-    def _bags(self, side: str, rows: torch.Tensor, stride: int, offset: int = 0,
-              dropout_from: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Bags of `rows` placed at positions offset.. of a stride-long batch (empty bags elsewhere); values of
+    def _bags(self, side: str, rows: torch.Tensor, stride: int, dropout_from: int | None = None
+              ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Bags of `rows` at the first positions of a stride-long batch (empty bags after them); values of
         multi-valued item features at positions >= dropout_from are dropped with probability value_dropout."""
         out = {}
         for f, name in enumerate(self.feature_names[side]):
@@ -160,7 +160,7 @@ class TwoTowerModule(EmbeddingModule):
                 dl, dv = drop_values(lengths[dropout_from:], values[keep_n:], self.value_dropout)
                 lengths, values = torch.cat([lengths[:dropout_from], dl]), torch.cat([values[:keep_n], dv])
             full = torch.zeros(stride, dtype=lengths.dtype, device=lengths.device)
-            full[offset:offset + len(rows)] = lengths
+            full[: len(rows)] = lengths
             out[f"{side}_{name}"] = (full, values)
         return out
 
