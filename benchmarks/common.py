@@ -97,3 +97,11 @@ def seeded_row(client, recipe: str, overrides: list[str], seeds: list[int], metr
         for m in metrics:
             values[m].append(logged.get(m, float("nan")))
     return [f"`{recipe}`", *[mean_sd(v) for v in values.values()]]
+
+
+def repeat_batches(dm, batch_size: int, steps: int) -> list:
+    """`steps` training batches of the datamodule at `batch_size`, cycling its epoch when it has fewer."""
+    dm.batch_size, dm._train = batch_size, None
+    dm.setup()
+    batches = list(iter(dm._train))
+    return (batches * (steps // max(1, len(batches)) + 1))[:steps]

@@ -12,7 +12,7 @@ import argparse
 import lightning as L
 import torch
 
-from benchmarks.common import Timer, machine, table, write_section
+from benchmarks.common import Timer, machine, repeat_batches, table, write_section
 from fbrec.data.datamodule import FeedbackDataModule
 from fbrec.embeddings import register_strategies
 from fbrec.losses import bpr
@@ -45,10 +45,7 @@ def raw_throughput(dm, batch_size: int, steps: int = 50) -> float:
     model = MatrixFactorizationModule(dm.num_users, dm.num_items, embedding_dim=64, loss="bpr", learning_rate=0.1)
     model.configure_model()
     opt = model.configure_optimizers()
-    dm.batch_size, dm._train = batch_size, None
-    dm.setup()
-    batches = list(iter(dm._train))
-    batches = (batches * (steps // max(1, len(batches)) + 1))[:steps]
+    batches = repeat_batches(dm, batch_size, steps)
     for b in batches[:3]:
         loss = bpr(*pair_logits(model, b))
         loss.backward()

@@ -14,7 +14,7 @@ import argparse
 import torch
 import yaml
 
-from benchmarks.common import Timer, machine, table, write_section
+from benchmarks.common import Timer, machine, repeat_batches, table, write_section
 from fbrec.data.datamodule import FeedbackDataModule
 from fbrec.losses import bpr
 from fbrec.models import MatrixFactorizationModule, TwoTowerModule
@@ -27,10 +27,7 @@ def throughput(model, dm, batch_size: int, steps: int) -> float:
     model.prepare_from(dm)
     model.configure_model()
     opt = model.configure_optimizers()
-    dm.batch_size, dm._train = batch_size, None
-    dm.setup()
-    batches = list(iter(dm._train))
-    batches = (batches * (steps // max(1, len(batches)) + 1))[:steps]
+    batches = repeat_batches(dm, batch_size, steps)
 
     def step(batch):
         opt.zero_grad()

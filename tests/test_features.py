@@ -149,3 +149,27 @@ def test_side_tables_without_a_log_are_refused():
 
     with pytest.raises(ConfigError, match="without log_path"):
         FeedbackDataModule(dataset="synthetic", items_path="items.csv")
+
+
+@pytest.mark.parametrize(("write", "kwargs", "pattern"), [
+    (None, {}, r"item table '.*nowhere.csv' does not exist"),
+    ("sku,brand\na,x\n", {}, r"has no column 'item'.*map it with columns: \{item: YOUR_COLUMN\}"),
+    ("sku,brand\na,x\n", {"columns": {"item": "id"}}, r"has no column 'id'"),
+    ("sku,brand\na,x\n", {"format": "xml"}, r"format 'xml' is not supported"),
+])
+def test_side_table_reader_refuses_bad_files(write, kwargs, pattern, tmp_path):
+    from fbrec.data.io import read_side_table
+
+    path = tmp_path / ("items.csv" if write else "nowhere.csv")
+    if write:
+        path.write_text(write)
+    with pytest.raises(DataValidationError, match=pattern):
+        read_side_table(path, "item", **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["items.csv"] if write else []), "nothing written"
+
+
+def test_negative_cold_threshold_is_refused():
+    from fbrec.data.datamodule import FeedbackDataModule
+
+    with pytest.raises(ConfigError, match=r"cold_max_interactions=-1"):
+        FeedbackDataModule(dataset="synthetic", cold_max_interactions=-1)

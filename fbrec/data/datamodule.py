@@ -94,6 +94,7 @@ class FeedbackDataModule(L.LightningDataModule):
         check_positive("num_negatives", num_negatives)
         check_positive("batch_size", batch_size)
         check_positive("eval_batch_size", eval_batch_size)
+        check_positive("cold_max_interactions", cold_max_interactions, strict=False)
         self.save_hyperparameters()
         self.dataset_name, self.data_dir, self.dataset_options = dataset, data_dir, dict(dataset_options or {})
         self.prepared_dir = prepared_dir
@@ -196,16 +197,20 @@ class FeedbackDataModule(L.LightningDataModule):
 
     def item_features(self) -> FeatureSet:
         """The item tower's features as bags over item_index (built once; errors name missing rows or values)."""
-        if "item" not in self._feature_sets:
-            self._feature_sets["item"] = build_features(self.data.items, self.item_feature_specs, self.num_items,
-                                                        index_column=ITEM_INDEX, row_name="item")
-        return self._feature_sets["item"]
+        return self._side_features("item")
 
     def user_features(self) -> FeatureSet:
-        if "user" not in self._feature_sets:
-            self._feature_sets["user"] = build_features(self.data.users, self.user_feature_specs, self.num_users,
-                                                        index_column=USER_INDEX, row_name="user")
-        return self._feature_sets["user"]
+        return self._side_features("user")
+
+    def _side_features(self, side: str) -> FeatureSet:
+        if side not in self._feature_sets:
+            item = side == "item"
+            self._feature_sets[side] = build_features(
+                self.data.items if item else self.data.users,
+                self.item_feature_specs if item else self.user_feature_specs,
+                self.num_items if item else self.num_users,
+                index_column=ITEM_INDEX if item else USER_INDEX, row_name=side)
+        return self._feature_sets[side]
 
     def train_item_counts(self) -> np.ndarray:
         return np.bincount(self.data.train[ITEM_INDEX].to_numpy(), minlength=self.num_items)

@@ -7,8 +7,8 @@ A FeatureSpec says how one column of the side table becomes ids:
   words        a string column split into lower-case words (a title)
   bucket       a number cut into `buckets` quantile buckets (a release year)
 Values seen fewer than `min_count` times share one "rare" id. Every feature set starts with the id feature
-("id", one id per row; the towers key it item_id / user_id), which is maskable like any other (Yao et al.: masking only side
-features leaves the id as a shortcut between the two views).
+("id", one id per row; the towers key it item_id / user_id), which is maskable like any other (Yao et al.:
+masking only side features leaves the id as a shortcut between the two views).
 """
 
 from __future__ import annotations
@@ -110,17 +110,17 @@ def _tokens(frame: pl.DataFrame, spec: FeatureSpec) -> pl.Series:
                          .otherwise(pl.concat_list("v")).alias(spec.feature)).to_series()
 
 
-def _encode(frame: pl.DataFrame, spec: FeatureSpec, row_name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _encode(frame: pl.DataFrame, spec: FeatureSpec, index_column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     tokens = _tokens(frame, spec)
     if spec.max_values is not None:
         tokens = tokens.list.head(spec.max_values)
     empty = tokens.is_null() | (tokens.list.len() == 0)
     if empty.any():
         if spec.missing == "error":
-            rows = frame[row_name].filter(empty).head(5).to_list()
+            rows = frame[index_column].filter(empty).head(5).to_list()
             raise DataValidationError(
                 f"feature {spec.feature!r}: {int(empty.sum())} of {frame.height} rows have no value in column "
-                f"{spec.column!r} (null, empty list or empty text; {row_name} {rows}...)",
+                f"{spec.column!r} (null, empty list or empty text; {index_column} {rows}...)",
                 rule="every row needs at least one value, or an explicit policy for missing ones",
                 fix=f"fill the column, or set missing: unknown in the {spec.feature!r} feature spec")
         tokens = pl.select(pl.when(empty).then(pl.lit([_UNKNOWN])).otherwise(tokens)).to_series()

@@ -109,6 +109,7 @@ class TwoTowerModule(EmbeddingModule):
         self.feature_names: dict[str, list[str]] = {}
         self._vocab_sizes: dict[str, list[int]] = {}
         self._multi_valued: list[bool] = []
+        self._num_masked = 0
         self.frequency = StreamingFrequencyEstimator(num_buckets=1 << 18) if logq == "streaming" else None
 
     # --- features --------------------------------------------------------------------------------------------
@@ -126,18 +127,17 @@ class TwoTowerModule(EmbeddingModule):
                 self.register_buffer(f"{side}_values_{f}", torch.as_tensor(fs.values[f]))
         self._multi_valued = list(items.multi_valued)
         num_item_features = len(items.names)
-        if self.ssl is not None:
-            self.mask_features = check_num_masked(
+        if self.ssl is not None:   # the config's mask_features stays as given; this is what it resolves to
+            self._num_masked = check_num_masked(
                 num_item_features // 2 if self.mask_features is None else self.mask_features, num_item_features)
         counts = torch.as_tensor(item_counts, dtype=torch.float64)
         self.register_buffer("item_log_frequency", torch.log(counts.clamp_min(1.0) / counts.sum()).float())
-        # CFM: MI between item features over the training interactions, computed once
-        mi = torch.as_tensor(mutual_information(items, item_counts))
-        if self.cfm_mi == "normalized":   # MI / max(H_a, H_b): the id no longer wins every pairing by its entropy
-            entropy = mi.diagonal()
-            mi = mi / torch.maximum(entropy[:, None], entropy[None, :]).clamp_min(1e-12)
-        self.register_buffer("item_mi_order", mi_order(mi) if num_item_features > 1
-                             else torch.zeros(1, 0, dtype=torch.long))
+        if self.ssl == "cfm":   # MI between item features over the training interactions, computed once
+            mi = torch.as_tensor(mutual_information(items, item_counts))
+            if self.cfm_mi == "normalized":   # MI / max(H_a, H_b): the id no longer wins every pairing by its entropy
+                entropy = mi.diagonal()
+                mi = mi / torch.maximum(entropy[:, None], entropy[None, :]).clamp_min(1e-12)
+            self.register_buffer("item_mi_order", mi_order(mi))
 
     def build_scorer(self) -> nn.Module:
         if not self.feature_names:
@@ -182,10 +182,9 @@ class TwoTowerModule(EmbeddingModule):
 
     # --- training --------------------------------------------------------------------------------------------
     def _view_mask(self) -> torch.Tensor:
-        F = len(self.feature_names["item"])
         if self.ssl == "cfm":
-            return correlated_feature_mask(self.item_mi_order, self.mask_features)
-        return random_feature_mask(F, self.mask_features)
+            return correlated_feature_mask(self.item_mi_order, self._num_masked)
+        return random_feature_mask(len(self.feature_names["item"]), self._num_masked)
 
     def loss(self, batch: InteractionBatch) -> torch.Tensor:
         B, device = len(batch.user), batch.user.device
