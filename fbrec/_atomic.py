@@ -1,25 +1,178 @@
-"""Write a directory atomically: fill a temp directory beside the target, then rename it into place."""
+"""Directories fbrec writes: filled in a temp directory beside the target, then swapped into place.
+
+Ownership: every directory fbrec writes carries a marker file (`.fbrec-output`, JSON with its kind). fbrec replaces
+only directories that carry the marker, or that do not exist or are empty; anything else is the user's and is never
+touched. Temp directories are named `.<target>.fbrec-tmp-<random>` and get the marker first, so a write killed at
+any instant leaves something fbrec can recognise and clean up on the next write of the same target.
+
+Swap: on Linux `renameat2(RENAME_EXCHANGE)` exchanges the old and new directory in one atomic step, so a reader or
+a crash sees either the old or the new directory whole; elsewhere two renames, and `recover()` restores the old
+one if a crash fell between them.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import json
+import os
 import shutil
-import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fbrec.errors import ConfigError
+
+MARKER = ".fbrec-output"
+_TMP, _OLD = ".fbrec-tmp-", ".fbrec-old-"
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _libc():
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return lib if hasattr(lib, "renameat2") else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two existing paths; False where the platform cannot."""
+    if _LIBC is None:
+        return False
+    rc = _LIBC.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def is_fbrec_output(path: Path) -> bool:
+    return (Path(path) / MARKER).is_file()
+
+
+def marker_kind(path: Path) -> str | None:
+    try:
+        return json.loads((Path(path) / MARKER).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def write_marker(path: Path, kind: str) -> None:
+    from fbrec import __version__
+
+    (Path(path) / MARKER).write_text(json.dumps({"kind": kind, "fbrec_version": __version__,
+                                                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+
+
+def check_replaceable(out: Path, kind: str, *, overwrite: bool = True, option: str = "--out") -> None:
+    """Raise unless `out` may become a new fbrec `kind` directory: absent, an empty directory, or (with overwrite)
+    an fbrec directory of the same kind. Nothing is touched."""
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise ConfigError(f"{option} {str(out)!r} exists and is not a directory",
+                          rule="fbrec writes a new directory there and never replaces a file",
+                          fix=f"choose another {option}")
+    if not any(out.iterdir()):
+        return
+    found = marker_kind(out)
+    if found is None:
+        raise ConfigError(f"{option} {str(out)!r} is a non-empty directory fbrec did not write",
+                          rule="fbrec only replaces directories it created (they hold a .fbrec-output marker)",
+                          fix=f"choose a new or empty {option}; your files there were not touched")
+    if found != kind:
+        raise ConfigError(f"{option} {str(out)!r} holds an fbrec {found}, not a {kind}",
+                          rule=f"a {kind} replaces only a {kind}", fix=f"choose another {option}")
+    if not overwrite:
+        raise ConfigError(f"{kind} directory {str(out)!r} already exists",
+                          rule=f"an existing {kind} is never overwritten silently",
+                          fix=f"pass --overwrite or choose another {option}")
+
+
+def stale_temps(out: Path) -> list[Path]:
+    """Temp or old directories of earlier writes to `out` that were killed before they finished."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return []
+    found = []
+    for prefix in (_TMP, _OLD):
+        found += [p for p in out.parent.glob(f".{out.name}{prefix}*") if p.is_dir() and is_fbrec_output(p)]
+    return sorted(found)
+
+
+def recover(out: Path) -> None:
+    """Clean what killed writes to `out` left beside it; if a crash fell between the two renames of a fallback
+    swap (no `out`, an old copy beside it), put the old copy back first."""
+    out = Path(out)
+    leftovers = stale_temps(out)
+    olds = [p for p in leftovers if _OLD in p.name]
+    if not out.exists() and olds:
+        newest = max(olds, key=lambda p: p.stat().st_mtime)
+        newest.rename(out)
+        leftovers.remove(newest)
+    for p in leftovers:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _mode_for_new_dirs() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
+
+
+def new_temp_dir(out: Path, kind: str) -> Path:
+    """A marked temp directory beside `out` with the permissions of a plain mkdir (readable by others under the
+    usual umask, unlike mkdtemp's 0700)."""
+    out = Path(out)
+    tmp = out.parent / f".{out.name}{_TMP}{uuid.uuid4().hex[:12]}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(mode=_mode_for_new_dirs())
+        write_marker(tmp, kind)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ConfigError(f"cannot write {str(out)!r}: {exc.strerror or exc}",
+                          rule=f"fbrec writes the {kind} into a new directory beside it, in {str(out.parent)!r}",
+                          fix="choose an --out in a writable directory") from None
+    return tmp
+
+
+def swap_into_place(tmp: Path, out: Path) -> None:
+    """Make the finished temp directory `out`; an existing `out` (already checked replaceable) is removed after."""
+    tmp, out = Path(tmp), Path(out)
+    if out.exists() and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()   # an empty directory the user made for us
+    if not out.exists():
+        tmp.rename(out)
+        return
+    if _exchange(tmp, out):            # tmp now holds the old directory
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    old = out.parent / f".{out.name}{_OLD}{uuid.uuid4().hex[:12]}"
+    out.rename(old)                    # a crash here leaves `old` whole; recover() renames it back
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
 
 @contextmanager
-def atomic_directory(out: str | Path) -> Iterator[Path]:
-    """Yield a temp dir; on success it replaces `out`, on any error it is removed and `out` is untouched."""
+def atomic_directory(out: str | Path, kind: str, *, overwrite: bool = True, option: str = "--out"
+                     ) -> Iterator[Path]:
+    """Yield a marked temp dir; on success it replaces `out`, on any error it is removed and `out` is untouched.
+
+    Refuses (before writing anything) to replace a file, a non-empty directory fbrec did not write, an fbrec
+    directory of another kind, or, without overwrite, an existing one."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    check_replaceable(out, kind, overwrite=overwrite, option=option)
+    recover(out)
+    tmp = new_temp_dir(out, kind)
     try:
         yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

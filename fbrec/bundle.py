@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 import fbrec
-from fbrec._atomic import atomic_directory
+from fbrec._atomic import atomic_directory, check_replaceable
 from fbrec.data.idmap import IdMap
 from fbrec.errors import BundleError, ConfigError
 from fbrec.retrieval import build_index, exact_topk, read_index, recall_vs_exact, search, write_index
@@ -72,14 +72,12 @@ def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embedding
     if len(user_map) != U or len(item_map) != len(item_embeddings):
         raise ConfigError(f"id maps ({len(user_map)} users, {len(item_map)} items) do not match the embeddings "
                           f"({U}, {len(item_embeddings)})", rule="one row per mapped id", fix="export from one run")
-    if out.exists() and not overwrite:
-        raise ConfigError(f"bundle directory {str(out)!r} already exists", rule="bundles are never overwritten "
-                          "silently", fix="pass --overwrite or choose another --out")
+    check_replaceable(out, "bundle", overwrite=overwrite)   # before the index build: refuse early, touch nothing
     index = build_index(item_embeddings, index_factory, metric=metric, search_params=search_params, seed=seed)
     rng = np.random.default_rng(seed)
     q = user_embeddings if U <= recall_queries else user_embeddings[rng.choice(U, recall_queries, replace=False)]
     recall = recall_vs_exact(index, q, item_embeddings, min(recall_k, len(item_embeddings)), metric=metric)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "bundle", overwrite=overwrite) as tmp:
         np.save(tmp / "user_embeddings.npy", np.ascontiguousarray(user_embeddings, dtype=np.float32))
         np.save(tmp / "item_embeddings.npy", np.ascontiguousarray(item_embeddings, dtype=np.float32))
         user_map.save(tmp / "user_map.parquet")

@@ -49,11 +49,16 @@ def prepare_cmd(name: str = typer.Argument(..., help="dataset name"),
                 split: str = typer.Option(None), min_rating: float = typer.Option(None),
                 min_level: str = typer.Option(None), min_user: int = typer.Option(None),
                 min_item: int = typer.Option(None), test_fraction: float = typer.Option(0.2),
-                val_fraction: float = typer.Option(0.1), seed: int = typer.Option(0)) -> None:
-    """Write train/val/test parquet files, id maps and the card to OUT; train with `data.prepared_dir=OUT`."""
+                val_fraction: float = typer.Option(0.1), seed: int = typer.Option(0),
+                overwrite: bool = typer.Option(False, help="replace a dataset an earlier prepare wrote to OUT")) -> None:
+    """Write train/val/test parquet files, id maps and the card to OUT; train with `data.prepared_dir=OUT`.
+
+    OUT must be new, empty, or (with --overwrite) a folder an earlier `fbrec data prepare` wrote."""
+    from fbrec._atomic import check_replaceable
     from fbrec.data.prepare import PrepareConfig, prepare
 
+    check_replaceable(out, "prepared dataset", overwrite=overwrite)   # refuse before any work, touch nothing
     cfg = PrepareConfig(min_level, min_rating, min_user, min_item, split, test_fraction, val_fraction, seed)
     data = prepare(name, cfg)
-    path = data.save(out)
+    path = data.save(out, overwrite=overwrite)
     console.print(f"wrote {path}: {data.stats}")

@@ -5,100 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-
-
-def _summary_table(title: str, summary: dict[str, float], ks=(10,)) -> Table:
-    table = Table("metric", *[f"@{k}" for k in ks], title=title)
-    for metric in ("recall", "ndcg", "map", "mrr", "hit_rate", "precision"):
-        table.add_row(metric, *[f"{summary.get(f'{metric}_at_{k}', float('nan')):.4f}" for k in ks])
-    if "auc" in summary:
-        table.add_row("auc / gauc", f"{summary['auc']:.4f} / {summary['gauc']:.4f}", *[""] * (len(ks) - 1))
-    return table
-
-
-def run_training(config: str, overrides: list[str]) -> str | None:
-    """Train, select the best epoch on validation, test it, log everything; returns the MLflow run id (rank 0)."""
-    import fbrec
-    from fbrec.cli.train import build_cli, resolve_config
-    from fbrec.evaluation import report
-    from fbrec.tracking import default_tracking_uri, log_model_artifacts, log_report, log_table, make_logger
-
-    path = resolve_config(config)
-    cli = build_cli(["--config", str(path), *overrides])
-    trainer, model, dm = cli.trainer, cli.model, cli.datamodule
-    recipe = path.parent.name if path.name == "config.yaml" else path.stem
-    uri = default_tracking_uri()
-    tags = {"recipe": recipe, "model": type(model).__name__, "dataset": dm.dataset_name,
-            "fbrec_version": fbrec.__version__, "world_size": str(trainer.world_size)}
-    logger = make_logger(cli.config["experiment"], cli.config["run_name"] or f"{recipe}", tags, uri)
-    trainer.loggers = [logger]
-    run_id = logger.run_id if trainer.global_rank == 0 else None
-    ckpt = trainer.checkpoint_callback
-    if ckpt is not None:
-        ckpt.dirpath = str(Path(uri.removeprefix("sqlite:///")).parent / "checkpoints" / (run_id or "rank")) \
-            if uri.startswith("sqlite:///") else str(Path("checkpoints") / (run_id or "rank"))
-        if ckpt.monitor is None and dm.data.val.height:
-            ckpt.monitor = f"val/ndcg_at_{model.ks[0]}"
-    logger.log_hyperparams({"recipe": recipe, "data": dict(cli.config["data"]),
-                            "trainer.max_epochs": cli.config["trainer"]["max_epochs"]})
-    trainer.fit(model, datamodule=dm)
-    best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
-    trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
-    side_by_side = None
-    if getattr(dm, "propensity", None) is not None and dm.data.val.height:
-        # the same checkpoint on validation (MNAR clicks, naive and SNIPS-corrected) next to the test report
-        trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)
-        side_by_side = model.last_evaluators["val"].summary()
-    user_emb, item_emb = model.export_embeddings(dm.num_users, dm.num_items)   # collective when sharded
-    if trainer.global_rank != 0:
-        return None
-    summaries = {}
-    for key, evaluator in model.last_evaluators.items():   # "test", and on ordinal data "test/level_<name>"
-        if key == "test" or key.startswith("test/level_"):
-            frame = evaluator.frame()
-            summaries[key] = evaluator.summary(frame)
-            log_report(run_id, key.replace("/", "_"), summaries[key], report(frame), frame, uri, main_k=model.ks[0])
-    summary = summaries["test"]
-    if side_by_side is not None:
-        table = biased_vs_unbiased(side_by_side, summary, model.ks)
-        log_table(run_id, table, "report/biased_vs_unbiased.csv", uri)
-        console.print(_frame_table("validation (MNAR: naive vs SNIPS) and test, best checkpoint", table))
-    config_yaml = cli.parser.dump(cli.config, skip_none=False, skip_check=True)
-    log_model_artifacts(run_id, model=type(model).__name__, data_args=dict(cli.config["data"]),
-                        user_embeddings=user_emb, item_embeddings=item_emb, dataset_card=dm.data.card(),
-                        config_yaml=config_yaml, tracking_uri=uri)
-    if best:
-        logger.experiment.set_tag(run_id, "best_checkpoint", best)
-    if hasattr(model, "sharding_plan"):
-        logger.experiment.set_tag(run_id, "sharding_plan", str(model.sharding_plan()))
-    logger.finalize("success")
-    console.print(_summary_table(f"test metrics: {recipe} on {dm.dataset_name}", summary, model.ks))
-    console.print(f"MLflow run {run_id} in {uri}  (view: mlflow ui --backend-store-uri {uri})")
-    return run_id
-
-
-def biased_vs_unbiased(val: dict[str, float], test: dict[str, float], ks):
-    """metric | val_naive (MNAR clicks) | val_snips (IPS-corrected) | test, as a polars frame."""
-    import polars as pl
-
-    rows = []
-    for metric in ("dcg", "ndcg", "recall", "map"):
-        for k in ks:
-            key = f"{metric}_at_{k}"
-            rows.append({"metric": key, "val_naive": val.get(key), "val_snips": val.get(f"snips/{key}"),
-                         "test": test.get(key)})
-    return pl.DataFrame(rows)
-
-
-def _frame_table(title: str, frame) -> Table:
-    table = Table(*frame.columns, title=title)
-    for row in frame.iter_rows():
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
-    return table
+from fbrec.cli.training import console, summary_table
 
 
 def _datamodule(data_args: dict):
@@ -110,10 +19,17 @@ def _datamodule(data_args: dict):
 def register(app: typer.Typer) -> None:
     @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     def train(ctx: typer.Context,
-              config: str = typer.Option(..., "--config", "-c", help="models/<recipe>/config.yaml or a recipe name")
-              ) -> None:
+              config: str = typer.Option(None, "--config", "-c", help="models/<recipe>/config.yaml or a recipe name"),
+              resume: str = typer.Option(None, "--resume", help="continue the run with this MLflow id from its "
+                                         "last saved epoch (after a crash or kill), in the same run")) -> None:
         """Train a recipe. Extra arguments override the YAML, LightningCLI style: --trainer.max_epochs 5."""
-        run_training(config, list(ctx.args))
+        from fbrec.cli.training import run_training
+        from fbrec.errors import ConfigError
+
+        if (config is None) == (resume is None):
+            raise ConfigError("pass exactly one of --config and --resume", rule="a run starts from a recipe or "
+                              "continues a run", fix="fbrec train --config bpr_synthetic, or --resume RUN_ID")
+        run_training(config, list(ctx.args), resume=resume)
 
     @app.command()
     def evaluate(run: str = typer.Option(..., "--run", help="MLflow run id printed by `fbrec train`"),
@@ -133,7 +49,7 @@ def register(app: typer.Typer) -> None:
         frame = evaluator.frame()
         summary, rep = evaluator.summary(frame), report(frame)
         log_report(run, f"evaluate_{stage}", summary, rep, frame, default_tracking_uri(), main_k=min(k))
-        console.print(_summary_table(f"{stage} metrics of run {run}", summary, sorted(set(k))))
+        console.print(summary_table(f"{stage} metrics of run {run}", summary, sorted(set(k))))
         if out:
             rep.write_csv(out)
             console.print(f"wrote {out}")
@@ -184,6 +100,7 @@ def register(app: typer.Typer) -> None:
              epochs: int = typer.Option(10, help="training epochs")) -> None:
         """Train MF-BPR on the synthetic default, print test metrics and the run, export a bundle, retrieve."""
         from fbrec.bundle import Bundle
+        from fbrec.cli.training import run_training
 
         run_id = run_training("bpr_synthetic", [f"--trainer.max_epochs={epochs}"])
         if run_id is None:

@@ -7,12 +7,12 @@ import os
 import warnings
 from pathlib import Path
 
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from fbrec.data.datamodule import FeedbackDataModule
 from fbrec.errors import ConfigError, FbrecError, UnknownNameError
 from fbrec.models import RankingModule
+from fbrec.models.selection import BestCheckpoint
 
 
 def recipes_dir() -> Path:
@@ -44,8 +44,10 @@ class FbrecCLI(LightningCLI):
         parser.link_arguments("data.num_items", "model.init_args.num_items", apply_on="instantiate")
         parser.add_argument("--experiment", type=str, default="fbrec", help="MLflow experiment name")
         parser.add_argument("--run_name", type=str | None, default=None, help="MLflow run name")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.mode": "max", "checkpoint.save_top_k": 1, "checkpoint.save_last": False})
+        parser.add_argument("--patience", type=int | None, default=None,
+                            help="stop after this many validations without improving the monitored metric")
+        parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.mode": "max", "checkpoint.save_top_k": 1, "checkpoint.save_last": True})
 
 
 def build_cli(args: list[str]) -> FbrecCLI:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning as L
@@ -24,18 +25,24 @@ from fbrec.types import ITEM_INDEX, LABEL, LEVEL, USER_INDEX, WEIGHT, Interactio
 
 
 class _NegativeSampled(IterableDataset):
-    """Shuffled (user, item, uniform negatives) batches; each rank reads a disjoint, equal-length stride."""
+    """Shuffled (user, item, uniform negatives) batches; each rank reads a disjoint, equal-length stride.
+
+    Epoch e draws from seed (seed, e), e being the trainer's epoch when one drives it, so a run resumed at epoch e
+    draws exactly what the uninterrupted run drew."""
 
     def __init__(self, user: torch.Tensor, item: torch.Tensor, weight: torch.Tensor, propensity: torch.Tensor,
                  level: torch.Tensor, num_items: int, num_negatives: int, batch_size: int, seed: int):
         self.user, self.item, self.weight, self.propensity, self.level = user, item, weight, propensity, level
         self.num_items, self.num_negatives, self.batch_size, self.seed = num_items, num_negatives, batch_size, seed
         self.epoch, self.rank, self.world = 0, 0, 1
+        self.trainer = None
 
     def __len__(self) -> int:
         return (len(self.user) // self.world + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
+        if self.trainer is not None:
+            self.epoch = self.trainer.current_epoch
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         self.epoch += 1
         perm = torch.randperm(len(self.user), generator=g)
@@ -76,7 +83,9 @@ class FeedbackDataModule(L.LightningDataModule):
             counted from min_level (the highest level the pair reached), for ordinal recipes such as GNOLR.
         eval_candidates: "all" ranks the whole catalogue at test time; "test_items" ranks only each user's logged
             test items (the MCAR protocol of Coat / Yahoo! R3, whose test files hold rated-but-irrelevant items).
-        seed: split and sampling seed.
+        seed: seed of the validation carve-out / split, negative sampling and shuffling. None (the default) = the
+            run's `seed_everything`, so one seed drives initialisation and the data stream; set it to vary the
+            data stream apart from the initialisation.
     """
 
     def __init__(self, dataset: str = "synthetic", data_dir: str | None = None, dataset_options: dict | None = None,
@@ -89,13 +98,15 @@ class FeedbackDataModule(L.LightningDataModule):
                  cold_max_interactions: int = 5, item_features: list[FeatureSpec] | None = None,
                  user_features: list[FeatureSpec] | None = None,
                  propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
-                 eval_candidates: str = "all", label: str = "binary", seed: int = 0):
+                 eval_candidates: str = "all", label: str = "binary", seed: int | None = None):
         super().__init__()
         check_positive("num_negatives", num_negatives)
         check_positive("batch_size", batch_size)
         check_positive("eval_batch_size", eval_batch_size)
         check_positive("cold_max_interactions", cold_max_interactions, strict=False)
         self.save_hyperparameters()
+        # seed_everything (LightningCLI runs it before building this module) exports PL_GLOBAL_SEED
+        seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         self.dataset_name, self.data_dir, self.dataset_options = dataset, data_dir, dict(dataset_options or {})
         self.prepared_dir = prepared_dir
         self.log_path, self.columns, self.levels = log_path, dict(columns or {}), levels
@@ -167,6 +178,7 @@ class FeedbackDataModule(L.LightningDataModule):
                                            self.num_negatives, self.batch_size, self.seed)
         if self.trainer is not None:
             self._train.rank, self._train.world = self.trainer.global_rank, self.trainer.world_size
+            self._train.trainer = self.trainer
 
     def level_names(self) -> list[str]:
         """The ordinal labels 1..K as level names (empty for binary data)."""

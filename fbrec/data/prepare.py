@@ -77,10 +77,11 @@ class PreparedDataset:
         base = get_spec(self.name).card() if self.name in DATASETS else {"name": self.name}
         return {**base, "prepare": asdict(self.config), "checksum": self.checksum, "stats": self.stats}
 
-    def save(self, out: Path) -> Path:
-        """Write atomically: a temp dir beside `out`, renamed into place at the end."""
+    def save(self, out: Path, *, overwrite: bool = True) -> Path:
+        """Write atomically: a temp dir beside `out`, swapped into place at the end. Replaces only an earlier
+        prepared dataset (never a folder fbrec did not write)."""
         out = Path(out)
-        with atomic_directory(out) as tmp:
+        with atomic_directory(out, "prepared dataset", overwrite=overwrite) as tmp:
             for part in ("train", "val", "test"):
                 getattr(self, part).write_parquet(tmp / f"{part}.parquet")
             self.user_map.save(tmp / "user_map.parquet")

@@ -1,6 +1,9 @@
 """A Lightning strategy for TorchRec models: DDP's launcher, process group and samplers, no outer DDP wrap,
 and sharded checkpoints through torch.distributed.checkpoint (each rank writes only its own shards).
 
+Checkpoints are directories: `.metadata` and one `.distcp` file per rank (tensors only, read by DCP's safe
+loader) plus `lightning_meta.json` (epoch, loop progress, callback state) as JSON — nothing is unpickled on load.
+
 The LightningModule builds its DistributedModelParallel in `configure_model()`, which runs after the process
 group exists. Stock `strategy="ddp"` would wrap the DMP again and broadcast parameters whose shapes differ per
 rank; this strategy skips that.
@@ -8,7 +11,9 @@ rank; this strategy skips that.
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +21,25 @@ import torch
 import torch.distributed.checkpoint as dcp
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+from torch.distributed.checkpoint._traverse import set_element
+from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+from torch.distributed.checkpoint.planner import ReadItem
 
-_META = "lightning_meta.pt"
+from fbrec._atomic import is_fbrec_output, new_temp_dir, swap_into_place
+from fbrec.embeddings.meta import META_FILE, read_meta, write_meta
+from fbrec.errors import ConfigError
+
+
+class _SafeLoadPlanner(DefaultLoadPlanner):
+    """DCP's default planner unpickles non-tensor entries with weights_only=False; these are plain numbers and
+    strings (optimizer hyper-parameters, step counts), which the restricted unpickler reads."""
+
+    def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
+        obj = torch.load(value, weights_only=True)
+        if self.flatten_state_dict:
+            set_element(self.original_state_dict, self.mappings[read_item.dest_index.fqn], obj)
+        else:
+            self.state_dict[read_item.dest_index.fqn] = obj
 
 
 class _NoWeightsLauncher(_MultiProcessingLauncher):
@@ -64,16 +86,25 @@ class TorchRecStrategy(DDPStrategy):
         return False
 
     def save_checkpoint(self, checkpoint: dict, filepath, storage_options=None) -> None:
+        """Each rank writes its shards into one temp directory beside `filepath`; rank 0 adds the metadata as JSON
+        and swaps the directory into place, so a kill at any instant leaves the previous checkpoint or this one."""
         path = Path(self.broadcast(str(filepath)))
+        tmp = Path(self.broadcast(str(new_temp_dir(path, "checkpoint")) if self.global_rank == 0 else None))
         state = {"state_dict": checkpoint.pop("state_dict")}
         state.update({f"optimizer_{i}": o for i, o in enumerate(checkpoint.pop("optimizer_states", []))})
-        dcp.save(state, checkpoint_id=str(path))          # a directory: .metadata + one .distcp per rank
+        dcp.save(state, checkpoint_id=str(tmp))          # a directory: .metadata + one .distcp per rank
+        self.barrier("save_checkpoint:written")
         if self.global_rank == 0:
-            torch.save(checkpoint, path / _META)
-        self.barrier("save_checkpoint")
+            write_meta(tmp / META_FILE, checkpoint)
+            swap_into_place(tmp, path)
+        self.barrier("save_checkpoint:swapped")
 
     def load_checkpoint(self, checkpoint_path, weights_only=None) -> dict:
         path = Path(self.broadcast(str(checkpoint_path)))
+        if not (path / META_FILE).is_file() or not is_fbrec_output(path):
+            raise ConfigError(f"{str(path)!r} is not an fbrec checkpoint", rule="checkpoints are directories the "
+                              f"torchrec strategy wrote (.metadata, .distcp shards, {META_FILE})",
+                              fix="resume with `fbrec train --resume RUN_ID`, which finds the run's own checkpoint")
         module = self.lightning_module
         state: dict[str, Any] = {"state_dict": module.state_dict()}
         if module.trainer.state.fn == "fit":
@@ -81,10 +112,11 @@ class TorchRecStrategy(DDPStrategy):
                 if hasattr(opt, "init_state"):
                     opt.init_state()                      # KeyedOptimizer: materialize state before loading
             state.update({f"optimizer_{i}": o.state_dict() for i, o in enumerate(self.optimizers)})
-        dcp.load(state, checkpoint_id=str(path))          # in place, into this rank's shards (reshards if needed)
+        # in place, into this rank's shards (reshards if needed); non-tensor entries through the safe unpickler
+        dcp.load(state, checkpoint_id=str(path), planner=_SafeLoadPlanner())
         for i, opt in enumerate(self.optimizers if "optimizer_0" in state else ()):
             opt.load_state_dict(state[f"optimizer_{i}"])
-        meta = torch.load(path / _META, weights_only=False)
+        meta = read_meta(path / META_FILE)
         meta["state_dict"] = state["state_dict"]
         return meta
 
@@ -92,8 +124,8 @@ class TorchRecStrategy(DDPStrategy):
         pass  # already loaded in place by dcp.load
 
     def remove_checkpoint(self, filepath) -> None:
-        if self.global_rank == 0:
-            import shutil
+        """Only checkpoints this strategy wrote (they carry fbrec's marker) are ever removed."""
+        if self.global_rank == 0 and is_fbrec_output(Path(filepath)):
             shutil.rmtree(filepath, ignore_errors=True)
 
 

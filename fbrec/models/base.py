@@ -55,6 +55,14 @@ class RankingModule(L.LightningModule):
         """The query that ranks for ordinal level k; one score for every level unless a model overrides it."""
         return self.user_embeddings(users)
 
+    # --- checkpoints: the torch RNG travels with them, so a resumed run draws what the uninterrupted one drew ---
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["fbrec_torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "fbrec_torch_rng_state" in checkpoint and self.trainer.state.fn == "fit":
+            torch.set_rng_state(checkpoint["fbrec_torch_rng_state"].to(torch.uint8))
+
     # --- evaluation --------------------------------------------------------------------------------------
     def _start_eval(self, stage: str) -> None:
         dm = self.trainer.datamodule
@@ -165,7 +173,7 @@ class EmbeddingModule(RankingModule):
         return combined_optimizer(self.model, self.dense_learning_rate, extra)
 
     def training_step(self, batch: InteractionBatch, batch_idx: int) -> torch.Tensor:
-        opt = self.optimizers(use_pl_optimizer=False)
+        opt = self.optimizers()   # Lightning's wrapper: its step() advances global_step (checkpoints, log steps)
         loss = self.loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}; "

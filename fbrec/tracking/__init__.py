@@ -1,5 +1,15 @@
 """MLflow conventions (the only mlflow importer): store location, run names and tags, artifacts, plots."""
 
+from fbrec.tracking.lifecycle import (
+    checkpoint_dir,
+    download_config,
+    end_run,
+    mark_dead_runs,
+    mark_dead_runs_in_store,
+    owner_tags,
+    reopen_run,
+    store_root,
+)
 from fbrec.tracking.runs import (
                                  RunArtifacts,
                                  default_tracking_uri,
@@ -13,5 +23,6 @@ from fbrec.tracking.runs import (
                                  tracking_setup,
 )
 
-__all__ = ["RunArtifacts", "default_tracking_uri", "find_run", "log_bundle", "log_model_artifacts", "log_report",
+__all__ = ["checkpoint_dir", "download_config", "end_run", "mark_dead_runs", "mark_dead_runs_in_store", "owner_tags",
+           "reopen_run", "store_root", "RunArtifacts", "default_tracking_uri", "find_run", "log_bundle", "log_model_artifacts", "log_report",
            "log_table", "make_logger", "read_run_artifacts", "tracking_setup"]

@@ -50,10 +50,11 @@ def tracking_setup(experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | Non
 
 
 def make_logger(experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None, tags: dict | None = None,
-                tracking_uri: str | None = None) -> MLFlowLogger:
+                tracking_uri: str | None = None, run_id: str | None = None) -> MLFlowLogger:
+    """A Lightning MLflow logger for a new run, or (run_id) for continuing an existing one."""
     uri, _ = tracking_setup(experiment, tracking_uri)
-    return MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=uri, tags=tags,
-                        artifact_location=_artifact_root(uri))
+    return MLFlowLogger(experiment_name=experiment, run_name=None if run_id else run_name, tracking_uri=uri,
+                        tags=None if run_id else tags, artifact_location=_artifact_root(uri), run_id=run_id)
 
 
 def _plot_curves(summary: dict[str, float], path: Path, title: str) -> None:

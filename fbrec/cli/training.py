@@ -1,0 +1,217 @@
+"""`fbrec train`: a run's whole life in one place. Build it from a recipe (or continue a run that died), fit with a
+checkpoint after every validation, restore the best epoch on validation, test it, report, keep its embeddings, and
+log all of it to MLflow; a run that fails or is interrupted is marked so, never left RUNNING."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from fbrec.errors import ConfigError
+
+console = Console()
+
+
+def summary_table(title: str, summary: dict[str, float], ks=(10,)) -> Table:
+    table = Table("metric", *[f"@{k}" for k in ks], title=title)
+    for metric in ("recall", "ndcg", "map", "mrr", "hit_rate", "precision"):
+        table.add_row(metric, *[f"{summary.get(f'{metric}_at_{k}', float('nan')):.4f}" for k in ks])
+    if "auc" in summary:
+        table.add_row("auc / gauc", f"{summary['auc']:.4f} / {summary['gauc']:.4f}", *[""] * (len(ks) - 1))
+    return table
+
+
+def biased_vs_unbiased(val: dict[str, float], test: dict[str, float], ks):
+    """metric | val_naive (MNAR clicks) | val_snips (IPS-corrected) | test, as a polars frame."""
+    import polars as pl
+
+    rows = []
+    for metric in ("dcg", "ndcg", "recall", "map"):
+        for k in ks:
+            key = f"{metric}_at_{k}"
+            rows.append({"metric": key, "val_naive": val.get(key), "val_snips": val.get(f"snips/{key}"),
+                         "test": test.get(key)})
+    return pl.DataFrame(rows)
+
+
+def _frame_table(title: str, frame) -> Table:
+    table = Table(*frame.columns, title=title)
+    for row in frame.iter_rows():
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    return table
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+def _resumable(run_id: str, uri: str):
+    """The run to continue and its last saved state; refuses finished runs, live runs and runs with no state."""
+    from fbrec.tracking import checkpoint_dir, find_run
+
+    run = find_run(run_id, uri)
+    status = run.info.status
+    if status == "FINISHED":
+        raise ConfigError(f"run {run_id!r} already finished", rule="--resume continues runs that died or failed",
+                          fix="start a new run with --config")
+    if status == "RUNNING" and _is_rank_zero():
+        raise ConfigError(f"run {run_id!r} is still RUNNING (process {run.data.tags.get('fbrec.pid', '?')} on "
+                          f"{run.data.tags.get('fbrec.host', '?')})", rule="one process trains a run at a time",
+                          fix="wait for it, or stop it first; a dead process's run is marked KILLED automatically")
+    last = checkpoint_dir(run_id, uri) / "last.ckpt"
+    if not last.is_dir():
+        raise ConfigError(f"run {run_id!r} has no saved state in {str(last.parent)!r}",
+                          rule="a run saves its state after each validated epoch; this one died before the first",
+                          fix="start it again with --config")
+    return run, last
+
+
+def _logged_config(run_id: str, uri: str, into: Path) -> Path:
+    from fbrec.tracking import download_config
+
+    path = download_config(run_id, into, uri)
+    if path is None:
+        raise ConfigError(f"run {run_id!r} has no logged config.yaml", rule="runs started by this fbrec log their "
+                          "resolved config first", fix="start a new run with --config")
+    return path
+
+
+def recipe_name(path: Path) -> str:
+    """models/<recipe>/config.yaml -> <recipe>; any other file -> its stem (config.yaml anywhere -> its folder)."""
+    path = Path(path).resolve()
+    return (path.parent.name or "config") if path.name in ("config.yaml", "config.yml") else path.stem
+
+
+def run_training(config: str | None, overrides: list[str], *, resume: str | None = None) -> str | None:
+    """Train, select the best epoch on validation, test it, log everything; returns the MLflow run id (rank 0).
+
+    resume: an earlier run's id; its logged config is rebuilt (`overrides` still apply) and training continues
+    from its last saved epoch in the same MLflow run."""
+    from fbrec.tracking import default_tracking_uri, mark_dead_runs, mark_dead_runs_in_store
+
+    uri = default_tracking_uri()
+    with tempfile.TemporaryDirectory() as tmp:
+        last = None
+        if resume is not None:
+            if _is_rank_zero():
+                mark_dead_runs_in_store(uri)
+            run, last = _resumable(resume, uri)
+            path, recipe = _logged_config(resume, uri, Path(tmp)), run.data.tags.get("recipe", "resumed")
+        else:
+            from fbrec.cli.train import resolve_config
+
+            path = resolve_config(config)
+            recipe = recipe_name(path)
+        cli = _build(path, overrides)
+        if resume is None and cli.trainer.global_rank == 0:
+            mark_dead_runs(cli.config["experiment"], uri)
+        return _run(cli, recipe, uri, resume, last)
+
+
+def _build(path: Path, overrides: list[str]):
+    from fbrec.cli.train import build_cli
+
+    return build_cli(["--config", str(path), *overrides])
+
+
+def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None) -> str | None:
+    import fbrec
+    from fbrec.tracking import checkpoint_dir, end_run, make_logger, owner_tags, reopen_run
+
+    trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+    tags = {"recipe": recipe, "model": type(model).__name__, "dataset": dm.data.name,
+            "fbrec_version": fbrec.__version__, "world_size": str(trainer.world_size),
+            "seed": str(cli.config["seed_everything"]), "data_seed": str(dm.seed), **owner_tags()}
+    logger = make_logger(cli.config["experiment"], cli.config["run_name"] or recipe, tags, uri, run_id=resume)
+    trainer.loggers = [logger]
+    rank0 = trainer.global_rank == 0
+    run_id = logger.run_id if rank0 else resume
+    client = logger.experiment if rank0 else None
+    if rank0 and resume is not None:
+        reopen_run(resume, str(last), uri)
+    ckpt = trainer.checkpoint_callback
+    monitor = None
+    if ckpt is not None:
+        ckpt.dirpath = str(checkpoint_dir(run_id or "rank", uri))
+        if ckpt.monitor is None and dm.data.val.height:
+            ckpt.monitor = f"val/ndcg_at_{model.ks[0]}"
+        monitor = ckpt.monitor
+    if cli.config.get("patience") is not None:
+        _add_early_stopping(trainer, monitor, cli.config["patience"])
+    try:
+        if rank0 and resume is None:
+            client.log_text(run_id, cli.parser.dump(cli.config, skip_none=False, skip_check=True), "config.yaml")
+            logger.log_hyperparams({"recipe": recipe, "data": dict(cli.config["data"]), "data.seed": dm.seed,
+                                    "trainer.max_epochs": cli.config["trainer"]["max_epochs"]})
+        result = _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, uri, cli)
+    except BaseException as exc:
+        if rank0:
+            end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED",
+                    f"{type(exc).__name__}: {exc}", uri)
+        raise
+    return result
+
+
+def _add_early_stopping(trainer, monitor: str | None, patience: int) -> None:
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    if monitor is None:
+        raise ConfigError(f"patience={patience} without a validation split", rule="early stopping watches a "
+                          "validation metric", fix="use a split with validation data, or drop --patience")
+    if patience < 1:
+        raise ConfigError(f"patience={patience}", rule="patience >= 1 validated epochs", fix="pass --patience 3")
+    trainer.callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=patience))
+
+
+def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, uri, cli) -> str | None:
+    from fbrec.evaluation import report
+    from fbrec.models.selection import checkpoint_epoch
+    from fbrec.tracking import log_model_artifacts, log_report, log_table
+
+    trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last is not None else None)
+    best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
+    best_epoch = checkpoint_epoch(best) if best else None
+    trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
+    side_by_side = None
+    if getattr(dm, "propensity", None) is not None and dm.data.val.height:
+        # the same checkpoint on validation (MNAR clicks, naive and SNIPS-corrected) next to the test report
+        trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)
+        side_by_side = model.last_evaluators["val"].summary()
+    user_emb, item_emb = model.export_embeddings(dm.num_users, dm.num_items)   # collective when sharded
+    if trainer.global_rank != 0:
+        return None
+    client = trainer.loggers[0].experiment
+    summaries = {}
+    for key, evaluator in model.last_evaluators.items():   # "test", and on ordinal data "test/level_<name>"
+        if key == "test" or key.startswith("test/level_"):
+            frame = evaluator.frame()
+            summaries[key] = evaluator.summary(frame)
+            log_report(run_id, key.replace("/", "_"), summaries[key], report(frame), frame, uri, main_k=model.ks[0])
+    summary = summaries["test"]
+    if side_by_side is not None:
+        table = biased_vs_unbiased(side_by_side, summary, model.ks)
+        log_table(run_id, table, "report/biased_vs_unbiased.csv", uri)
+        console.print(_frame_table("validation (MNAR: naive vs SNIPS) and test, best checkpoint", table))
+    log_model_artifacts(run_id, model=type(model).__name__, data_args=dict(cli.config["data"]),
+                        user_embeddings=user_emb, item_embeddings=item_emb, dataset_card=dm.data.card(),
+                        config_yaml=None, tracking_uri=uri)
+    if best:
+        client.set_tag(run_id, "best_checkpoint", best)
+        client.set_tag(run_id, "best_epoch", str(best_epoch))
+    if monitor is not None and ckpt.best_model_score is not None:
+        score = float(ckpt.best_model_score)
+        client.set_tag(run_id, f"best_{monitor.replace('/', '_')}", f"{score:.6f}")
+        console.print(f"best epoch on validation: {best_epoch} ({monitor} = {score:.4f}); the test metrics, report "
+                      "and embeddings below come from that checkpoint")
+    elif best:
+        console.print(f"no validation split: the last epoch ({best_epoch}) is tested and exported")
+    if hasattr(model, "sharding_plan"):
+        client.set_tag(run_id, "sharding_plan", str(model.sharding_plan()))
+    trainer.loggers[0].finalize("success")
+    console.print(summary_table(f"test metrics: {recipe} on {dm.data.name}", summary, model.ks))
+    console.print(f"MLflow run {run_id} in {uri}  (view: mlflow ui --backend-store-uri {uri})")
+    return run_id

@@ -1,0 +1,38 @@
+"""Model selection on validation: a ModelCheckpoint that saves after every validation, whatever the optimizer.
+
+Lightning's ModelCheckpoint skips a save when `global_step` has not moved since the last one. Models without an
+optimizer (popularity counts, ExpoMF's closed-form EM) never move it, so after the first epoch they would never be
+saved again; this callback keys the skip on (epoch, step) instead. Saving goes through the strategy, so with
+TorchRecStrategy each rank writes its own shards and the directory appears atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
+
+from fbrec.embeddings.meta import META_FILE, read_meta
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Keeps the best `save_top_k` checkpoints on `monitor` and (save_last) the latest state for resuming."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._last_saved_at: tuple[int, int] | None = None
+
+    def _should_skip_saving_checkpoint(self, trainer) -> bool:
+        return (bool(trainer.fast_dev_run) or trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking
+                or self._last_saved_at == (trainer.current_epoch, trainer.global_step))
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        self._last_saved_at = (trainer.current_epoch, trainer.global_step)
+
+
+def checkpoint_epoch(path: str | Path) -> int | None:
+    """The (0-based) epoch a checkpoint directory was saved in, read from its JSON metadata."""
+    meta = Path(path) / META_FILE
+    return int(read_meta(meta)["epoch"]) if meta.is_file() else None
