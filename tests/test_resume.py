@@ -1,0 +1,95 @@
+"""A run killed with SIGKILL mid-training is marked KILLED, and `fbrec train --resume RUN_ID` continues it in the
+same MLflow run to the same final metrics as a run that was never interrupted (1 process, and 2 gloo processes
+with row-wise sharded tables)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from fbrec.tracking import mark_dead_runs_in_store
+
+CONFIG = """
+seed_everything: 3
+trainer: {{max_epochs: 5, devices: {devices}, enable_progress_bar: false}}
+model:
+  class_path: fbrec.models.MatrixFactorizationModule
+  init_args: {{embedding_dim: 8, loss: bpr, learning_rate: 0.1, ks: [5, 10], sharding: {sharding}}}
+data:
+  dataset: synthetic
+  dataset_options: {{num_users: 300, num_items: 120, sessions_per_user: 12, seed: 0}}
+  batch_size: 16
+"""
+
+
+def _fbrec(args, store, cwd, **kw):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db"}
+    env.pop("MASTER_PORT", None)
+    return subprocess.Popen([sys.executable, "-m", "fbrec.cli.main", *args], env=env, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+
+
+def _finish(proc, timeout=300) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    return out.split("MLflow run ")[1].split()[0]
+
+
+def _saved_epoch(store) -> tuple[str, int] | None:
+    for last in (store / "checkpoints").glob("*/last.ckpt/lightning_meta.json"):
+        return last.parent.parent.name, json.loads(last.read_text())["epoch"]
+    return None
+
+
+def _kill_after_epoch(proc, store, epoch: int, timeout: float = 240) -> str:
+    """SIGKILL the whole process group (every rank, as a preempted node would) once `epoch` has been saved."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        saved = _saved_epoch(store)
+        if saved and saved[1] >= epoch:
+            time.sleep(0.2)   # into the next epoch's training steps
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return saved[0]
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail("no checkpoint was saved in time")
+
+
+@pytest.mark.parametrize("devices,sharding", [(1, "null"), (2, "{user: row_wise, item: row_wise}")],
+                         ids=["1-process", "2-processes-row-wise"])
+def test_a_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(devices, sharding, tmp_path):
+    config = tmp_path / "resume.yaml"
+    config.write_text(CONFIG.format(devices=devices, sharding=sharding))
+    straight_store, killed_store = tmp_path / "straight", tmp_path / "killed"
+    for store in (straight_store, killed_store):
+        store.mkdir()
+    straight = _fbrec(["train", "--config", str(config)], straight_store, tmp_path)
+    killed = _fbrec(["train", "--config", str(config)], killed_store, tmp_path)
+    run_id = _kill_after_epoch(killed, killed_store, epoch=1)
+    straight_id = _finish(straight)
+
+    client = MlflowClient(f"sqlite:///{killed_store}/mlflow.db")
+    assert client.get_run(run_id).info.status == "RUNNING"   # nobody told MLflow yet
+    assert mark_dead_runs_in_store(f"sqlite:///{killed_store}/mlflow.db") == [run_id]
+    dead = client.get_run(run_id)
+    assert dead.info.status == "KILLED" and "--resume" in dead.data.tags["fbrec.end"]
+
+    resumed_id = _finish(_fbrec(["train", "--resume", run_id], killed_store, tmp_path))
+    assert resumed_id == run_id
+    resumed = client.get_run(run_id)
+    assert resumed.info.status == "FINISHED"
+    reference = MlflowClient(f"sqlite:///{straight_store}/mlflow.db").get_run(straight_id)
+    for key in ("test/ndcg_at_10", "test/recall_at_10", "test/auc"):
+        assert resumed.data.metrics[key] == pytest.approx(reference.data.metrics[key], abs=1e-6), key
+    assert resumed.data.tags["best_epoch"] == reference.data.tags["best_epoch"]
+    epochs = sorted({m.step for m in client.get_metric_history(run_id, "val/ndcg_at_5")})
+    assert len(epochs) >= 5, "every epoch's validation is in the one run"
