@@ -25,7 +25,16 @@ import fbrec
 from fbrec._atomic import atomic_directory, check_replaceable
 from fbrec.data.idmap import IdMap
 from fbrec.errors import BundleError, ConfigError
-from fbrec.retrieval import build_index, exact_topk, read_index, recall_vs_exact, search, write_index
+from fbrec.retrieval import (
+    METRICS,
+    build_index,
+    exact_topk,
+    index_shape,
+    read_index,
+    recall_vs_exact,
+    search,
+    write_index,
+)
 from fbrec.types import ITEM_INDEX, USER_INDEX
 
 FORMAT_VERSION = 1
@@ -72,6 +81,12 @@ def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embedding
     if len(user_map) != U or len(item_map) != len(item_embeddings):
         raise ConfigError(f"id maps ({len(user_map)} users, {len(item_map)} items) do not match the embeddings "
                           f"({U}, {len(item_embeddings)})", rule="one row per mapped id", fix="export from one run")
+    for side, vectors in (("user", user_embeddings), ("item", item_embeddings)):
+        bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+        if len(bad):
+            raise ConfigError(f"{len(bad)} {side} embeddings are not finite (NaN or inf), e.g. {side} indices "
+                              f"{bad[:5].tolist()}", rule="a bundle serves finite vectors only",
+                              fix="the run diverged: lower the learning rate and train again")
     check_replaceable(out, "bundle", overwrite=overwrite)   # before the index build: refuse early, touch nothing
     index = build_index(item_embeddings, index_factory, metric=metric, search_params=search_params, seed=seed)
     rng = np.random.default_rng(seed)
@@ -119,11 +134,48 @@ class Bundle:
         seen = pl.read_parquet(self.path / "seen.parquet")
         self._seen = {u: g[ITEM_INDEX].to_numpy() for (u,), g in seen.group_by(USER_INDEX)}
         self.index = read_index(self.path / "index.faiss")
-        if self.user_embeddings.shape != (self.manifest.num_users, self.manifest.embedding_dim):
-            raise BundleError(f"user embeddings {self.user_embeddings.shape} do not match the manifest",
-                              rule="files and manifest come from one export", fix="re-export the bundle")
+        self._cross_check(seen)
+
+    def _cross_check(self, seen: pl.DataFrame) -> None:
+        """Every part agrees with the manifest and with the others (a hand-assembled bundle fails here)."""
+        m = self.manifest
+        ntotal, dim, metric = index_shape(self.index)
+        checks = [
+            (m.metric in METRICS, f"metric {m.metric!r} is not one fbrec writes ({', '.join(METRICS)})"),
+            (metric == m.metric, f"the index's metric ({metric}) is not the manifest's ({m.metric!r})"),
+            (self.user_embeddings.shape == (m.num_users, m.embedding_dim),
+             f"user embeddings {self.user_embeddings.shape} are not (num_users, embedding_dim) = "
+             f"({m.num_users}, {m.embedding_dim})"),
+            (self.item_embeddings.shape == (m.num_items, m.embedding_dim),
+             f"item embeddings {self.item_embeddings.shape} are not (num_items, embedding_dim) = "
+             f"({m.num_items}, {m.embedding_dim})"),
+            ((ntotal, dim) == (m.num_items, m.embedding_dim),
+             f"the index holds {ntotal} vectors of dim {dim}, the manifest {m.num_items} of dim {m.embedding_dim}"),
+            (len(self.user_map) == m.num_users, f"the user map has {len(self.user_map)} ids, the manifest "
+             f"{m.num_users} users"),
+            (len(self.item_map) == m.num_items, f"the item map has {len(self.item_map)} ids, the manifest "
+             f"{m.num_items} items"),
+            (self.user_map.raw.n_unique() == len(self.user_map), "the user map repeats a raw id"),
+            (self.item_map.raw.n_unique() == len(self.item_map), "the item map repeats a raw id"),
+            (seen.height == 0 or (seen[USER_INDEX].max() < m.num_users and seen[ITEM_INDEX].max() < m.num_items
+                                  and min(seen[USER_INDEX].min(), seen[ITEM_INDEX].min()) >= 0),
+             "seen.parquet refers to users or items outside the maps"),
+            (bool(np.isfinite(self.item_embeddings).all() and np.isfinite(self.user_embeddings).all()),
+             "the embeddings hold NaN or inf"),
+        ]
+        for ok, problem in checks:
+            if not ok:
+                raise BundleError(f"bundle {str(self.path)!r} is inconsistent: {problem}",
+                                  rule="files and manifest come from one `fbrec export`",
+                                  fix="re-export the bundle; never edit one by hand")
 
     def verify(self) -> None:
+        """Every file of the format is listed in the manifest with its sha256 and matches it."""
+        missing = [f for f in _FILES if f not in self.manifest.checksums]
+        if missing:
+            raise BundleError(f"the manifest of {str(self.path)!r} lists no checksum for {', '.join(missing)}",
+                              rule="every bundle file is checksummed; an unlisted file cannot be trusted",
+                              fix="re-export the bundle with `fbrec export`")
         for name, digest in self.manifest.checksums.items():
             path = self.path / name
             if not path.exists():
@@ -135,12 +187,15 @@ class Bundle:
 
     def user_index(self, raw_user) -> int:
         raw = self.user_map.raw
-        if raw.dtype.is_integer() and isinstance(raw_user, str):
+        key = raw_user
+        if raw.dtype.is_integer():
             try:
-                raw_user = int(raw_user)
-            except ValueError:
-                pass
-        hits = (raw == raw_user).arg_true()
+                key = int(raw_user) if not isinstance(raw_user, bool) else None
+            except (TypeError, ValueError):
+                key = None   # 'abc' cannot be an id of an integer-id bundle: the usual unknown-user error
+        elif not isinstance(raw_user, str):
+            key = str(raw_user)
+        hits = (raw == key).arg_true() if key is not None else pl.Series([], dtype=pl.UInt32)
         if hits.len() == 0:
             raise BundleError(f"user {raw_user!r} is not in this bundle ({len(self.user_map)} users)",
                               rule="only users seen in training have embeddings",

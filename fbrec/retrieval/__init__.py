@@ -5,6 +5,7 @@ from fbrec.retrieval.index import (
                                    build_index,
                                    exact_topk,
                                    gpu_available,
+                                   index_shape,
                                    read_index,
                                    recall_vs_exact,
                                    search,
@@ -13,5 +14,5 @@ from fbrec.retrieval.index import (
                                    write_index,
 )
 
-__all__ = ["METRICS", "build_index", "exact_topk", "gpu_available", "read_index", "recall_vs_exact", "search",
+__all__ = ["METRICS", "build_index", "exact_topk", "gpu_available", "index_shape", "read_index", "recall_vs_exact", "search",
            "set_search_params", "to_gpu", "write_index"]

@@ -108,3 +108,9 @@ def write_index(index: faiss.Index, path: Path) -> None:
 
 def read_index(path: Path) -> faiss.Index:
     return faiss.read_index(str(path))
+
+
+def index_shape(index: faiss.Index) -> tuple[int, int, str | None]:
+    """(vectors, dimension, metric name or None for a metric fbrec does not write) of an index."""
+    names = {v: k for k, v in METRICS.items()}
+    return int(index.ntotal), int(index.d), names.get(int(index.metric_type))

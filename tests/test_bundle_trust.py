@@ -1,0 +1,262 @@
+"""A bundle verifies itself: every file checksummed, every part consistent with the manifest and the others; export
+refuses what it must not serve; bundles and prepared datasets never replace a folder fbrec did not write."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+
+import numpy as np
+import polars as pl
+import pytest
+from test_bundle_and_retrieval import _write
+
+from fbrec._atomic import MARKER, atomic_directory, recover, stale_temps
+from fbrec.bundle import Bundle
+from fbrec.errors import BundleError, ConfigError
+from fbrec.retrieval import build_index, write_index
+
+
+@pytest.fixture()
+def embeddings():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(30, 8)).astype(np.float32), rng.normal(size=(200, 8)).astype(np.float32)
+
+
+def _rehash(path, *names):
+    """Tamper as a careful forger would: fix the manifest's checksums after editing files."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    for name in names:
+        manifest["checksums"][name] = hashlib.sha256((path / name).read_bytes()).hexdigest()
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _edit_manifest(path, **changes):
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest.update(changes)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _drop_checksum(path):
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["checksums"]["seen.parquet"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _repeat_user(path):
+    frame = pl.read_parquet(path / "user_map.parquet")
+    raw = frame["raw"].to_list()
+    raw[1] = raw[0]
+    frame.with_columns(pl.Series("raw", raw)).write_parquet(path / "user_map.parquet")
+    _rehash(path, "user_map.parquet")
+
+
+def _short_index(path):
+    items = np.load(path / "item_embeddings.npy")
+    write_index(build_index(items[:-1], "Flat"), path / "index.faiss")
+    _rehash(path, "index.faiss")
+
+
+def _l2_index(path):
+    write_index(build_index(np.load(path / "item_embeddings.npy"), "Flat", metric="l2"), path / "index.faiss")
+    _rehash(path, "index.faiss")
+
+
+def _nan_item(path):
+    items = np.load(path / "item_embeddings.npy")
+    items[3, 0] = np.nan
+    np.save(path / "item_embeddings.npy", items)
+    _rehash(path, "item_embeddings.npy")
+
+
+def _seen_outside(path):
+    pl.DataFrame({"user_index": [0], "item_index": [10_000]}).write_parquet(path / "seen.parquet")
+    _rehash(path, "seen.parquet")
+
+
+def _short_item_map(path):
+    frame = pl.read_parquet(path / "item_map.parquet")
+    frame.head(frame.height - 1).write_parquet(path / "item_map.parquet")
+    _rehash(path, "item_map.parquet")
+
+
+CORRUPTIONS = {
+    "checksum mismatch": (lambda p: (p / "item_embeddings.npy").write_bytes(b"x"), r"fails its sha256"),
+    "file missing": (lambda p: (p / "index.faiss").unlink(), r"'index.faiss' is missing"),
+    "manifest not json": (lambda p: (p / "manifest.json").write_text("{"), r"manifest.json .* is corrupted"),
+    "no manifest": (lambda p: (p / "manifest.json").unlink(), r"is not a bundle"),
+    "unlisted file": (_drop_checksum, r"lists no checksum for seen.parquet"),
+    "num_items off": (lambda p: _edit_manifest(p, num_items=199), r"item embeddings \(200, 8\) are not"),
+    "num_users off": (lambda p: _edit_manifest(p, num_users=31), r"user embeddings \(30, 8\) are not"),
+    "unknown metric": (lambda p: _edit_manifest(p, metric="cosine"), r"metric 'cosine' is not one fbrec writes"),
+    "index metric differs": (_l2_index, r"the index's metric \(l2\) is not the manifest's \('ip'\)"),
+    "index size differs": (_short_index, r"the index holds 199 vectors of dim 8"),
+    "repeated raw id": (_repeat_user, r"the user map repeats a raw id"),
+    "id map short": (_short_item_map, r"the item map has 199 ids"),
+    "NaN vector": (_nan_item, r"the embeddings hold NaN or inf"),
+    "seen out of range": (_seen_outside, r"seen.parquet refers to users or items outside"),
+    "format version": (lambda p: _edit_manifest(p, format_version=99), r"bundle format 99 is not 1"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_a_damaged_or_inconsistent_bundle_is_refused(name, tmp_path, embeddings):
+    damage, pattern = CORRUPTIONS[name]
+    _write(tmp_path, embeddings)
+    damage(tmp_path / "bundle")
+    with pytest.raises(BundleError, match=pattern):
+        Bundle(tmp_path / "bundle")
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_export_refuses_non_finite_vectors_and_writes_nothing(side, tmp_path, embeddings):
+    users, items = (e.copy() for e in embeddings)
+    (users if side == "user" else items)[4, 2] = np.inf
+    with pytest.raises(ConfigError, match=rf"1 {side} embeddings are not finite .* indices \[4\]"):
+        _write(tmp_path, (users, items))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("raw", ["abc", "1.5", None, "", "u1x"])
+def test_an_id_of_the_wrong_type_is_an_unknown_user_not_a_crash(raw, tmp_path, embeddings):
+    from fbrec.bundle import write_bundle
+    from fbrec.data.idmap import IdMap
+
+    users, items = embeddings
+    write_bundle(tmp_path / "b", user_embeddings=users, item_embeddings=items,
+                 user_map=IdMap.fit("user", pl.Series(np.arange(len(users)))),
+                 item_map=IdMap.fit("item", pl.Series(np.arange(len(items)))))
+    bundle = Bundle(tmp_path / "b")
+    with pytest.raises(BundleError, match="is not in this bundle"):
+        bundle.recommend(raw)
+    assert bundle.recommend("7", 3) == bundle.recommend(7, 3)
+
+
+def test_bundle_folders_are_readable_by_other_users(tmp_path, embeddings):
+    old = os.umask(0o022)
+    try:
+        _write(tmp_path, embeddings)
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "bundle").stat().st_mode
+    assert mode & stat.S_IROTH and mode & stat.S_IXOTH, oct(mode)
+    assert all(p.stat().st_mode & stat.S_IROTH for p in (tmp_path / "bundle").iterdir())
+
+
+# --- never touch what fbrec did not write ----------------------------------------------------------------------
+def _precious(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "thesis.tex").write_text("years of work")
+    return folder / "thesis.tex"
+
+
+def test_export_never_replaces_a_folder_fbrec_did_not_write(tmp_path, embeddings):
+    precious = _precious(tmp_path / "bundle")
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match="non-empty directory fbrec did not write"):
+            _write(tmp_path, embeddings, overwrite=overwrite)
+    assert precious.read_text() == "years of work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"], "no temp folder left"
+
+
+def test_export_replaces_its_own_bundle_only_with_overwrite(tmp_path, embeddings):
+    _write(tmp_path, embeddings)
+    with pytest.raises(ConfigError, match="already exists"):
+        _write(tmp_path, embeddings)
+    users, items = embeddings
+    _write(tmp_path, (users, items * 2), overwrite=True)
+    np.testing.assert_allclose(Bundle(tmp_path / "bundle").item_embeddings, items * 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_a_file_or_another_kind_of_fbrec_folder_is_never_replaced(tmp_path, embeddings):
+    (tmp_path / "bundle").write_text("not a folder")
+    with pytest.raises(ConfigError, match="exists and is not a directory"):
+        _write(tmp_path, embeddings, overwrite=True)
+    assert (tmp_path / "bundle").read_text() == "not a folder"
+    (tmp_path / "bundle").unlink()
+    with atomic_directory(tmp_path / "bundle", "prepared dataset") as tmp:
+        (tmp / "train.parquet").write_text("x")
+    with pytest.raises(ConfigError, match="holds an fbrec prepared dataset, not a bundle"):
+        _write(tmp_path, embeddings, overwrite=True)
+
+
+def test_an_empty_folder_the_user_made_is_used(tmp_path, embeddings):
+    (tmp_path / "bundle").mkdir()
+    _write(tmp_path, embeddings)
+    Bundle(tmp_path / "bundle")
+
+
+def test_a_failed_write_leaves_the_old_folder_whole_and_no_temp_folder(tmp_path):
+    with atomic_directory(tmp_path / "out", "bundle") as tmp:
+        (tmp / "a").write_text("old")
+    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "out", "bundle") as tmp:
+        (tmp / "a").write_text("new")
+        raise RuntimeError("crash while writing")
+    assert (tmp_path / "out" / "a").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_leftovers_of_killed_writes_are_cleaned_and_a_half_swap_is_undone(tmp_path):
+    out = tmp_path / "out"
+    with atomic_directory(out, "bundle") as tmp:
+        (tmp / "a").write_text("old")
+    # a write killed while filling its temp dir, and a fallback swap killed between its two renames
+    killed = tmp_path / ".out.fbrec-tmp-deadbeef0000"
+    killed.mkdir()
+    (killed / MARKER).write_text("{}")
+    out.rename(tmp_path / ".out.fbrec-old-deadbeef0001")
+    users = tmp_path / ".out.fbrec-tmp-users-own"   # same pattern, no marker: not ours, never touched
+    users.mkdir()
+    assert len(stale_temps(out)) == 2
+    recover(out)
+    assert (out / "a").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.fbrec-tmp-users-own", "out"]
+
+
+def test_the_swap_falls_back_to_two_renames_where_exchange_is_unavailable(tmp_path, monkeypatch):
+    import fbrec._atomic as atomic
+
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    for text in ("old", "new"):
+        with atomic_directory(tmp_path / "out", "bundle") as tmp:
+            (tmp / "a").write_text(text)
+    assert (tmp_path / "out" / "a").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_output_path_under_a_file_is_a_clear_error(tmp_path, embeddings):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"cannot write .*file/bundle"):
+        from fbrec.bundle import write_bundle
+        from fbrec.data.idmap import IdMap
+
+        users, items = embeddings
+        write_bundle(tmp_path / "file" / "bundle", user_embeddings=users, item_embeddings=items,
+                     user_map=IdMap.fit("user", pl.Series(np.arange(len(users)))),
+                     item_map=IdMap.fit("item", pl.Series(np.arange(len(items)))))
+
+
+def test_data_prepare_never_deletes_a_users_folder_and_replaces_its_own_only_when_asked(tmp_path, capsys):
+    from fbrec.cli.main import main
+
+    def prepare(*extra):
+        try:
+            main(["data", "prepare", "synthetic", "--out", str(tmp_path / "out"), *extra])
+            return 0, capsys.readouterr()
+        except SystemExit as exc:
+            return exc.code, capsys.readouterr()
+
+    precious = _precious(tmp_path / "out")
+    for extra in ((), ("--overwrite",)):
+        code, out = prepare(*extra)
+        assert code == 2 and "fbrec did not write" in out.err and "not touched" in out.err
+    assert precious.read_text() == "years of work"
+    precious.unlink()
+    assert prepare()[0] == 0 and (tmp_path / "out" / "train.parquet").exists()
+    code, out = prepare()
+    assert code == 2 and "already exists" in out.err and "--overwrite" in out.err
+    assert prepare("--overwrite")[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
