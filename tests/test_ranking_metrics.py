@@ -124,3 +124,32 @@ def test_snips_equals_plain_metrics_under_uniform_propensity():
     s = ev.summary()
     for m in ("recall_at_3", "dcg_at_3", "ndcg_at_3", "precision_at_1"):
         assert s[f"snips/{m}"] == pytest.approx(s[m])
+
+
+def test_fully_tied_scores_rank_candidates_by_item_index_whatever_other_k_are_asked():
+    # 40 items, all scores equal; item 0 excluded; relevant item 11 is the 11th candidate (items 1..11)
+    n = 40
+    es = EvalSet(_csr([[0]], n_items=n), _csr([[11]], n_items=n), {})
+    results = {}
+    for ks in [(10,), (11,), (10, 20), (10, 11, 39), (5, 10, 20, 39)]:
+        ev = RankingEvaluator(es, ks)
+        ev.update(np.array([0]), torch.zeros(1, n))
+        results[ks] = ev.summary()
+    assert {r["hit_rate_at_10"] for ks, r in results.items() if 10 in ks} == {0.0}
+    assert results[(11,)]["hit_rate_at_11"] == 1.0
+    assert results[(10, 11, 39)]["mrr_at_39"] == pytest.approx(1 / 11)
+    assert results[(10, 11, 39)]["auc"] == pytest.approx(0.5), "ties count 1/2 in AUC"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ties_break_by_item_index_like_a_stable_sort(seed):
+    from fbrec.evaluation.ranking import topk_by_index
+
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 3, (16, 50), generator=g).float()   # many ties, some crossing every k
+    scores[0] = 0.0
+    scores[1, :5] = float("-inf")
+    for k in (1, 3, 10, 25, 50):
+        reference = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
+        assert torch.equal(topk_by_index(scores, k), reference), k
+        assert torch.equal(topk_by_index(scores, 50)[:, :k], reference), "the first k of a longer list agree"

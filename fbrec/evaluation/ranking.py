@@ -11,8 +11,9 @@ Definitions (per user u with relevant test items R_u, |R_u| >= 1; users with no 
   MAP@K       = sum_{r<=K} hits_r * Precision@r / min(K, |R_u|)
   MRR@K       = 1 / (rank of the first hit) if it is <= K, else 0
   AUC         = P(score(pos) > score(neg)) over u's positives x non-excluded negatives, ties count 1/2
-Summaries average over users (macro); GAUC weights each user's AUC by |R_u|. Ties in the top-K are broken by
-torch.topk (deterministic for a given build). A slice (e.g. tail items) restricts R_u to the slice's items while
+Summaries average over users (macro); GAUC weights each user's AUC by |R_u|. Tied scores are ranked by item
+index (the lower index first; `topk_by_index`), so a metric@K never depends on which other K are requested and
+a constant scorer ranks items 0, 1, 2, ... of the candidates. A slice (e.g. tail items) restricts R_u to the slice's items while
 ranking still runs over the whole catalogue; users with no relevant item in the slice are skipped for it.
 
 Unbiased (SNIPS) variants on MNAR test data, reported as the slice "snips" when inverse propensities w_i = 1/theta_i
@@ -49,6 +50,33 @@ def _member(sorted_keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(queries, dtype=torch.bool)
     idx = torch.searchsorted(sorted_keys, queries).clamp(max=sorted_keys.numel() - 1)
     return sorted_keys[idx] == queries
+
+
+def topk_by_index(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices (B, k) of the k highest scores per row, ties broken by the lower item index.
+
+    torch.topk leaves the order of equal values unspecified, so topk(10) and the first 10 of topk(20) can differ
+    inside a tie block. Here the topk entries are re-sorted by (score desc, index asc), and rows whose tie block
+    crosses the k-th place take the tied items in index order (a cumsum over the row, no full sort)."""
+    vals, idx = scores.topk(k, dim=1)                                            # (B, k)
+    order = idx.sort(1).indices                                                  # index ascending ...
+    idx, vals = idx.gather(1, order), vals.gather(1, order)
+    order = vals.sort(dim=1, descending=True, stable=True).indices                 # ... then score descending
+    idx, vals = idx.gather(1, order), vals.gather(1, order)
+    thr = vals[:, -1:]                                                           # (B, 1) the k-th score
+    in_top = (vals == thr).sum(1)
+    crossing = ((scores == thr).sum(1) > in_top).nonzero().squeeze(1)           # tie block continues past k
+    if crossing.numel():
+        rows = scores[crossing]
+        tied = rows == thr[crossing]                                             # (R, I)
+        above = k - in_top[crossing]                                             # places taken by scores > thr
+        rank = tied.cumsum(1)                                                    # 1-based rank among the tied
+        take = tied & (rank <= (k - above)[:, None])
+        r, c = take.nonzero(as_tuple=True)                                       # row-major: index ascending
+        fixed = idx[crossing]
+        fixed[r, above[r] + rank[r, c] - 1] = c
+        idx[crossing] = fixed
+    return idx
 
 
 def _coords(m: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,7 +154,7 @@ class RankingEvaluator:
         relevant = ~_member(ex_keys, tr_keys)                                    # a seen item is never a target
         tr_r, tr_c, tr_keys = tr_r[relevant], tr_c[relevant], tr_keys[relevant]
         scores.index_put_((ex_r, ex_c), torch.tensor(float("-inf"), device=dev))
-        top = scores.topk(max(self.ks), dim=1).indices                          # (B, Kmax)
+        top = topk_by_index(scores, max(self.ks))                               # (B, Kmax)
         top_keys = torch.arange(B, device=dev)[:, None] * I + top
         if self.auc:   # AUC needs every candidate's rank: dense (B, I) masks, only when asked for
             exclude = torch.zeros((B, I), dtype=torch.bool, device=dev)
