@@ -33,6 +33,23 @@ def test_coat_has_the_mcar_test_set_as_an_external_split(shared_data):
     assert data.test.height > 4000, "the MCAR test keeps its non-relevant rows as ranking candidates"
 
 
+def test_coat_keeps_its_whole_catalogue_so_every_user_ranks_all_16_mcar_items(shared_data):
+    data = prepare("coat", root=shared_data)
+    assert data.num_items == 300 and data.stats["items_without_training_positive"] == 17
+    assert data.test.height == 4640 and data.stats["cold_dropped_test"] == 0
+    assert data.test.group_by("user_index").len()["len"].unique().to_list() == [16]
+    from fbrec.data.datamodule import FeedbackDataModule
+
+    dm = FeedbackDataModule(dataset="coat", data_dir=str(shared_data), eval_candidates="test_items")
+    candidates = (~dm.eval_set("test").exclude.toarray().astype(bool)).sum(1)
+    assert set(candidates.tolist()) == {16}
+
+
+def test_movielens_keeps_all_1682_items_with_or_without_a_training_positive(shared_data):
+    assert prepare("movielens-100k", root=shared_data).num_items == 1682
+    assert prepare("movielens-100k-semisynthetic", root=shared_data).num_items == 1682
+
+
 def test_amazon_sequences_rebuild_the_given_leave_one_out_split(shared_data):
     data = prepare("amazon-scientific-text", root=shared_data)
     assert data.test.group_by("user").len()["len"].max() == 1

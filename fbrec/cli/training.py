@@ -140,6 +140,13 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None) -> s
         if ckpt.monitor is None and dm.data.val.height:
             ckpt.monitor = f"val/ndcg_at_{model.ks[0]}"
         monitor = ckpt.monitor
+    dropped = {part: dm.data.stats.get(f"cold_dropped_{part}", 0) for part in ("val", "test")}
+    if rank0:   # rows the protocol cannot rank (user or item unknown to training) are counted, never silent
+        for part, n in dropped.items():
+            client.set_tag(run_id, f"data.dropped_{part}_rows", str(n))
+        if any(dropped.values()):
+            console.print(f"note: dropped {dropped['val']} validation and {dropped['test']} test rows whose user, "
+                          "or item, has no training interaction (and is not in a declared catalogue)")
     if cli.config.get("patience") is not None:
         _add_early_stopping(trainer, monitor, cli.config["patience"])
     try:

@@ -37,13 +37,17 @@ def data_dir(override: str | Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class RawDataset:
-    """A canonical log, optionally an external test log (e.g. MCAR) and item and user side tables."""
+    """A canonical log, optionally an external test log (e.g. MCAR) and item and user side tables.
+
+    catalogue: the raw ids of every item the dataset declares (Coat's 300, MovieLens-100K's 1,682); they all get an
+    index, with or without a training positive, so a protocol that ranks given items ranks all of them."""
 
     log: pl.DataFrame
     test: pl.DataFrame | None = None
     items: pl.DataFrame | None = None
     files: tuple[Path, ...] = ()
     users: pl.DataFrame | None = None
+    catalogue: pl.Series | None = None
 
 
 @dataclass(frozen=True)
@@ -80,13 +84,15 @@ def _dense_ratings(path: Path, name: str) -> pl.DataFrame:
                                   rule="one row per user, one column per item", fix="restore the original file") from exc
     users, items = np.nonzero(mat)
     return pl.DataFrame({USER: users.astype(np.int64), ITEM: items.astype(np.int64),
-                         RATING: mat[users, items].astype(np.float64)})
+                         RATING: mat[users, items].astype(np.float64)}), mat.shape[1]
 
 
 def _load_coat(root: Path, options: dict) -> RawDataset:
     d = root / "coat"
     train, test = _require(d / "train.ascii", "coat"), _require(d / "test.ascii", "coat")
-    return RawDataset(_dense_ratings(train, "coat"), test=_dense_ratings(test, "coat"), files=(train, test))
+    (log, n_train), (test_log, n_test) = _dense_ratings(train, "coat"), _dense_ratings(test, "coat")
+    catalogue = pl.Series(ITEM, np.arange(max(n_train, n_test), dtype=np.int64))   # one column per item: 300
+    return RawDataset(log, test=test_log, files=(train, test), catalogue=catalogue)
 
 
 def _load_movielens(root: Path, options: dict) -> RawDataset:
@@ -114,7 +120,7 @@ def _load_movielens(root: Path, options: dict) -> RawDataset:
                             schema_overrides={"column_1": pl.Int64, "column_2": pl.Int64, "column_5": pl.String})
         users = users.with_columns(pl.col("zip_code").str.slice(0, 1).alias("zip_region"))
         files = (*files, d / "u.user")
-    return RawDataset(log, items=items, files=files, users=users)
+    return RawDataset(log, items=items, files=files, users=users, catalogue=items[ITEM])
 
 
 # fav and cart share one level: they are alternative signals of intent, not successive steps. In the sample,
@@ -166,7 +172,8 @@ def _load_yahoo(root: Path, options: dict) -> RawDataset:
     read = [pl.read_csv(f, separator="\t", has_header=False, new_columns=[USER, ITEM, RATING],
                         schema_overrides={"column_1": pl.Int64, "column_2": pl.Int64, "column_3": pl.Float64})
             for f in files]
-    return RawDataset(read[0], test=read[1], files=tuple(files))
+    catalogue = pl.concat([read[0][ITEM], read[1][ITEM]]).unique().sort()   # the songs either file lists
+    return RawDataset(read[0], test=read[1], files=tuple(files), catalogue=catalogue)
 
 
 _SEMI_OPTIONS = {"power": 1.0, "epsilon": 5.0, "rank": 20, "test_items": 50, "seed": 0}
@@ -213,7 +220,8 @@ def _load_movielens_semisynthetic(root: Path, options: dict) -> RawDataset:
     tu = np.repeat(np.arange(U), test_items.shape[1])
     ti = test_items.reshape(-1)
     test = pl.DataFrame({USER: tu + 1, ITEM: ti + 1, RATING: relevant[tu, ti].astype(np.float64)})
-    return RawDataset(log, test=test, files=(root / "movielens-100k" / "u.data",))
+    return RawDataset(log, test=test, files=(root / "movielens-100k" / "u.data",),
+                      catalogue=pl.Series(ITEM, np.arange(1, I + 1, dtype=np.int64)))
 
 
 def _load_synthetic(root: Path, options: dict) -> RawDataset:

@@ -159,12 +159,15 @@ def prepare_raw(raw: RawDataset, name: str, config: PrepareConfig | None = None,
         parts = splits.leave_last_out(log, val=cfg.val_fraction > 0)
     else:
         parts = splits.random_split(log, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, seed=cfg.seed)
-    parts, dropped = splits.keep_warm(parts)
+    parts, dropped = splits.keep_warm(parts, raw.catalogue)
     if parts.train.height == 0 or parts.test.height == 0:
         raise DataValidationError(f"dataset {name!r}: the {cfg.split} split left train={parts.train.height}, "
                                   f"test={parts.test.height} rows", rule="both train and test need rows",
                                   fix="relax min_user/min_item or change the split fractions")
-    user_map, item_map = IdMap.fit("user", parts.train[USER]), IdMap.fit("item", parts.train[ITEM])
+    items_known = parts.train[ITEM]
+    if raw.catalogue is not None:   # every declared item gets an index, trained on or not
+        items_known = pl.concat([items_known, raw.catalogue.cast(items_known.dtype, strict=False).drop_nulls()])
+    user_map, item_map = IdMap.fit("user", parts.train[USER]), IdMap.fit("item", items_known)
 
     def index(frame: pl.DataFrame) -> pl.DataFrame:
         # a canonical row order: training batches and results must not depend on hash-table iteration order
@@ -181,6 +184,7 @@ def prepare_raw(raw: RawDataset, name: str, config: PrepareConfig | None = None,
     stats = {"rows_raw": raw.log.height, "rows_positive_kcore": log.height, "train": train.height, "val": val.height,
              "test": test.height, "num_users": len(user_map), "num_items": len(item_map),
              "cold_dropped_val": dropped["val"], "cold_dropped_test": dropped["test"],
+             "items_without_training_positive": len(item_map) - parts.train[ITEM].n_unique(),
              "density": round(train.height / (len(user_map) * len(item_map)), 6)}
     return PreparedDataset(name, train, val, test, user_map, item_map, cfg, items, _checksum(raw, name, options or {}),
                            stats, users)

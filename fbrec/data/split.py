@@ -76,9 +76,12 @@ def random_split(frame: pl.DataFrame, *, test_fraction: float = 0.2, val_fractio
     return Split(train.drop("_u"), valset.drop("_u"), test.drop("_u"))
 
 
-def keep_warm(split: Split) -> tuple[Split, dict[str, int]]:
-    """Drop val/test rows whose user or item never appears in train; return the counts dropped."""
+def keep_warm(split: Split, catalogue: pl.Series | None = None) -> tuple[Split, dict[str, int]]:
+    """Drop val/test rows whose user never appears in train, or whose item is neither in train nor in the declared
+    catalogue; return the counts dropped."""
     users, items = split.train[USER].unique(), split.train[ITEM].unique()
+    if catalogue is not None:
+        items = pl.concat([items, catalogue.cast(items.dtype, strict=False).drop_nulls()]).unique()
     out, dropped = {}, {}
     for name in ("val", "test"):
         frame = getattr(split, name)
