@@ -32,11 +32,12 @@ def tiny_config(tmp_path) -> Path:
 
 
 def _run(args, capsys) -> tuple[int, str]:
-    # Lightning's loggers keep the stream of the test that imported them; point them at this test's capture
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.stream = sys.stderr
+    # Lightning's (and others') loggers keep the stream of the test that imported them; point them at this test's
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)] + [logging.getLogger()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
+                handler.stream = sys.stderr   # a capture of an earlier test, closed since
     try:
         main(args)
         code = 0

@@ -33,7 +33,10 @@ def test_read_log_round_trips_every_format(tmp_path, suffix):
 def test_read_log_maps_file_columns_to_canonical_names(tmp_path):
     path = _write(tmp_path / "log.csv", GOOD.rename({"user": "uid", "item": "sku"}))
     frame = read_log(path, columns={"user": "uid", "item": "sku"}, levels=LEVELS)
-    assert frame["user"].to_list() == [1, 2, 2]
+    assert frame["user"].to_list() == ["1", "2", "2"], "CSV ids are text unless declared integer"
+    ints = _write(tmp_path / "ints.csv", pl.DataFrame({"user": ["05", "5"], "item": [1, 2]}))
+    assert read_log(ints)["user"].to_list() == ["05", "5"], "two users, not one"
+    assert read_log(ints, integer_ids=True)["user"].to_list() == [5, 5]
 
 
 BAD_INPUT = [
@@ -42,16 +45,16 @@ BAD_INPUT = [
     ("misnamed user column", pl.DataFrame({"usr": [1], "item": [1]}), {}, r"lacks column\(s\) \['user'\]"),
     ("mapping to absent column", GOOD, {"columns": {"user": "uid"}, "levels": LEVELS}, r"maps 'user' to 'uid'"),
     ("unknown canonical name", GOOD, {"columns": {"usr": "user"}, "levels": LEVELS}, r"unknown canonical names"),
-    ("null ids", pl.DataFrame({"user": [1, None], "item": [1, 2]}), {}, r"column 'user': 1 rows are null \(rows 1\)"),
+    ("null ids", pl.DataFrame({"user": [1, None], "item": [1, 2]}), {}, r"column 'user': 1 rows are null \(rows 2\)"),
     ("negative ids", pl.DataFrame({"user": [1, -3], "item": [1, 2]}), {}, r"column 'user': 1 rows are negative"),
     ("float ids", pl.DataFrame({"user": [1.5], "item": [1]}), {}, r"column 'user' has dtype Float64.*integers or str"),
     ("unparseable timestamps", pl.DataFrame({"user": [1, 2], "item": [1, 2], "timestamp": ["2024-01-01", "soon"]}),
-     {}, r"timestamp': 1 values cannot be parsed, e.g. \['soon'\] \(rows \[1\]\)"),
+     {}, r"timestamp': 1 values cannot be parsed, e.g. \['soon'\] \(rows 2\)"),
     ("unknown level", GOOD.with_columns(pl.lit("clik").alias("level")), {"levels": LEVELS},
      r"unknown levels such as 'clik'.*did you mean 'click'"),
     ("levels not declared", GOOD, {}, r"no ordered levels were declared"),
     ("duplicate level names", GOOD, {"levels": ["click", "click"]}, r"levels must be a non-empty list of distinct"),
-    ("text rating", pl.DataFrame({"user": [1], "item": [1], "rating": ["five"]}), {}, r"'rating' has dtype String"),
+    ("text rating", pl.DataFrame({"user": [1], "item": [1], "rating": ["five"]}), {}, r"'rating': 1 rows are not numbers, e.g. \['five'\] \(rows 1\)"),
     ("negative weight", pl.DataFrame({"user": [1], "item": [1], "weight": [-1.0]}), {}, r"'weight': 1 rows are null, NaN or neg"),
 ]
 

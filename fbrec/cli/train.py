@@ -69,6 +69,9 @@ def build_cli(args: list[str]) -> FbrecCLI:
             raise cause from None
         if not isinstance(exc, ArgumentError):
             raise
+        typed = _type_error(exc, args)
+        if typed is not None:
+            raise typed from exc
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         first = next((line for line in lines if "is not accepted" in line or "unrecognized" in line
                       or "Expected a" in line and "NoneType" not in line), lines[0] if lines else str(exc))
@@ -77,6 +80,29 @@ def build_cli(args: list[str]) -> FbrecCLI:
             "compare the keys with `fbrec train --config X --print_config`"
         raise ConfigError(f"invalid training config: {first}", rule="keys and types follow the recipe classes' "
                           "__init__ signatures", fix=hint) from exc
+
+
+def _type_error(exc: BaseException, args: list[str]) -> ConfigError | None:
+    """jsonargparse's "Parser key "data.batch_size": Expected a <class 'int'>" as one line naming the key, the value
+    given and the type expected."""
+    import re
+
+    text = "\n".join(str(e) for e in (exc, exc.__cause__, exc.__context__) if e is not None)
+    keys = re.findall(r'Parser key "([^"]+)"', text)
+    expected = re.findall(r"Expected a <class '(\w+)'>", text)
+    if not keys or not expected:
+        return None
+    key = keys[-1]   # the innermost: "embedding_dim" inside "model"; name it as the user wrote it
+    options = [a.split("=", 1)[0].removeprefix("--") for a in args if a.startswith("--")]
+    key = next((o for o in options if o == key or o.endswith(f".{key}")), key)
+    value = next((a.split("=", 1)[1] for a in args if a.startswith(f"--{key}=")), None)
+    if value is None and f"--{key}" in args and args.index(f"--{key}") + 1 < len(args):
+        value = args[args.index(f"--{key}") + 1]
+    got = re.search(r"Got value: (.*)", text)
+    shown = value if value is not None else (got.group(1).strip() if got else "?")
+    kinds = " or ".join(dict.fromkeys(k for k in expected if k != "NoneType"))
+    return ConfigError(f"{key}={shown!r} is not a valid {kinds}", rule=f"{key} takes a value of type {kinds}",
+                       fix=f"pass e.g. --{key} " + {"int": "10", "float": "0.5", "bool": "true"}.get(kinds, "VALUE"))
 
 
 def _fbrec_cause(exc: BaseException) -> FbrecError | None:

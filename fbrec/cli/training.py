@@ -91,7 +91,7 @@ def run_training(config: str | None, overrides: list[str], *, resume: str | None
 
     resume: an earlier run's id; its logged config is rebuilt (`overrides` still apply) and training continues
     from its last saved epoch in the same MLflow run."""
-    from fbrec.tracking import default_tracking_uri, mark_dead_runs, mark_dead_runs_in_store
+    from fbrec.tracking import default_tracking_uri, mark_dead_runs_in_store
 
     uri = default_tracking_uri()
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,10 +106,7 @@ def run_training(config: str | None, overrides: list[str], *, resume: str | None
 
             path = resolve_config(config)
             recipe = recipe_name(path)
-        cli = _build(path, overrides)
-        if resume is None and cli.trainer.global_rank == 0:
-            mark_dead_runs(cli.config["experiment"], uri)
-        return _run(cli, recipe, uri, resume, last)
+        return _run(_build(path, overrides), recipe, uri, resume, last)
 
 
 def _build(path: Path, overrides: list[str]):
@@ -120,26 +117,30 @@ def _build(path: Path, overrides: list[str]):
 
 def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None) -> str | None:
     import fbrec
-    from fbrec.tracking import checkpoint_dir, end_run, make_logger, owner_tags, reopen_run
+    from fbrec.tracking import checkpoint_dir, end_run, make_logger, mark_dead_runs, owner_tags, reopen_run
 
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
     tags = {"recipe": recipe, "model": type(model).__name__, "dataset": dm.data.name,
             "fbrec_version": fbrec.__version__, "world_size": str(trainer.world_size),
             "seed": str(cli.config["seed_everything"]), "data_seed": str(dm.seed), **owner_tags()}
+    ckpt, monitor = trainer.checkpoint_callback, None   # settings are checked before a run is created
+    if ckpt is not None:
+        if ckpt.monitor is None and dm.data.val.height:
+            ckpt.monitor = f"val/ndcg_at_{model.ks[0]}"
+        monitor = ckpt.monitor
+    if cli.config.get("patience") is not None:
+        _add_early_stopping(trainer, monitor, cli.config["patience"])
     logger = make_logger(cli.config["experiment"], cli.config["run_name"] or recipe, tags, uri, run_id=resume)
     trainer.loggers = [logger]
     rank0 = trainer.global_rank == 0
     run_id = logger.run_id if rank0 else resume
     client = logger.experiment if rank0 else None
+    if rank0 and resume is None:
+        mark_dead_runs(cli.config["experiment"], uri)
     if rank0 and resume is not None:
         reopen_run(resume, str(last), uri)
-    ckpt = trainer.checkpoint_callback
-    monitor = None
     if ckpt is not None:
         ckpt.dirpath = str(checkpoint_dir(run_id or "rank", uri))
-        if ckpt.monitor is None and dm.data.val.height:
-            ckpt.monitor = f"val/ndcg_at_{model.ks[0]}"
-        monitor = ckpt.monitor
     dropped = {part: dm.data.stats.get(f"cold_dropped_{part}", 0) for part in ("val", "test")}
     if rank0:   # rows the protocol cannot rank (user or item unknown to training) are counted, never silent
         for part, n in dropped.items():
@@ -147,8 +148,6 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None) -> s
         if any(dropped.values()):
             console.print(f"note: dropped {dropped['val']} validation and {dropped['test']} test rows whose user, "
                           "or item, has no training interaction (and is not in a declared catalogue)")
-    if cli.config.get("patience") is not None:
-        _add_early_stopping(trainer, monitor, cli.config["patience"])
     try:
         if rank0 and resume is None:
             client.log_text(run_id, cli.parser.dump(cli.config, skip_none=False, skip_check=True), "config.yaml")

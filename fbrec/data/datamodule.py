@@ -83,6 +83,10 @@ class FeedbackDataModule(L.LightningDataModule):
             counted from min_level (the highest level the pair reached), for ordinal recipes such as GNOLR.
         eval_candidates: "all" ranks the whole catalogue at test time; "test_items" ranks only each user's logged
             test items (the MCAR protocol of Coat / Yahoo! R3, whose test files hold rated-but-irrelevant items).
+        separator / timestamp_format / timestamp_unit / integer_ids: how log_path is read (see fbrec.data.read_log):
+            the CSV separator (detected from the header when None), a strftime format for timestamp strings, the
+            unit of numeric timestamps ("s", "ms", "us", "ns"), and whether ids are integers (default: text, so
+            "05" and "5" are two users).
         seed: seed of the validation carve-out / split, negative sampling and shuffling. None (the default) = the
             run's `seed_everything`, so one seed drives initialisation and the data stream; set it to vary the
             data stream apart from the initialisation.
@@ -98,7 +102,9 @@ class FeedbackDataModule(L.LightningDataModule):
                  cold_max_interactions: int = 5, item_features: list[FeatureSpec] | None = None,
                  user_features: list[FeatureSpec] | None = None,
                  propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
-                 eval_candidates: str = "all", label: str = "binary", seed: int | None = None):
+                 eval_candidates: str = "all", label: str = "binary", seed: int | None = None,
+                 separator: str | None = None, timestamp_format: str | None = None, timestamp_unit: str = "s",
+                 integer_ids: bool = False):
         super().__init__()
         check_positive("num_negatives", num_negatives)
         check_positive("batch_size", batch_size)
@@ -110,6 +116,8 @@ class FeedbackDataModule(L.LightningDataModule):
         self.dataset_name, self.data_dir, self.dataset_options = dataset, data_dir, dict(dataset_options or {})
         self.prepared_dir = prepared_dir
         self.log_path, self.columns, self.levels = log_path, dict(columns or {}), levels
+        self.read_options = {"separator": separator, "timestamp_format": timestamp_format,
+                             "timestamp_unit": timestamp_unit, "integer_ids": integer_ids}
         self.items_path, self.users_path = items_path, users_path
         if (items_path or users_path) and not log_path:
             raise ConfigError(f"items_path={items_path!r}, users_path={users_path!r} without log_path",
@@ -142,7 +150,8 @@ class FeedbackDataModule(L.LightningDataModule):
             elif self.log_path:
                 sides = {side: read_side_table(path, side[:-1], columns=self.columns)
                          for side, path in (("items", self.items_path), ("users", self.users_path)) if path}
-                raw = RawDataset(read_log(self.log_path, columns=self.columns, levels=self.levels),
+                raw = RawDataset(read_log(self.log_path, columns=self.columns, levels=self.levels,
+                                          **self.read_options),
                                  files=tuple(Path(p) for p in (self.log_path, self.items_path, self.users_path) if p),
                                  **sides)
                 data = prepare_raw(raw, Path(self.log_path).stem, self.prepare_config)

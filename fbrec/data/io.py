@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
 
-from fbrec.data.schema import FeedbackLevels, cast_levels, validate_log
-from fbrec.errors import DataValidationError
-from fbrec.types import EXPOSED, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, TIMESTAMP
+from fbrec.data.schema import ROWS, FeedbackLevels, Where, cast_levels, validate_log
+from fbrec.errors import DataValidationError, UnknownNameError
+from fbrec.types import EXPOSED, OPTIONAL_COLUMNS, RATING, REQUIRED_COLUMNS, TIMESTAMP, WEIGHT
 
 FORMATS = ("parquet", "csv", "ndjson")
 
@@ -29,58 +30,145 @@ def _format_of(path: Path, fmt: str | None) -> str:
     return mapping[suffix]
 
 
-def _scan(path: Path, fmt: str, separator: str, schema: Mapping[str, pl.DataType] | None) -> pl.LazyFrame:
+SEPARATORS = (",", "\t", ";", "|")
+TIMESTAMP_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _first_line(path: Path) -> str:
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        return f.readline().rstrip("\r\n")
+
+
+def detect_separator(path: Path, separator: str | None) -> str:
+    """The given separator, tab for .tsv, else the one of , tab ; | that the header line holds most often."""
+    if separator is not None:
+        if len(separator) != 1:
+            raise DataValidationError(f"separator {separator!r} is not one character",
+                                      rule="a CSV separator is a single character", fix="pass separator=';' or '\\t'")
+        return separator
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    header = _first_line(path)
+    counts = {sep: header.count(sep) for sep in SEPARATORS}
+    best = max(counts.values())
+    found = [sep for sep, n in counts.items() if n == best]
+    if best == 0 or len(found) > 1:
+        problem = "holds none of" if best == 0 else f"holds as many {' and '.join(map(repr, found))} among"
+        raise DataValidationError(f"cannot tell the separator of {path.name!r}: its first line {header[:80]!r} "
+                                  f"{problem} {', '.join(map(repr, SEPARATORS))}",
+                                  rule="the header names at least the user and item columns, split by one separator",
+                                  fix="pass separator=',' (data.separator in a recipe)")
+    return found[0]
+
+
+def _csv_header(path: Path, sep: str, has_header: bool) -> list[str]:
+    """The header's column names (duplicates refused: polars would silently rename them)."""
+    fields = next(csv.reader([_first_line(path)], delimiter=sep))
+    if not has_header:
+        return [f"column_{i + 1}" for i in range(len(fields))]
+    repeated = sorted({name for name in fields if fields.count(name) > 1})
+    if repeated:
+        raise DataValidationError(f"{path.name!r} names column(s) {repeated} more than once (line 1)",
+                                  rule="column names are unique", fix="rename or drop the repeated columns")
+    return fields
+
+
+def _field_counts(path: Path, sep: str, has_header: bool) -> pl.Series:
+    """Fields per data line, counted on the raw text (a quoted separator counts too: a hint, not a parser)."""
+    lines = pl.read_csv(path, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"],
+                        schema={"line": pl.String})["line"]
+    counts = lines.fill_null("").str.count_matches(sep, literal=True) + 1
+    return counts[1:] if has_header else counts
+
+
+def _ragged(path: Path, sep: str, has_header: bool, n_fields: int, where: Where) -> None:
+    counts = _field_counts(path, sep, has_header)
+    for mask, problem, fix in ((counts < n_fields, "fewer", "complete or drop those lines (a truncated export?)"),
+                               (counts > n_fields, "more", "quote fields that contain the separator, or fix the "
+                                                            "separator with separator=")):
+        if mask.any():
+            raise DataValidationError(f"{path.name!r}: {mask.sum()} lines have {problem} fields than the header's "
+                                      f"{n_fields} ({where(mask)})", rule="every line has one field per column",
+                                      fix=fix)
+
+
+def _scan(path: Path, fmt: str, separator: str, schema: Mapping[str, pl.DataType] | None,
+          has_header: bool = True) -> pl.LazyFrame:
     if fmt == "parquet":
         return pl.scan_parquet(path)
     if fmt == "csv":
-        sep = "\t" if path.suffix.lower() == ".tsv" and separator == "," else separator
-        return pl.scan_csv(path, separator=sep, schema_overrides=schema, infer_schema_length=10_000)
+        return pl.scan_csv(path, separator=separator, schema_overrides=schema, infer_schema_length=10_000,
+                           has_header=has_header)
     return pl.scan_ndjson(path, schema_overrides=schema, infer_schema_length=10_000)
 
 
-def parse_timestamps(frame: pl.DataFrame, fmt: str | None = None) -> pl.DataFrame:
-    """Normalise the timestamp column to Int64 epoch seconds; unparseable values raise naming rows."""
+def _bad_timestamps(ts: pl.Series, bad: pl.Series, where: Where, why: str, fix: str) -> DataValidationError:
+    examples = ts.filter(bad).head(3).to_list()
+    return DataValidationError(f"column 'timestamp': {bad.sum()} values {why}, e.g. {examples} ({where(bad)})",
+                               rule="timestamps are epoch seconds (whole numbers), datetimes or ISO-8601 strings",
+                               fix=fix)
+
+
+def parse_timestamps(frame: pl.DataFrame, fmt: str | None = None, unit: str = "s", where: Where = ROWS
+                     ) -> pl.DataFrame:
+    """Normalise the timestamp column to Int64 epoch seconds; values that cannot be read raise naming rows.
+
+    unit: what numeric timestamps count ("s", "ms", "us", "ns"); fractional seconds are refused (a float column of
+    whole numbers is fine); strings are ISO-8601 unless `fmt` (strftime) says otherwise."""
     if TIMESTAMP not in frame.columns:
         return frame
+    if unit not in TIMESTAMP_UNITS:
+        raise UnknownNameError("timestamp unit", unit, TIMESTAMP_UNITS)
     ts = frame[TIMESTAMP]
+    factor = TIMESTAMP_UNITS[unit]
+    fix_format = "pass timestamp_format='%Y-%m-%d %H:%M:%S' (data.timestamp_format) or clean those rows"
+    if ts.dtype == pl.String and ts.str.strip_chars().cast(pl.Float64, strict=False).null_count() == ts.null_count():
+        ts = ts.str.strip_chars().cast(pl.Float64)   # numbers written as text: read as numbers
     if ts.dtype.is_integer():
-        out = ts.cast(pl.Int64)
+        out = ts.cast(pl.Int64) // factor
     elif ts.dtype.is_float():
-        out = ts.cast(pl.Int64, strict=False)
+        finite = ts.is_finite().fill_null(True)
+        fractional = finite & (ts != ts.floor()).fill_null(False)
+        if unit == "s" and fractional.any():
+            raise _bad_timestamps(ts, fractional, where, "are fractional epoch seconds",
+                                  "round them to whole seconds, or give milliseconds with timestamp_unit='ms'")
+        out = (ts / factor).floor().cast(pl.Int64, strict=False)   # NaN and inf become null: reported below
     elif isinstance(ts.dtype, pl.Datetime | pl.Date):
         out = ts.cast(pl.Datetime("us")).dt.epoch("s")
     elif ts.dtype == pl.String:
-        numeric = ts.cast(pl.Int64, strict=False)
-        if numeric.null_count() == ts.null_count():
-            out = numeric
-        else:
+        try:
             out = ts.str.to_datetime(format=fmt, strict=False, time_unit="us").dt.epoch("s")
+        except pl.exceptions.PolarsError:   # no format could be inferred from the first values
+            raise _bad_timestamps(ts, ts.is_not_null(), where, "cannot be parsed as datetimes", fix_format) from None
     else:
         raise DataValidationError(f"column 'timestamp' has dtype {ts.dtype}",
                                   rule="timestamps are epoch seconds, datetimes or date strings",
                                   fix="cast the column to Int64 seconds or a datetime string")
     bad = out.is_null() & ts.is_not_null()
     if bad.any():
-        examples = ts.filter(bad).head(3).to_list()
-        rows = bad.arg_true().head(5).to_list()
-        raise DataValidationError(f"column 'timestamp': {bad.sum()} values cannot be parsed, e.g. {examples} "
-                                  f"(rows {rows})", rule="timestamps must be epoch seconds or ISO-8601 datetimes",
-                                  fix="pass timestamp_format='%Y-%m-%d %H:%M:%S' or clean those rows")
+        raise _bad_timestamps(ts, bad, where, "cannot be parsed", fix_format)
     return frame.with_columns(out.alias(TIMESTAMP))
 
 
 def read_log(path: str | Path, *, columns: Mapping[str, str] | None = None,
              levels: FeedbackLevels | Sequence[str] | None = None, format: str | None = None,
-             separator: str = ",", has_header: bool = True, timestamp_format: str | None = None) -> pl.DataFrame:
+             separator: str | None = None, has_header: bool = True, timestamp_format: str | None = None,
+             timestamp_unit: str = "s", integer_ids: bool = False) -> pl.DataFrame:
     """Read a click log into the canonical schema.
 
     columns maps canonical names to the file's names, e.g. {"user": "uid", "item": "sku"}; unmapped canonical
-    names are taken as they are. Extra columns are dropped. Raises DataValidationError on bad input.
+    names are taken as they are. Extra columns are dropped. CSV: the separator is detected from the header line
+    (, tab ; |) unless given; user and item ids are read as text, so "05" and "5" stay two ids, unless
+    integer_ids=True. Messages name file lines (CSV/NDJSON) or 1-based rows (parquet).
+    Raises DataValidationError on bad input.
     """
     path = Path(path)
     if not path.exists():
         raise DataValidationError(f"click log {str(path)!r} does not exist", rule="the path must be a file",
                                   fix="check the path (relative paths are resolved from the current directory)")
+    if path.is_dir():
+        raise DataValidationError(f"click log {str(path)!r} is a directory", rule="the path must be a file",
+                                  fix="point at the parquet, CSV or NDJSON file inside it")
     if path.stat().st_size == 0:
         raise DataValidationError(f"click log {str(path)!r} is empty", rule="a click log needs at least one row",
                                   fix="point at the full export")
@@ -91,10 +179,13 @@ def read_log(path: str | Path, *, columns: Mapping[str, str] | None = None,
         raise DataValidationError(f"columns= maps unknown canonical names {unknown}",
                                   rule=f"canonical names: {list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}",
                                   fix="use canonical names as keys and your file's names as values")
+    sep = detect_separator(path, separator) if fmt == "csv" else ","
+    where = {"csv": Where("line", 2 if has_header else 1), "ndjson": Where("line", 1)}.get(fmt, Where("row", 1))
     try:
-        lf = _scan(path, fmt, separator, None)
-        if fmt == "csv" and not has_header:
-            lf = pl.scan_csv(path, separator=separator, has_header=False, infer_schema_length=10_000)
+        header = _csv_header(path, sep, has_header) if fmt == "csv" else None
+        ids_as_text = {mapping.get(c, c): pl.String for c in REQUIRED_COLUMNS} if fmt == "csv" else None
+        lf = _scan(path, fmt, sep, {k: v for k, v in ids_as_text.items() if k in header} if header else None,
+                   has_header)
         file_cols = lf.collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataValidationError(f"cannot read {str(path)!r} as {fmt}: {exc}".splitlines()[0],
@@ -111,18 +202,50 @@ def read_log(path: str | Path, *, columns: Mapping[str, str] | None = None,
     if missing:
         raise DataValidationError(f"{path.name!r} lacks column(s) {missing}; it has {file_cols}",
                                   rule=f"a click log needs {list(REQUIRED_COLUMNS)}",
-                                  fix="rename the columns, or pass columns={'user': 'your_user_col', 'item': ...}")
+                                  fix="rename the columns, or pass columns={'user': 'your_user_col', 'item': ...}"
+                                  + (f" (is the separator {sep!r} right? pass separator=)" if fmt == "csv" else ""))
     try:
         frame = lf.select([pl.col(src).alias(dst) for src, dst in rename.items()]).collect()
     except pl.exceptions.PolarsError as exc:
+        if fmt == "csv":
+            _ragged(path, sep, has_header, len(header), where)
         raise DataValidationError(f"cannot read {str(path)!r}: {str(exc).splitlines()[0]}",
                                   rule="every row must match the inferred column types",
                                   fix="check for malformed rows") from exc
+    if fmt == "csv" and sum(frame.null_count().row(0)):
+        _ragged(path, sep, has_header, len(header), where)   # a missing value, or a short line?
+    if integer_ids:
+        frame = _integer_ids(frame, where)
+    for col in (RATING, WEIGHT):   # numbers in text files may be spelled 'nan' or hold a word: name the lines
+        if col in frame.columns and frame.schema[col] == pl.String:
+            numbers = frame[col].str.strip_chars().cast(pl.Float64, strict=False)
+            bad = numbers.is_null() & frame[col].is_not_null()
+            if bad.any():
+                raise DataValidationError(f"column {col!r}: {bad.sum()} rows are not numbers, e.g. "
+                                          f"{frame[col].filter(bad).head(3).to_list()} ({where(bad)})",
+                                          rule=f"{col}s must be numeric", fix="fix or drop those rows")
+            frame = frame.with_columns(numbers.alias(col))
     if EXPOSED in frame.columns and frame.schema[EXPOSED] != pl.Boolean and frame.schema[EXPOSED].is_integer():
         frame = frame.with_columns(pl.col(EXPOSED).cast(pl.Boolean))
-    frame = parse_timestamps(frame, timestamp_format)
-    frame = cast_levels(frame, levels)
-    return validate_log(frame, source=repr(path.name))
+    frame = parse_timestamps(frame, timestamp_format, timestamp_unit, where)
+    frame = cast_levels(frame, levels, where)
+    return validate_log(frame, source=repr(path.name), where=where)
+
+
+def _integer_ids(frame: pl.DataFrame, where: Where) -> pl.DataFrame:
+    out = []
+    for col in REQUIRED_COLUMNS:
+        s = frame[col]
+        ints = s.cast(pl.Int64, strict=False) if s.dtype != pl.String else s.str.strip_chars().cast(pl.Int64,
+                                                                                                    strict=False)
+        bad = ints.is_null() & s.is_not_null()
+        if bad.any():
+            raise DataValidationError(f"column {col!r}: {bad.sum()} ids are not integers, e.g. "
+                                      f"{s.filter(bad).head(3).to_list()} ({where(bad)})",
+                                      rule="integer_ids=True reads every id as an integer",
+                                      fix="drop integer_ids to read ids as text")
+        out.append(ints.alias(col))
+    return frame.with_columns(out)
 
 
 def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
@@ -144,7 +267,8 @@ def read_side_table(path: str | Path, key: str, *, columns: Mapping[str, str] | 
     fmt = _format_of(path, format)
     name = dict(columns or {}).get(key, key)
     try:
-        frame = _scan(path, fmt, ",", None).collect()
+        sep = detect_separator(path, None) if fmt == "csv" else ","
+        frame = _scan(path, fmt, sep, {name: pl.String} if fmt == "csv" else None).collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataValidationError(f"cannot read {str(path)!r} as {fmt}: {exc}".splitlines()[0],
                                   rule="a side table is parquet, CSV or NDJSON", fix="check the file") from exc

@@ -161,9 +161,10 @@ def prepare_raw(raw: RawDataset, name: str, config: PrepareConfig | None = None,
         parts = splits.random_split(log, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, seed=cfg.seed)
     parts, dropped = splits.keep_warm(parts, raw.catalogue)
     if parts.train.height == 0 or parts.test.height == 0:
-        raise DataValidationError(f"dataset {name!r}: the {cfg.split} split left train={parts.train.height}, "
+        raise DataValidationError(f"dataset {name!r}: the {cfg.split} split of {log.height} positive rows "
+                                  f"({log[USER].n_unique()} users) left train={parts.train.height}, "
                                   f"test={parts.test.height} rows", rule="both train and test need rows",
-                                  fix="relax min_user/min_item or change the split fractions")
+                                  fix=_split_hint(cfg, log))
     items_known = parts.train[ITEM]
     if raw.catalogue is not None:   # every declared item gets an index, trained on or not
         items_known = pl.concat([items_known, raw.catalogue.cast(items_known.dtype, strict=False).drop_nulls()])
@@ -188,6 +189,19 @@ def prepare_raw(raw: RawDataset, name: str, config: PrepareConfig | None = None,
              "density": round(train.height / (len(user_map) * len(item_map)), 6)}
     return PreparedDataset(name, train, val, test, user_map, item_map, cfg, items, _checksum(raw, name, options or {}),
                            stats, users)
+
+
+def _split_hint(cfg: PrepareConfig, log: pl.DataFrame) -> str:
+    """Only advice that can help: relax filters that are above their minimum, else the log itself is too small."""
+    relax = [f"{k}={v}" for k, v in (("min_user", cfg.min_user), ("min_item", cfg.min_item)) if v and v > 1]
+    if relax:
+        return f"relax {' and '.join(relax)} (each k-core filter drops rows before the split)"
+    if cfg.split == "leave_last_out":
+        return "leave_last_out needs users with at least 2 positives (3 with validation); use a larger log"
+    if log.height < 10:
+        return f"the log has only {log.height} positive rows after binarizing: use a larger log, or lower " \
+               "min_rating / min_level if they drop most rows"
+    return "choose test_fraction/val_fraction that leave rows on both sides, or split: random"
 
 
 def interactions_csr(frame: pl.DataFrame, num_users: int, num_items: int):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
@@ -43,10 +44,29 @@ def tracking_setup(experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | Non
     """Point mlflow at the store and make sure the experiment exists; returns (uri, experiment_id)."""
     uri = tracking_uri or default_tracking_uri()
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment, artifact_location=_artifact_root(uri))
+    with _store_lock(uri):   # two first runs at once: one creates the sqlite schema and experiment, the other waits
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(experiment,
+                                                                        artifact_location=_artifact_root(uri))
     return uri, exp_id
+
+
+@contextmanager
+def _store_lock(uri: str):
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(uri.removeprefix("sqlite:///")).parent / ".fbrec-store.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def make_logger(experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None, tags: dict | None = None,
