@@ -2,8 +2,8 @@
 tables of benchmarks/RESULTS.md and of each model card (models/<recipe>/README.md).
 
 python -m benchmarks.quality [--seeds 0 1 2] [--write]
-The data split is fixed (data.seed 0); seeds vary initialisation and negative sampling. The epoch is selected on
-validation NDCG; the numbers are test metrics of that checkpoint.
+Each seed drives initialisation and the data stream (random splits and the validation carve-out, negative
+sampling, shuffling). The epoch is selected on validation NDCG; the numbers are test metrics of that checkpoint.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def main() -> None:
         sections.append(f"#### {dataset}\n\n" + table(["recipe", *[m.removeprefix("test/") for m in METRICS]], rows))
     body = (f"### Recipe quality (test split, best epoch chosen on validation NDCG@10)\n\n"
             f"`python -m benchmarks.quality --write` on {machine()}; mean ± sd over seeds {args.seeds} "
-            f"(initialisation and negative sampling; the data split is fixed).\n\n" + "\n\n".join(sections))
+            f"(each seed drives initialisation, the random split and validation carve-out, negative sampling and "
+            f"shuffling).\n\n" + "\n\n".join(sections))
     print(body)
     if args.write:
         write_section("quality", body)

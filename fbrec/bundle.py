@@ -127,13 +127,19 @@ class Bundle:
                               rule=f"this fbrec reads format {FORMAT_VERSION}", fix="re-export with this fbrec")
         if verify:
             self.verify()
-        self.user_map = IdMap.load("user", self.path / "user_map.parquet")
-        self.item_map = IdMap.load("item", self.path / "item_map.parquet")
-        self.user_embeddings = np.load(self.path / "user_embeddings.npy")
-        self.item_embeddings = np.load(self.path / "item_embeddings.npy")
-        seen = pl.read_parquet(self.path / "seen.parquet")
+        try:
+            self.user_map = IdMap.load("user", self.path / "user_map.parquet")
+            self.item_map = IdMap.load("item", self.path / "item_map.parquet")
+            # numeric arrays only: an object array would need unpickling, which a bundle never asks for
+            self.user_embeddings = np.load(self.path / "user_embeddings.npy", allow_pickle=False)
+            self.item_embeddings = np.load(self.path / "item_embeddings.npy", allow_pickle=False)
+            seen = pl.read_parquet(self.path / "seen.parquet")
+            self.index = read_index(self.path / "index.faiss")
+        except (ValueError, OSError, RuntimeError, pl.exceptions.PolarsError) as exc:
+            raise BundleError(f"bundle {str(self.path)!r} has a file that cannot be read: {str(exc).splitlines()[0]}",
+                              rule="bundle files are numeric .npy arrays, parquet tables and a FAISS index",
+                              fix="re-export the bundle with `fbrec export`") from None
         self._seen = {u: g[ITEM_INDEX].to_numpy() for (u,), g in seen.group_by(USER_INDEX)}
-        self.index = read_index(self.path / "index.faiss")
         self._cross_check(seen)
 
     def _cross_check(self, seen: pl.DataFrame) -> None:

@@ -53,9 +53,11 @@ def planted_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_rendezvous():
-    """An in-process Trainer leaves MASTER_PORT set while its process group still holds that port; a later test's
-    spawned ranks or `fbrec` subprocesses would inherit it and fail to bind. Each test starts without it."""
-    for var in ("MASTER_ADDR", "MASTER_PORT"):
+    """An in-process Trainer leaves MASTER_PORT set while its process group still holds that port, and LOCAL_RANK /
+    WORLD_SIZE behind it; a later test's spawned ranks or `fbrec` subprocesses would inherit them, fail to bind, or
+    believe an outside launcher started them (and wait for ranks nobody starts). Each test starts without them."""
+    for var in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "LOCAL_WORLD_SIZE",
+                "GROUP_RANK", "PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
         os.environ.pop(var, None)
     yield
 

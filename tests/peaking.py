@@ -44,3 +44,12 @@ class PeakingModule(RankingModule):
 
     def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
         return self.item_table[items]
+
+
+class FailingModule(PeakingModule):
+    """Raises in its second epoch, as a diverging or buggy model would."""
+
+    def training_step(self, batch, batch_idx):
+        if self.current_epoch == 1:
+            raise FloatingPointError("training loss is nan at epoch 1")
+        return None

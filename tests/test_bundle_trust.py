@@ -71,6 +71,11 @@ def _nan_item(path):
     _rehash(path, "item_embeddings.npy")
 
 
+def _pickled_npy(path):
+    np.save(path / "item_embeddings.npy", np.array([{"exec": "code"}], dtype=object), allow_pickle=True)
+    _rehash(path, "item_embeddings.npy")
+
+
 def _seen_outside(path):
     pl.DataFrame({"user_index": [0], "item_index": [10_000]}).write_parquet(path / "seen.parquet")
     _rehash(path, "seen.parquet")
@@ -97,6 +102,7 @@ CORRUPTIONS = {
     "id map short": (_short_item_map, r"the item map has 199 ids"),
     "NaN vector": (_nan_item, r"the embeddings hold NaN or inf"),
     "seen out of range": (_seen_outside, r"seen.parquet refers to users or items outside"),
+    "pickled array": (_pickled_npy, r"has a file that cannot be read: Object arrays cannot be loaded"),
     "format version": (lambda p: _edit_manifest(p, format_version=99), r"bundle format 99 is not 1"),
 }
 
@@ -214,6 +220,20 @@ def test_leftovers_of_killed_writes_are_cleaned_and_a_half_swap_is_undone(tmp_pa
     recover(out)
     assert (out / "a").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.fbrec-tmp-users-own", "out"]
+
+
+def test_on_linux_the_swap_is_one_atomic_exchange(tmp_path):
+    import sys
+
+    import fbrec._atomic as atomic
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("renameat2 is Linux-only; elsewhere the two-rename fallback below applies")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x").write_text("a")
+    assert atomic._exchange(tmp_path / "a", tmp_path / "b")
+    assert (tmp_path / "b" / "x").read_text() == "a" and not (tmp_path / "a" / "x").exists()
 
 
 def test_the_swap_falls_back_to_two_renames_where_exchange_is_unavailable(tmp_path, monkeypatch):

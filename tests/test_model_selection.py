@@ -13,16 +13,20 @@ from fbrec.evaluation import embedding_scorer, evaluate_scores
 from fbrec.tracking import read_run_artifacts
 
 
-def _config(tmp_path, planted_dir, extra: str = "") -> str:
+def _config(tmp_path, planted_dir, **replace: str) -> str:
     path = tmp_path / "peaking.yaml"
-    path.write_text(f"""
+    text = f"""
 seed_everything: 0
 trainer: {{max_epochs: 4, devices: 1, enable_progress_bar: false}}
 model:
   class_path: peaking.PeakingModule
   init_args: {{ks: [1, 5]}}
 data: {{prepared_dir: {planted_dir}, batch_size: 64}}
-{extra}""")
+"""
+    for old, new in replace.items():
+        assert old in text
+        text = text.replace(old, new)
+    path.write_text(text)
     return str(path)
 
 
@@ -47,8 +51,16 @@ def test_a_run_reports_and_exports_its_best_validation_epoch_not_its_last(plante
 
 def test_early_stopping_ends_the_run_after_patience_validations_without_improvement(planted_dir, tmp_path,
                                                                                    mlflow_store):
-    run_id = run_training(_config(tmp_path, planted_dir).replace("max_epochs: 4", "max_epochs: 20"),
-                          ["--patience", "2"])
+    run_id = run_training(_config(tmp_path, planted_dir, **{"max_epochs: 4": "max_epochs: 20"}), ["--patience", "2"])
     history = MlflowClient(mlflow_store).get_metric_history(run_id, "val/ndcg_at_1")
     assert len(history) == 3, "epoch 0 is best; epochs 1 and 2 do not improve; patience 2 stops there"
     assert MlflowClient(mlflow_store).get_run(run_id).data.tags["best_epoch"] == "0"
+
+
+def test_a_run_that_raises_is_marked_failed_with_its_error_not_left_running(planted_dir, tmp_path, mlflow_store):
+    config = _config(tmp_path, planted_dir, **{"peaking.PeakingModule": "peaking.FailingModule"})
+    with pytest.raises(FloatingPointError):
+        run_training(config, [])
+    (run,) = MlflowClient(mlflow_store).search_runs(["1"])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["fbrec.end"] == "FloatingPointError: training loss is nan at epoch 1"

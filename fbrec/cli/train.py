@@ -89,9 +89,9 @@ def _type_error(exc: BaseException, args: list[str]) -> ConfigError | None:
 
     text = "\n".join(str(e) for e in (exc, exc.__cause__, exc.__context__) if e is not None)
     keys = re.findall(r'Parser key "([^"]+)"', text)
-    expected = re.findall(r"Expected a <class '(\w+)'>", text)
-    if not keys or not expected:
-        return None
+    expected = [k for k in re.findall(r"Expected a <class '(\w+)'>", text) if k != "NoneType"]
+    if not keys or not expected or "is not accepted" in text or "unrecognized" in text:
+        return None   # an unknown key, not a bad value: the caller suggests the closest key
     key = keys[-1]   # the innermost: "embedding_dim" inside "model"; name it as the user wrote it
     options = [a.split("=", 1)[0].removeprefix("--") for a in args if a.startswith("--")]
     key = next((o for o in options if o == key or o.endswith(f".{key}")), key)
@@ -100,7 +100,7 @@ def _type_error(exc: BaseException, args: list[str]) -> ConfigError | None:
         value = args[args.index(f"--{key}") + 1]
     got = re.search(r"Got value: (.*)", text)
     shown = value if value is not None else (got.group(1).strip() if got else "?")
-    kinds = " or ".join(dict.fromkeys(k for k in expected if k != "NoneType"))
+    kinds = " or ".join(dict.fromkeys(expected))
     return ConfigError(f"{key}={shown!r} is not a valid {kinds}", rule=f"{key} takes a value of type {kinds}",
                        fix=f"pass e.g. --{key} " + {"int": "10", "float": "0.5", "bool": "true"}.get(kinds, "VALUE"))
 

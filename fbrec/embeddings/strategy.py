@@ -25,7 +25,7 @@ from torch.distributed.checkpoint._traverse import set_element
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 from torch.distributed.checkpoint.planner import ReadItem
 
-from fbrec._atomic import is_fbrec_output, new_temp_dir, swap_into_place
+from fbrec._atomic import is_fbrec_output, new_temp_dir, recover, swap_into_place
 from fbrec.embeddings.meta import META_FILE, read_meta, write_meta
 from fbrec.errors import ConfigError
 
@@ -89,6 +89,8 @@ class TorchRecStrategy(DDPStrategy):
         """Each rank writes its shards into one temp directory beside `filepath`; rank 0 adds the metadata as JSON
         and swaps the directory into place, so a kill at any instant leaves the previous checkpoint or this one."""
         path = Path(self.broadcast(str(filepath)))
+        if self.global_rank == 0:
+            recover(path)   # leftovers of a save that a kill interrupted
         tmp = Path(self.broadcast(str(new_temp_dir(path, "checkpoint")) if self.global_rank == 0 else None))
         state = {"state_dict": checkpoint.pop("state_dict")}
         state.update({f"optimizer_{i}": o for i, o in enumerate(checkpoint.pop("optimizer_states", []))})
