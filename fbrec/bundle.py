@@ -6,6 +6,7 @@ Layout of a bundle directory:
     user_map.parquet         raw <-> index         item_map.parquet      raw <-> index
     seen.parquet             (user_index, item_index) pairs excluded from recommendations
     index.faiss              faiss.write_index of the item index
+    items.parquet            optional: item_index + the dataset's item attributes (title, genres, category, ...)
 Written into a temp directory beside the target and renamed into place, so a reader never sees half a
 bundle. Loading needs numpy, polars and faiss only (no torch).
 """
@@ -59,6 +60,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     created_at: str = ""
     checksums: dict[str, str] = field(default_factory=dict)
+    levels: list[str] = field(default_factory=list)     # ordinal level names, lowest first (GNOLR bundles)
 
 
 def _sha256(path: Path) -> str:
@@ -72,7 +74,10 @@ def _sha256(path: Path) -> str:
 def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embeddings: np.ndarray, user_map: IdMap,
                  item_map: IdMap, seen: pl.DataFrame | None = None, model: str = "", index_factory: str = "Flat",
                  search_params: str = "", metric: str = "ip", run_id: str | None = None, dataset: str | None = None,
-                 recall_k: int = 10, recall_queries: int = 1000, overwrite: bool = False, seed: int = 0) -> Manifest:
+                 recall_k: int = 10, recall_queries: int = 1000, overwrite: bool = False, seed: int = 0,
+                 items: pl.DataFrame | None = None, levels: list[str] | None = None) -> Manifest:
+    """items: the dataset's item attributes with an item_index column (shown by `fbrec retrieve` and the service,
+    usable as filters); levels: the ordinal level names a GNOLR bundle's query blocks stand for."""
     out = Path(out)
     U, D = user_embeddings.shape
     if item_embeddings.ndim != 2 or item_embeddings.shape[1] != D:
@@ -101,11 +106,25 @@ def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embedding
                                                           schema={USER_INDEX: pl.Int64, ITEM_INDEX: pl.Int64})
         seen.select(USER_INDEX, ITEM_INDEX).write_parquet(tmp / "seen.parquet")
         write_index(index, tmp / "index.faiss")
+        files = list(_FILES)
+        if items is not None:
+            _item_table(items, len(item_embeddings)).write_parquet(tmp / "items.parquet")
+            files.append("items.parquet")
         manifest = Manifest(model, D, U, len(item_embeddings), metric, index_factory, search_params, recall,
                             recall_k, run_id, dataset, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                            checksums={f: _sha256(tmp / f) for f in _FILES})
+                            checksums={f: _sha256(tmp / f) for f in files}, levels=list(levels or []))
         (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest
+
+
+def _item_table(items: pl.DataFrame, num_items: int) -> pl.DataFrame:
+    """One row per item_index in range, attributes only (raw ids live in the item map)."""
+    if ITEM_INDEX not in items.columns:
+        raise ConfigError(f"item attributes have no {ITEM_INDEX!r} column (columns: {items.columns})",
+                          rule="attributes are keyed by the bundle's item index", fix="pass the prepared items table")
+    table = items.drop([c for c in ("item",) if c in items.columns]).filter(
+        pl.col(ITEM_INDEX).is_between(0, num_items - 1)).unique(ITEM_INDEX, keep="first").sort(ITEM_INDEX)
+    return table
 
 
 class Bundle:
@@ -135,12 +154,20 @@ class Bundle:
             self.item_embeddings = np.load(self.path / "item_embeddings.npy", allow_pickle=False)
             seen = pl.read_parquet(self.path / "seen.parquet")
             self.index = read_index(self.path / "index.faiss")
+            self.items = (pl.read_parquet(self.path / "items.parquet") if "items.parquet" in self.manifest.checksums
+                          else None)
         except (ValueError, OSError, RuntimeError, pl.exceptions.PolarsError) as exc:
             raise BundleError(f"bundle {str(self.path)!r} has a file that cannot be read: {str(exc).splitlines()[0]}",
                               rule="bundle files are numeric .npy arrays, parquet tables and a FAISS index",
                               fix="re-export the bundle with `fbrec export`") from None
         self._seen = {u: g[ITEM_INDEX].to_numpy() for (u,), g in seen.group_by(USER_INDEX)}
         self._cross_check(seen)
+        self._item_lookup = {raw: i for i, raw in enumerate(self.item_map.raw.to_list())}
+        self.item_counts = np.bincount(seen[ITEM_INDEX].to_numpy(), minlength=self.manifest.num_items) \
+            if seen.height else np.zeros(self.manifest.num_items, np.int64)   # training popularity
+        attrs = [c for c in self.items.columns if c != ITEM_INDEX] if self.items is not None else []
+        self._attr_rows = {} if self.items is None else {
+            int(r[ITEM_INDEX]): {c: r[c] for c in attrs} for r in self.items.iter_rows(named=True)}
 
     def _cross_check(self, seen: pl.DataFrame) -> None:
         """Every part agrees with the manifest and with the others (a hand-assembled bundle fails here)."""
@@ -168,6 +195,9 @@ class Bundle:
              "seen.parquet refers to users or items outside the maps"),
             (bool(np.isfinite(self.item_embeddings).all() and np.isfinite(self.user_embeddings).all()),
              "the embeddings hold NaN or inf"),
+            (self.items is None or (ITEM_INDEX in self.items.columns and self.items[ITEM_INDEX].is_unique().all()
+                                    and self.items[ITEM_INDEX].is_between(0, m.num_items - 1).all()),
+             "items.parquet has repeated or out-of-range item indices"),
         ]
         for ok, problem in checks:
             if not ok:
@@ -208,16 +238,54 @@ class Bundle:
                               fix=f"use a known id, e.g. {self.user_map.raw.head(3).to_list()}")
         return int(hits[0])
 
+    def item_attributes(self, indices: np.ndarray) -> list[dict]:
+        """The attribute rows of these item indices ({} where the bundle carries none)."""
+        return [self._attr_rows.get(int(i), {}) for i in indices]
+
+    def seen_items(self, user_index: int) -> np.ndarray:
+        return self._seen.get(user_index, np.empty(0, np.int64))
+
+    def item_index(self, raw_item) -> int | None:
+        """The index of a raw item id (text or integer spelling), or None when the bundle has no such item."""
+        key = raw_item
+        if self.item_map.raw.dtype.is_integer():
+            try:
+                key = int(raw_item) if not isinstance(raw_item, bool) else None
+            except (TypeError, ValueError):
+                return None
+        else:
+            key = str(raw_item)
+        return self._item_lookup.get(key)
+
+    def search(self, query: np.ndarray, k: int, *, exclude: np.ndarray | None = None,
+               allowed: np.ndarray | None = None, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices and scores for one query vector (D,), skipping `exclude` indices and, when `allowed`
+        (a (num_items,) bool mask) is given, items outside it. The index is over-fetched (doubling, up to the whole
+        catalogue) until k items survive the filters or none are left."""
+        exclude = np.empty(0, np.int64) if exclude is None else np.asarray(exclude, np.int64)
+        n = self.manifest.num_items
+        query = np.ascontiguousarray(query, dtype=np.float32)[None]
+        fetch = min(n, k + len(exclude))
+        while True:
+            scores, items = (exact_topk(query, self.item_embeddings, fetch, metric=self.manifest.metric) if exact
+                             else search(self.index, query, fetch))
+            keep = (items[0] >= 0) & ~np.isin(items[0], exclude)
+            if allowed is not None:
+                keep &= allowed[np.clip(items[0], 0, n - 1)]
+            if keep.sum() >= k or fetch >= n:
+                return items[0][keep][:k], scores[0][keep][:k].astype(float)
+            fetch = min(n, fetch * 4)
+
     def recommend(self, raw_user, k: int = 10, *, exclude_seen: bool = True, exact: bool = False
                   ) -> list[tuple[object, float]]:
+        """[(raw item id, score)] for a known user, best first."""
+        items, scores = self.recommend_indices(raw_user, k, exclude_seen=exclude_seen, exact=exact)
+        return list(zip(self.item_map.decode(items), scores.tolist(), strict=True))
+
+    def recommend_indices(self, raw_user, k: int = 10, *, exclude_seen: bool = True, exact: bool = False
+                          ) -> tuple[np.ndarray, np.ndarray]:
         if k < 1:
             raise ConfigError(f"k={k}", rule="k >= 1", fix="pass --k 10")
         u = self.user_index(raw_user)
-        seen = self._seen.get(u, np.empty(0, np.int64)) if exclude_seen else np.empty(0, np.int64)
-        fetch = min(k + len(seen), self.manifest.num_items)
-        query = self.user_embeddings[u:u + 1]
-        scores, items = (exact_topk(query, self.item_embeddings, fetch, metric=self.manifest.metric) if exact
-                         else search(self.index, query, fetch))
-        keep = (items[0] >= 0) & ~np.isin(items[0], seen)
-        items, scores = items[0][keep][:k], scores[0][keep][:k]
-        return list(zip(self.item_map.decode(items), scores.astype(float).tolist(), strict=True))
+        return self.search(self.user_embeddings[u], k, exclude=self.seen_items(u) if exclude_seen else None,
+                           exact=exact)

@@ -74,6 +74,7 @@ def test_train_evaluate_export_retrieve_from_the_command_line(mlflow_store, tiny
                             capture_output=True, text=True, cwd=tmp_path)
     assert export.returncode == 0, export.stderr[-2000:]
     assert (bundle / "manifest.json").exists()
+    assert (bundle / "items.parquet").exists(), "the dataset's item attributes travel with the bundle"
     assert any(a.path == "bundle" for a in client.list_artifacts(run_id))
 
     retrieve = subprocess.run([*env_cmd, "retrieve", "--bundle", str(bundle), "--user", "0", "--k", "3"],

@@ -10,6 +10,10 @@ from rich.table import Table
 from fbrec.cli.training import console, summary_table
 
 
+def _cell(value) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else ("" if value is None else str(value))
+
+
 def _datamodule(data_args: dict):
     from fbrec.data.datamodule import FeedbackDataModule
 
@@ -75,7 +79,8 @@ def register(app: typer.Typer) -> None:
         manifest = write_bundle(out, user_embeddings=art.user_embeddings, item_embeddings=art.item_embeddings,
                                 user_map=dm.data.user_map, item_map=dm.data.item_map, seen=seen, model=art.model,
                                 index_factory=index, search_params=search_params, run_id=run,
-                                dataset=dm.dataset_name, overwrite=overwrite)
+                                dataset=dm.data.name, overwrite=overwrite, items=dm.data.items,
+                                levels=dm.level_names())
         log_bundle(run, out, default_tracking_uri())
         console.print(f"wrote bundle {out}: {manifest.num_items} items x {manifest.embedding_dim} dims, index "
                       f"{manifest.index_factory!r}, recall@{manifest.recall_k} vs exact {manifest.recall_at_k:.4f}")
@@ -89,10 +94,14 @@ def register(app: typer.Typer) -> None:
         from fbrec.bundle import Bundle
 
         b = Bundle(bundle)
-        recs = b.recommend(user, k, exclude_seen=not include_seen, exact=exact)
-        table = Table("rank", "item", "score", title=f"top-{k} for user {user}")
-        for r, (item, score) in enumerate(recs, 1):
-            table.add_row(str(r), str(item), f"{score:.4f}")
+        indices, scores = b.recommend_indices(user, k, exclude_seen=not include_seen, exact=exact)
+        recs = list(zip(b.item_map.decode(indices), scores.tolist(), strict=True))
+        shown = [c for c in ("title", "name", "genres", "category", "brand", "year") if b.items is not None
+                 and c in b.items.columns][:3]
+        table = Table("rank", "item", *shown, "score", title=f"top-{k} for user {user}")
+        attrs = b.item_attributes(indices)
+        for r, ((item, score), attr) in enumerate(zip(recs, attrs, strict=True), 1):
+            table.add_row(str(r), str(item), *[_cell(attr.get(c)) for c in shown], f"{score:.4f}")
         console.print(table)
 
     @app.command()

@@ -10,9 +10,10 @@ from fbrec.retrieval.index import (
                                    recall_vs_exact,
                                    search,
                                    set_search_params,
+                                   set_search_threads,
                                    to_gpu,
                                    write_index,
 )
 
-__all__ = ["METRICS", "build_index", "exact_topk", "gpu_available", "index_shape", "read_index", "recall_vs_exact", "search",
-           "set_search_params", "to_gpu", "write_index"]
+__all__ = ["METRICS", "build_index", "exact_topk", "gpu_available", "index_shape", "read_index", "recall_vs_exact",
+           "search", "set_search_params", "set_search_threads", "to_gpu", "write_index"]

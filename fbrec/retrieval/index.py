@@ -114,3 +114,8 @@ def index_shape(index: faiss.Index) -> tuple[int, int, str | None]:
     """(vectors, dimension, metric name or None for a metric fbrec does not write) of an index."""
     names = {v: k for k, v in METRICS.items()}
     return int(index.ntotal), int(index.d), names.get(int(index.metric_type))
+
+
+def set_search_threads(n: int) -> None:
+    """OpenMP threads per FAISS call; a service running many concurrent searches wants 1."""
+    faiss.omp_set_num_threads(max(1, int(n)))

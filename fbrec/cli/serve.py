@@ -1,0 +1,41 @@
+"""`fbrec serve`: the retrieval service over a bundle, in this process (uvicorn) or several workers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(bundle: Path = typer.Option(..., "--bundle", help="bundle directory written by `fbrec export`"),
+              host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+              port: int = typer.Option(8000, help="TCP port"),
+              workers: int = typer.Option(1, help="worker processes (each loads the bundle)"),
+              max_k: int = typer.Option(1000, "--max-k", help="largest k a request may ask for"),
+              max_batch: int = typer.Option(256, "--max-batch", help="most users in one batch request"),
+              max_body: int = typer.Option(1 << 20, "--max-body", help="largest request body in bytes"),
+              threads: int = typer.Option(4, help="concurrent FAISS searches per worker"),
+              log_level: str = typer.Option("info", help="uvicorn log level")) -> None:
+        """Answer top-k requests over HTTP (JSON; OpenAPI at /docs); reload with POST /admin/reload or SIGHUP."""
+        import uvicorn
+
+        from fbrec.bundle import Bundle
+        from fbrec.errors import ConfigError
+        from fbrec.serving import ServeSettings, create_app
+
+        for name, value in (("--workers", workers), ("--max-k", max_k), ("--max-batch", max_batch),
+                            ("--max-body", max_body), ("--threads", threads)):
+            if value < 1:
+                raise ConfigError(f"{name} {value}", rule=f"{name} >= 1", fix=f"pass {name} 1 or more")
+        Bundle(bundle)   # refuse a bad bundle here, as one line, before any server starts
+        settings = ServeSettings(bundle, max_k=max_k, max_batch=max_batch, max_body_bytes=max_body,
+                                 search_threads=threads)
+        if workers == 1:
+            uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        else:
+            os.environ.update(settings.to_env())
+            uvicorn.run("fbrec.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                        log_level=log_level)

@@ -1,0 +1,71 @@
+"""Request and response bodies of the retrieval service. Unknown fields and wrong types are refused (422)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Id = int | str
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemFilter(_Strict):
+    """Which items may be returned: ids to include (only these) or exclude, and attribute values, e.g.
+    {"genres": ["Comedy"]}: an item passes when its attribute (or, for a list attribute, any of its values) is one of
+    the given values."""
+
+    include_items: list[Id] | None = None
+    exclude_items: list[Id] = Field(default_factory=list)
+    attributes: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class RecommendRequest(_Strict):
+    user: Id
+    k: int = 10
+    exclude_seen: bool = True
+    filter: ItemFilter | None = None
+
+
+class BatchRecommendRequest(_Strict):
+    users: list[Id] = Field(min_length=1)
+    k: int = 10
+    exclude_seen: bool = True
+    filter: ItemFilter | None = None
+
+
+class SimilarRequest(_Strict):
+    item: Id
+    k: int = 10
+    filter: ItemFilter | None = None
+
+
+class VectorRequest(_Strict):
+    vector: list[float]
+    k: int = 10
+    filter: ItemFilter | None = None
+
+
+class ReloadRequest(_Strict):
+    bundle: str | None = None   # a new bundle folder; None reloads the current path
+
+
+class Item(BaseModel):
+    item: Id
+    score: float
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class Recommendations(BaseModel):
+    user: Id | None = None
+    items: list[Item]
+    fallback: str | None = None          # "popularity" when the user is unknown to the bundle
+    bundle_version: str
+
+
+class BatchRecommendations(BaseModel):
+    results: list[Recommendations]
+    bundle_version: str

@@ -1,0 +1,180 @@
+"""The bundle being served and its atomic replacement.
+
+A request reads `LiveBundle.current` once and works on that `ServedBundle` to the end, so a reload that swaps the
+reference meanwhile never changes a bundle under a running request; the old one is freed when its last request
+finishes. A new bundle is loaded and verified beside the live one (checksums, cross-checks, compatibility) and only
+then swapped in; a bundle that fails is refused and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from fbrec.bundle import Bundle
+from fbrec.errors import BundleError
+from fbrec.serving.metrics import Metrics
+from fbrec.serving.schemas import ItemFilter
+
+log = logging.getLogger("fbrec.serving")
+
+
+class RequestError(Exception):
+    """A request the service cannot answer as asked: becomes a 4xx response with the problem, rule and fix."""
+
+    def __init__(self, status: int, problem: str, rule: str = "", fix: str = ""):
+        super().__init__(problem)
+        self.status, self.problem, self.rule, self.fix = status, problem, rule, fix
+
+
+class ServedBundle:
+    """A verified bundle plus what serving needs precomputed: popularity order, attribute columns, a version."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).resolve()
+        self.bundle = Bundle(self.path)   # verifies checksums and cross-checks every part
+        manifest_digest = hashlib.sha256((self.path / "manifest.json").read_bytes()).hexdigest()[:12]
+        self.version = f"{self.bundle.manifest.run_id or 'bundle'}-{manifest_digest}"
+        counts = self.bundle.item_counts
+        self.popular = np.lexsort((np.arange(len(counts)), -counts))   # most interacted first, ties by index
+        self.loaded_at = time.time()
+
+    @property
+    def dim(self) -> int:
+        return self.bundle.manifest.embedding_dim
+
+    def check_compatible_with(self, live: ServedBundle) -> None:
+        """Clients keep sending the same kind of ids and vectors across a reload."""
+        new, old = self.bundle, live.bundle
+        if new.user_map.raw.dtype != old.user_map.raw.dtype or new.item_map.raw.dtype != old.item_map.raw.dtype:
+            raise BundleError(f"the new bundle's ids are {new.user_map.raw.dtype}/{new.item_map.raw.dtype} (user/item),"
+                              f" the live one's {old.user_map.raw.dtype}/{old.item_map.raw.dtype}",
+                              rule="a reload keeps the id types clients send", fix="restart the service instead")
+        if self.dim != live.dim:
+            raise BundleError(f"the new bundle's embedding_dim is {self.dim}, the live one's {live.dim}",
+                              rule="a reload keeps the dimension /search clients send",
+                              fix="restart the service instead")
+
+    # --- answering --------------------------------------------------------------------------------------------
+    def _indices(self, ids, what: str) -> np.ndarray:
+        found = [self.bundle.item_index(i) for i in ids]
+        unknown = [i for i, f in zip(ids, found, strict=True) if f is None]
+        if unknown:
+            raise RequestError(422, f"unknown item ids in {what}: {unknown[:5]}" + (" ..." if len(unknown) > 5 else ""),
+                               rule="filters name items of the served bundle", fix="drop those ids")
+        return np.asarray(found, dtype=np.int64)
+
+    def allowed(self, item_filter: ItemFilter | None) -> tuple[np.ndarray | None, np.ndarray]:
+        """(a (num_items,) mask of allowed items or None for all, extra item indices to exclude)."""
+        if item_filter is None:
+            return None, np.empty(0, np.int64)
+        n = self.bundle.manifest.num_items
+        mask = None
+        if item_filter.include_items is not None:
+            mask = np.zeros(n, dtype=bool)
+            mask[self._indices(item_filter.include_items, "include_items")] = True
+        for name, values in item_filter.attributes.items():
+            items = self.bundle.items
+            if items is None or name not in items.columns or name == "item_index":
+                known = [c for c in (items.columns if items is not None else []) if c != "item_index"]
+                raise RequestError(422, f"unknown item attribute {name!r}", rule=f"this bundle's item attributes: "
+                                   f"{known or 'none'}", fix="filter on one of them, or export with item attributes")
+            col = items[name]
+            hit = (col.list.eval(pl.element().is_in(values)).list.any() if isinstance(col.dtype, pl.List)
+                   else col.is_in(values)).fill_null(False).to_numpy()
+            attr_mask = np.zeros(n, dtype=bool)
+            attr_mask[items["item_index"].to_numpy()[hit]] = True
+            mask = attr_mask if mask is None else mask & attr_mask
+        return mask, self._indices(item_filter.exclude_items, "exclude_items")
+
+    def items_out(self, indices: np.ndarray, scores: np.ndarray) -> list[dict]:
+        raw = self.bundle.item_map.decode(indices)
+        attrs = self.bundle.item_attributes(indices)
+        return [{"item": r, "score": float(s), "attributes": {k: _jsonable(v) for k, v in a.items()}}
+                for r, s, a in zip(raw, scores, attrs, strict=True)]
+
+    def recommend(self, user, k: int, exclude_seen: bool, item_filter: ItemFilter | None) -> dict:
+        mask, exclude = self.allowed(item_filter)
+        try:
+            u = self.bundle.user_index(user)
+        except BundleError:
+            u = None
+        if u is None or not len(self.bundle.seen_items(u)):   # unknown or cold: the most popular allowed items
+            order = self.popular if mask is None else self.popular[mask[self.popular]]
+            order = order[~np.isin(order, exclude)][:k]
+            return {"user": user, "items": self.items_out(order, self.bundle.item_counts[order].astype(float)),
+                    "fallback": "popularity", "bundle_version": self.version}
+        seen = self.bundle.seen_items(u) if exclude_seen else np.empty(0, np.int64)
+        items, scores = self.bundle.search(self.bundle.user_embeddings[u], k, exclude=np.concatenate([seen, exclude]),
+                                           allowed=mask)
+        return {"user": user, "items": self.items_out(items, scores), "fallback": None,
+                "bundle_version": self.version}
+
+    def similar(self, item, k: int, item_filter: ItemFilter | None) -> dict:
+        i = self._indices([item], "item")[0]
+        mask, exclude = self.allowed(item_filter)
+        items, scores = self.bundle.search(self.bundle.item_embeddings[i], k, exclude=np.append(exclude, i),
+                                           allowed=mask)
+        return {"items": self.items_out(items, scores), "bundle_version": self.version}
+
+    def by_vector(self, vector: list[float], k: int, item_filter: ItemFilter | None) -> dict:
+        q = np.asarray(vector, dtype=np.float32)
+        if q.shape != (self.dim,):
+            raise RequestError(422, f"vector has {q.size} values", rule=f"queries have embedding_dim={self.dim} values",
+                               fix="send a vector of the bundle's dimension (GET /version)")
+        if not np.isfinite(q).all():
+            raise RequestError(422, "vector holds NaN or infinite values", rule="queries are finite",
+                               fix="send finite numbers")
+        mask, exclude = self.allowed(item_filter)
+        items, scores = self.bundle.search(q, k, exclude=exclude, allowed=mask)
+        return {"items": self.items_out(items, scores), "bundle_version": self.version}
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class LiveBundle:
+    """Holds the served bundle; `reload()` loads and verifies a new one beside it, then swaps the reference."""
+
+    def __init__(self, path: str | Path, metrics: Metrics):
+        self.path = Path(path)
+        self.metrics = metrics
+        self.current: ServedBundle | None = None
+        self._reload_lock = threading.Lock()
+
+    def reload(self, path: str | Path | None = None) -> ServedBundle:
+        """Load `path` (default: the current path), verify it, swap it in. Raises BundleError and keeps the old one
+        when the new bundle is corrupt or incompatible."""
+        target = Path(path) if path is not None else self.path
+        with self._reload_lock:   # one reload at a time; requests keep reading `current` meanwhile
+            start = time.perf_counter()
+            try:
+                served = ServedBundle(target)
+                if self.current is not None:
+                    served.check_compatible_with(self.current)
+            except (BundleError, OSError) as exc:
+                self.metrics.inc("fbrec_bundle_reloads_total", "bundle loads by result", result="refused")
+                log.error("bundle %s refused, still serving %s: %s", target,
+                          self.current.version if self.current else "nothing", exc)
+                raise
+            old, self.current, self.path = self.current, served, target   # the swap: one reference assignment
+            self.metrics.inc("fbrec_bundle_reloads_total", "bundle loads by result", result="loaded")
+            self.metrics.set("fbrec_bundle_info", "the served bundle (value 1)", 1.0, version=served.version,
+                             path=str(served.path))
+            if old is not None:
+                self.metrics.set("fbrec_bundle_info", "the served bundle (value 1)", 0.0, version=old.version,
+                                 path=str(old.path))
+            self.metrics.set("fbrec_bundle_items", "items in the served bundle", served.bundle.manifest.num_items)
+            log.info("serving bundle %s from %s (%d items, loaded in %.2fs)", served.version, served.path,
+                     served.bundle.manifest.num_items, time.perf_counter() - start)
+            return served
