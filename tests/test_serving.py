@@ -294,3 +294,12 @@ def test_a_bad_bundle_stops_serve_with_one_line(tmp_path, capsys):
 
     code, output = _run(["serve", "--bundle", str(tmp_path)], capsys)
     assert code == 2 and "is not a bundle" in output
+
+
+def test_several_workers_serve_the_same_bundle(bundles):
+    srv = Server(bundles["a"], "--workers", "2")
+    try:
+        answers = {srv.post("/recommend", {"user": 1, "k": 3}).json()["bundle_version"] for _ in range(10)}
+        assert len(answers) == 1
+    finally:
+        srv.stop()
