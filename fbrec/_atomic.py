@@ -176,3 +176,35 @@ def atomic_directory(out: str | Path, kind: str, *, overwrite: bool = True, opti
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def new_file_path(out: str | Path, option: str = "--out") -> Path:
+    """Check that `out` can become a new file: nothing there yet (fbrec never overwrites a file it was not asked to
+    create) and a directory to put it in."""
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        raise ConfigError(f"{option} {str(out)!r} already exists" + (" and is a directory" if out.is_dir() else ""),
+                          rule="fbrec writes reports to new files only", fix=f"choose a new {option} path")
+    if not out.parent.is_dir():
+        raise ConfigError(f"{option} {str(out)!r}: folder {str(out.parent)!r} does not exist",
+                          rule="the report's folder must exist", fix="create it first or choose another path")
+    return out
+
+
+def write_new_file(out: str | Path, write, option: str = "--out") -> Path:
+    """`write(tmp_path)` fills a temp file beside `out`, which is then linked into place only if `out` still does
+    not exist (no overwrite, even in a race); the temp file is always removed."""
+    out = new_file_path(out, option)
+    tmp = out.parent / f".{out.name}{_TMP}{uuid.uuid4().hex[:12]}"
+    try:
+        write(tmp)
+        os.link(tmp, out)   # fails if `out` appeared meanwhile: nothing is overwritten
+    except FileExistsError:
+        raise ConfigError(f"{option} {str(out)!r} already exists", rule="fbrec writes reports to new files only",
+                          fix=f"choose a new {option} path") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {str(out)!r}: {exc.strerror or exc}", rule="the folder must be writable",
+                          fix=f"choose another {option}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

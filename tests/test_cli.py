@@ -47,7 +47,7 @@ def _run(args, capsys) -> tuple[int, str]:
     return code, captured.out + captured.err
 
 
-def test_train_evaluate_export_retrieve_from_the_command_line(mlflow_store, tiny_config, tmp_path):
+def test_train_evaluate_export_retrieve_from_the_command_line(mlflow_store, tiny_config, tmp_path, capsys):
     env_cmd = [sys.executable, "-m", "fbrec.cli.main"]
     train = subprocess.run([*env_cmd, "train", "--config", str(tiny_config), "--trainer.enable_progress_bar=false"],
                            capture_output=True, text=True, cwd=tmp_path)
@@ -59,7 +59,13 @@ def test_train_evaluate_export_retrieve_from_the_command_line(mlflow_store, tiny
     client = MlflowClient(mlflow_store)
     run = client.get_run(run_id)
     assert run.data.tags["recipe"] == "tiny" and "test/ndcg_at_5" in run.data.metrics
-    assert [m.step for m in client.get_metric_history(run_id, "val/ndcg_at_5")], "per-epoch validation metrics"
+    steps = [m.step for m in client.get_metric_history(run_id, "val/ndcg_at_5")]
+    assert len(steps) == 3 and len(set(steps)) == 3 and min(steps) > 0, "the optimizer's steps advance global_step"
+    # a checkpoint after every validated epoch: the last one to resume from, the best one for the test
+    import json
+    last = json.loads((tmp_path / "mlruns" / "checkpoints" / run_id / "last.ckpt" / "lightning_meta.json").read_text())
+    assert last["epoch"] == 2 and run.data.tags["best_epoch"] in {"0", "1", "2"}
+    assert "best epoch on validation" in train.stdout
     artifacts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "test")}
     assert {"config.yaml", "test/test_report.csv", "test/test_metric_at_k.png", "test/test_slices.png"} <= artifacts
 
@@ -76,6 +82,15 @@ def test_train_evaluate_export_retrieve_from_the_command_line(mlflow_store, tiny
     assert (bundle / "manifest.json").exists()
     assert (bundle / "items.parquet").exists(), "the dataset's item attributes travel with the bundle"
     assert any(a.path == "bundle" for a in client.list_artifacts(run_id))
+
+    # the report goes to a new file only: an existing file or a folder is refused, untouched
+    (tmp_path / "mine.csv").write_text("my numbers")
+    for out in (tmp_path / "mine.csv", tmp_path):
+        code, output = _run(["evaluate", "--run", run_id, "--k", "5", "--out", str(out)], capsys)
+        assert code == 2 and "already exists" in output, output
+    assert (tmp_path / "mine.csv").read_text() == "my numbers"
+    code, output = _run(["evaluate", "--run", run_id, "--k", "5", "--out", str(tmp_path / "report.csv")], capsys)
+    assert code == 0 and "ndcg_at_5" in (tmp_path / "report.csv").read_text(), output
 
     retrieve = subprocess.run([*env_cmd, "retrieve", "--bundle", str(bundle), "--user", "0", "--k", "3"],
                               capture_output=True, text=True, cwd=tmp_path)

@@ -41,12 +41,15 @@ def register(app: typer.Typer) -> None:
                  k: list[int] = typer.Option([10, 20, 50], "--k", help="cut-offs (repeat --k)"),
                  out: Path = typer.Option(None, help="also write the report CSV here")) -> None:
         """Full-ranking evaluation of a trained run's embeddings, with slices and 95% CIs; logged to the run."""
+        from fbrec._atomic import new_file_path, write_new_file
         from fbrec.errors import ConfigError
         from fbrec.evaluation import embedding_scorer, evaluate_scores, report
         from fbrec.tracking import default_tracking_uri, log_report, read_run_artifacts
 
         if stage not in ("test", "val"):
             raise ConfigError(f"stage {stage!r}", rule="stage is 'test' or 'val'", fix="pass --stage test")
+        if out:
+            new_file_path(out)   # refuse before the work, not after
         art = read_run_artifacts(run)
         dm = _datamodule(art.data_args)
         evaluator = evaluate_scores(embedding_scorer(art.user_embeddings, art.item_embeddings), dm.eval_set(stage), k)
@@ -55,7 +58,7 @@ def register(app: typer.Typer) -> None:
         log_report(run, f"evaluate_{stage}", summary, rep, frame, default_tracking_uri(), main_k=min(k))
         console.print(summary_table(f"{stage} metrics of run {run}", summary, sorted(set(k))))
         if out:
-            rep.write_csv(out)
+            write_new_file(out, rep.write_csv)
             console.print(f"wrote {out}")
 
     @app.command()
