@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import polars as pl
 import pytest
 import scipy.sparse as sp
 import torch
@@ -153,3 +154,41 @@ def test_ties_break_by_item_index_like_a_stable_sort(seed):
         reference = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
         assert torch.equal(topk_by_index(scores, k), reference), k
         assert torch.equal(topk_by_index(scores, 50)[:, :k], reference), "the first k of a longer list agree"
+
+
+def _reference_auc(scores, exclude, truth, positives):
+    """Brute force: mean over (positive, negative) pairs of [s_p > s_n] + [s_p == s_n] / 2."""
+    out = []
+    for u in range(scores.shape[0]):
+        pos = [i for i in positives[u]]
+        neg = [i for i in range(scores.shape[1]) if i not in exclude[u] and i not in truth[u]]
+        if not pos or not neg:
+            out.append(np.nan)
+            continue
+        wins = [(scores[u, p] > scores[u, n]) + 0.5 * (scores[u, p] == scores[u, n]) for p in pos for n in neg]
+        out.append(float(np.mean(wins)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_auc_counts_each_positive_against_the_negatives_like_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    U, n = 12, 30
+    scores = rng.integers(0, 4, (U, n)).astype(np.float32)                # heavy ties
+    exclude = [set(rng.choice(n, rng.integers(0, 8), replace=False).tolist()) for _ in range(U)]
+    truth = [set(rng.choice([i for i in range(n) if i not in exclude[u]], rng.integers(1, 6), replace=False).tolist())
+             for u in range(U)]
+    head = np.zeros(n, dtype=bool)
+    head[: n // 3] = True
+    es = EvalSet(_csr([sorted(e) for e in exclude], U, n), _csr([sorted(t) for t in truth], U, n),
+                 {"head": head, "tail": ~head})
+    ev = RankingEvaluator(es, (5,))
+    ev.update(np.arange(U), torch.from_numpy(scores))
+    frame = ev.frame()
+    for name, keep in (("all", lambda i: True), ("head", lambda i: head[i]), ("tail", lambda i: not head[i])):
+        positives = [{i for i in truth[u] if keep(i)} for u in range(U)]
+        expected = _reference_auc(scores, exclude, truth, positives)
+        got = frame.filter(pl.col("slice") == name).sort("user")
+        users = got["user"].to_numpy()
+        np.testing.assert_allclose(got["auc"].to_numpy(), expected[users], rtol=1e-6, err_msg=name)
+        assert set(users) == {u for u in range(U) if positives[u]}

@@ -8,6 +8,7 @@ then swapped in; a bundle that fails is refused and the old one keeps serving.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import math
@@ -174,6 +175,12 @@ class LiveBundle:
             if old is not None:
                 self.metrics.set("fbrec_bundle_info", "the served bundle (value 1)", 0.0, version=old.version,
                                  path=str(old.path))
+            del old   # requests still on it hold their own reference
+            # a bundle is millions of long-lived objects (id lookups, seen lists); keep them out of the cyclic
+            # collector's full passes, which otherwise stall requests for 100+ ms (p99 at 1M items, measured)
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
             self.metrics.set("fbrec_bundle_items", "items in the served bundle", served.bundle.manifest.num_items)
             log.info("serving bundle %s from %s (%d items, loaded in %.2fs)", served.version, served.path,
                      served.bundle.manifest.num_items, time.perf_counter() - start)
