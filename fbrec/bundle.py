@@ -7,6 +7,8 @@ Layout of a bundle directory:
     seen.parquet             (user_index, item_index) pairs excluded from recommendations
     index.faiss              faiss.write_index of the item index
     items.parquet            optional: item_index + the dataset's item attributes (title, genres, category, ...)
+    user_tower.onnx          optional (feature two-tower): the user tower over side features, run by onnxruntime
+    user_features.json       its inputs and the encoders of raw feature values
 Written into a temp directory beside the target and renamed into place, so a reader never sees half a
 bundle. Loading needs numpy, polars and faiss only (no torch).
 """
@@ -39,6 +41,7 @@ from fbrec.retrieval import (
 from fbrec.types import ITEM_INDEX, USER_INDEX
 
 FORMAT_VERSION = 1
+USER_TOWER, USER_FEATURES = "user_tower.onnx", "user_features.json"   # optional: a new user's query tower
 _FILES = ("user_embeddings.npy", "item_embeddings.npy", "user_map.parquet", "item_map.parquet", "seen.parquet",
           "index.faiss")
 
@@ -75,9 +78,11 @@ def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embedding
                  item_map: IdMap, seen: pl.DataFrame | None = None, model: str = "", index_factory: str = "Flat",
                  search_params: str = "", metric: str = "ip", run_id: str | None = None, dataset: str | None = None,
                  recall_k: int = 10, recall_queries: int = 1000, overwrite: bool = False, seed: int = 0,
-                 items: pl.DataFrame | None = None, levels: list[str] | None = None) -> Manifest:
+                 items: pl.DataFrame | None = None, levels: list[str] | None = None,
+                 user_tower: dict[str, bytes] | None = None) -> Manifest:
     """items: the dataset's item attributes with an item_index column (shown by `fbrec retrieve` and the service,
-    usable as filters); levels: the ordinal level names a GNOLR bundle's query blocks stand for."""
+    usable as filters); levels: the ordinal level names a GNOLR bundle's query blocks stand for; user_tower: the
+    {user_tower.onnx, user_features.json} contents a run exported, for new users with side features."""
     out = Path(out)
     U, D = user_embeddings.shape
     if item_embeddings.ndim != 2 or item_embeddings.shape[1] != D:
@@ -110,6 +115,13 @@ def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embedding
         if items is not None:
             _item_table(items, len(item_embeddings)).write_parquet(tmp / "items.parquet")
             files.append("items.parquet")
+        if user_tower:
+            if set(user_tower) != {USER_TOWER, USER_FEATURES}:
+                raise ConfigError(f"user tower files {sorted(user_tower)}", rule=f"a tower comes as {USER_TOWER} and "
+                                  f"{USER_FEATURES}", fix="export the run's model/ artifacts unchanged")
+            for name, content in user_tower.items():
+                (tmp / name).write_bytes(content)
+                files.append(name)
         manifest = Manifest(model, D, U, len(item_embeddings), metric, index_factory, search_params, recall,
                             recall_k, run_id, dataset, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                             checksums={f: _sha256(tmp / f) for f in files}, levels=list(levels or []))

@@ -10,6 +10,12 @@ from rich.table import Table
 from fbrec.cli.training import console, summary_table
 
 
+def _user_tower(files: dict[str, bytes]) -> dict[str, bytes] | None:
+    from fbrec.bundle import USER_FEATURES, USER_TOWER
+
+    return {n: files[n] for n in (USER_TOWER, USER_FEATURES)} if USER_TOWER in files else None
+
+
 def _cell(value) -> str:
     return ", ".join(map(str, value)) if isinstance(value, list) else ("" if value is None else str(value))
 
@@ -83,7 +89,7 @@ def register(app: typer.Typer) -> None:
                                 user_map=dm.data.user_map, item_map=dm.data.item_map, seen=seen, model=art.model,
                                 index_factory=index, search_params=search_params, run_id=run,
                                 dataset=dm.data.name, overwrite=overwrite, items=dm.data.items,
-                                levels=dm.level_names())
+                                levels=dm.level_names(), user_tower=_user_tower(art.files))
         log_bundle(run, out, default_tracking_uri())
         console.print(f"wrote bundle {out}: {manifest.num_items} items x {manifest.embedding_dim} dims, index "
                       f"{manifest.index_factory!r}, recall@{manifest.recall_k} vs exact {manifest.recall_at_k:.4f}")

@@ -188,6 +188,7 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
         trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)
         side_by_side = model.last_evaluators["val"].summary()
     user_emb, item_emb = model.export_embeddings(dm.num_users, dm.num_items)   # collective when sharded
+    tower = model.user_feature_tower() if hasattr(model, "user_feature_tower") else None   # collective too
     if trainer.global_rank != 0:
         return None
     client = trainer.loggers[0].experiment
@@ -202,9 +203,15 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
         table = biased_vs_unbiased(side_by_side, summary, model.ks)
         log_table(run_id, table, "report/biased_vs_unbiased.csv", uri)
         console.print(_frame_table("validation (MNAR: naive vs SNIPS) and test, best checkpoint", table))
-    log_model_artifacts(run_id, model=type(model).__name__, data_args=dict(cli.config["data"]),
-                        user_embeddings=user_emb, item_embeddings=item_emb, dataset_card=dm.data.card(),
-                        config_yaml=None, tracking_uri=uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        if tower is not None:   # new users with side features get this tower in the service (fbrec export)
+            from fbrec.models.export import write_user_tower
+
+            files = write_user_tower(tower, model.user_encoders, tmp)
+        log_model_artifacts(run_id, model=type(model).__name__, data_args=dict(cli.config["data"]),
+                            user_embeddings=user_emb, item_embeddings=item_emb, dataset_card=dm.data.card(),
+                            config_yaml=None, tracking_uri=uri, files=files)
     if best:
         client.set_tag(run_id, "best_checkpoint", best)
         client.set_tag(run_id, "best_epoch", str(best_epoch))

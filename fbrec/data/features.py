@@ -14,7 +14,7 @@ masking only side features leaves the id as a shortcut between the two views).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -67,6 +67,8 @@ class FeatureSet:
     values: list[np.ndarray]       # (nnz,) int64 each, in [0, vocab_size)
     multi_valued: list[bool]
     vocabularies: list[list[str]]
+    # how raw values became ids, per feature, so a service can encode a new row the same way (see encode_row)
+    encoders: list[dict] = field(default_factory=list)
 
     @property
     def num_rows(self) -> int:
@@ -82,11 +84,12 @@ def id_only(num_rows: int) -> FeatureSet:
     """The id feature alone: row r's bag is [r]."""
     offsets = np.arange(num_rows + 1, dtype=np.int64)
     return FeatureSet(["id"], [num_rows], [offsets], [np.arange(num_rows, dtype=np.int64)], [False],
-                      [[]])
+                      [[]], [{"name": "id", "kind": "id"}])
 
 
-def _tokens(frame: pl.DataFrame, spec: FeatureSpec) -> pl.Series:
-    """The column as a list-of-strings Series (null = missing)."""
+def _tokens(frame: pl.DataFrame, spec: FeatureSpec, edges: list[float] | None = None) -> pl.Series:
+    """The column as a list-of-strings Series (null = missing). Buckets cut at `edges` when given (a new row
+    encoded like the training rows), else at this frame's quantiles."""
     col = frame[spec.column]
     if spec.kind == "multi":
         if not isinstance(col.dtype, pl.List):
@@ -99,15 +102,19 @@ def _tokens(frame: pl.DataFrame, spec: FeatureSpec) -> pl.Series:
     if spec.kind == "categorical":
         value = col.cast(pl.String).str.strip_chars()
     else:   # bucket: quantile buckets of a number, cut on these rows
-        num = col.cast(pl.Float64).fill_nan(None)
-        observed = num.drop_nulls().to_numpy()
-        edges = np.unique(np.quantile(observed, np.linspace(0, 1, spec.buckets + 1)[1:-1])) if len(observed) \
-            else np.array([])
+        num = col.cast(pl.Float64, strict=False).fill_nan(None)
+        edges = np.asarray(edges if edges is not None else bucket_edges(num, spec.buckets), dtype=np.float64)
         bucket = np.searchsorted(edges, num.fill_null(0.0).to_numpy(), side="right").astype(str)
         value = pl.Series(bucket).set(num.is_null(), None)
     single = pl.DataFrame({"v": value})
     return single.select(pl.when(pl.col("v").is_null() | (pl.col("v") == "")).then(None)
                          .otherwise(pl.concat_list("v")).alias(spec.feature)).to_series()
+
+
+def bucket_edges(num: pl.Series, buckets: int) -> list[float]:
+    """Quantile cut points of a numeric column (nulls ignored)."""
+    observed = num.drop_nulls().to_numpy()
+    return np.unique(np.quantile(observed, np.linspace(0, 1, buckets + 1)[1:-1])).tolist() if len(observed) else []
 
 
 def _encode(frame: pl.DataFrame, spec: FeatureSpec, index_column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -173,7 +180,30 @@ def build_features(table: pl.DataFrame | None, specs: Sequence[FeatureSpec], num
         out.values.append(values)
         out.multi_valued.append(spec.kind in ("multi", "words"))
         out.vocabularies.append(vocab)
+        edges = bucket_edges(rows[spec.column].cast(pl.Float64, strict=False).fill_nan(None), spec.buckets) \
+            if spec.kind == "bucket" else None
+        out.encoders.append({"name": spec.feature, "kind": spec.kind, "column": spec.column,
+                             "max_values": spec.max_values, "vocabulary": vocab, "edges": edges})
     return out
+
+
+def encode_row(encoder: dict, value) -> list[int]:
+    """The ids of one raw value of a feature, encoded as its training rows were: unknown tokens -> the rare id 0,
+    a missing value -> the <unknown> id when the feature had one, else no ids (an empty bag)."""
+    if encoder["kind"] == "id":
+        return []
+    spec = FeatureSpec(encoder["column"], encoder["kind"], max_values=encoder.get("max_values"))
+    column = encoder["column"]
+    frame = pl.DataFrame([pl.Series(column, [None if value is None else [str(v) for v in value]],
+                                    dtype=pl.List(pl.String)) if encoder["kind"] == "multi"
+                          else pl.Series(column, [value])])
+    tokens = _tokens(frame, spec, encoder.get("edges"))[0]
+    if spec.max_values is not None and tokens is not None:
+        tokens = tokens[: spec.max_values]
+    lookup = {t: i for i, t in enumerate(encoder["vocabulary"])}
+    if tokens is None or len(tokens) == 0:
+        return [lookup[_UNKNOWN]] if _UNKNOWN in lookup else []
+    return [lookup.get(t, 0) for t in tokens]
 
 
 def mutual_information(features: FeatureSet, weights: np.ndarray | None = None) -> np.ndarray:

@@ -19,6 +19,7 @@ loss) and spread_out_weight (Zhang et al.'s regulariser on the uniform item batc
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -40,6 +41,7 @@ from fbrec.losses import (
 from fbrec.models.base import EmbeddingModule
 from fbrec.nn import TwoTower, correlated_feature_mask, mi_order, random_feature_mask
 from fbrec.nn.masking import STRATEGIES, check_num_masked
+from fbrec.nn.two_tower import UserFeatureTower
 from fbrec.types import InteractionBatch
 
 LOGQ = ("counts", "streaming")
@@ -107,6 +109,7 @@ class TwoTowerModule(EmbeddingModule):
         self.init_std = init_std
         self.save_hyperparameters()
         self.feature_names: dict[str, list[str]] = {}
+        self.user_encoders: list[dict] = []
         self._vocab_sizes: dict[str, list[int]] = {}
         self._multi_valued: list[bool] = []
         self._num_masked = 0
@@ -119,6 +122,7 @@ class TwoTowerModule(EmbeddingModule):
 
     def set_features(self, users: FeatureSet, items: FeatureSet, item_counts) -> None:
         """Keep the feature bags as buffers (checkpointed with the model) and derive what the losses need."""
+        self.user_encoders = list(users.encoders)   # how raw user features became ids (exported with the tower)
         for side, fs in (("user", users), ("item", items)):
             self.feature_names[side] = list(fs.names)
             self._vocab_sizes[side] = list(fs.vocab_sizes)
@@ -176,6 +180,35 @@ class TwoTowerModule(EmbeddingModule):
 
     def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
         return self.encode(users, users[:0])[0]
+
+    # --- new users: the tower over side features alone ------------------------------------------------------
+    @torch.no_grad()
+    def user_embeddings_without_id(self, users: torch.Tensor) -> torch.Tensor:
+        """(B,) -> (B, D) through the trained TorchRec path with each user's id bag emptied: what a new user with
+        the same side features gets (the reference the exported tower must reproduce)."""
+        bags = {**self._bags("user", users, len(users)), **self._bags("item", users[:0], len(users))}
+        id_key = f"user_{self.feature_names['user'][0]}"
+        bags[id_key] = (torch.zeros_like(bags[id_key][0]), bags[id_key][1][:0])
+        return self.model(keyed_bags(bags), None)[0]
+
+    @torch.no_grad()
+    def user_feature_tower(self) -> UserFeatureTower | None:
+        """The user tower over side features as plain torch (None without side features). Collective when the
+        tables are sharded: every rank calls it."""
+        names = self.feature_names["user"]
+        if len(names) < 2:
+            return None
+        scorer = self.model.module
+        tables = []
+        for f in range(1, len(names)):
+            vocab = self._vocab_sizes["user"][f]
+            rows = torch.arange(vocab, device=self.device)
+            bags = {f"user_{n}": (torch.ones(vocab, dtype=torch.long, device=self.device), rows) if g == f else
+                    (torch.zeros(vocab, dtype=torch.long, device=self.device), rows[:0]) for g, n in enumerate(names)}
+            bags.update({f"item_{n}": (torch.zeros(vocab, dtype=torch.long, device=self.device), rows[:0])
+                         for n in self.feature_names["item"]})
+            tables.append(scorer.collection(keyed_bags(bags)).to_dict()[f"user_{names[f]}"].cpu())   # (V_f, d)
+        return UserFeatureTower(tables, copy.deepcopy(scorer.user_tower).cpu().eval())
 
     def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
         return self.encode(items[:0], items)[1]

@@ -68,3 +68,22 @@ class TwoTower(nn.Module):
             items = torch.where(item_mask[..., None], self.item_default.weight, items)
         return (F.normalize(self.user_tower(users), dim=-1),
                 F.normalize(self.item_tower(items.flatten(1)), dim=-1))
+
+
+class UserFeatureTower(nn.Module):
+    """The user side of a trained TwoTower in plain torch, for export (ONNX) and serving new users.
+
+    tables[f] (V_f, d) are the pooled embeddings of the user's side features (the id excluded: a new user has none,
+    so its slot is zero); a row of zeros is appended as the padding id V_f. forward(*ids), ids[f] (B, L_f) int64
+    padded with V_f -> (B, output_dim) unit vectors: sum-pooled bags, the user MLP, L2 norm, as in training."""
+
+    def __init__(self, tables: Sequence[torch.Tensor], tower: nn.Sequential):
+        super().__init__()
+        self.tables = nn.ParameterList([nn.Parameter(torch.cat([t.detach().float(), t.new_zeros(1, t.shape[1])]),
+                                                     requires_grad=False) for t in tables])
+        self.tower = tower
+
+    def forward(self, *ids: torch.Tensor) -> torch.Tensor:
+        pooled = [F.embedding(i, w).sum(1) for i, w in zip(ids, self.tables, strict=True)]     # (B, d) each
+        users = torch.cat([torch.zeros_like(pooled[0]), *pooled], dim=-1)                     # id slot: zero
+        return F.normalize(self.tower(users), dim=-1)

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from fbrec.errors import BundleError
 from fbrec.retrieval import set_search_threads
+from fbrec.serving.errors import RequestError
 from fbrec.serving.metrics import Metrics
 from fbrec.serving.schemas import (
     BatchRecommendations,
@@ -33,7 +34,7 @@ from fbrec.serving.schemas import (
     SimilarRequest,
     VectorRequest,
 )
-from fbrec.serving.state import LiveBundle, RequestError, ServedBundle
+from fbrec.serving.state import LiveBundle, ServedBundle
 
 log = logging.getLogger("fbrec.serving")
 
@@ -192,7 +193,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def recommend(body: RecommendRequest):
         check_k(body.k)
         current = served()   # this request's bundle, whatever a reload does meanwhile
-        out = await run(current.recommend, body.user, body.k, body.exclude_seen, body.filter)
+        out = await run(current.recommend, body.user, body.k, body.exclude_seen, body.filter, body.features)
         if out["fallback"]:
             metrics.inc("fbrec_fallback_total", "answers from the popularity fallback", reason="unknown_or_cold")
         return out

@@ -28,6 +28,7 @@ class RecommendRequest(_Strict):
     k: int = 10
     exclude_seen: bool = True
     filter: ItemFilter | None = None
+    features: dict[str, Any] | None = None   # a new user's side features, e.g. {"age": 34, "occupation": "writer"}
 
 
 class BatchRecommendRequest(_Strict):
@@ -62,7 +63,8 @@ class Item(BaseModel):
 class Recommendations(BaseModel):
     user: Id | None = None
     items: list[Item]
-    fallback: str | None = None          # "popularity" when the user is unknown to the bundle
+    fallback: str | None = None          # "popularity" when the user is unknown (or cold) and sent no features
+    query: str = "user_embedding"        # what ranked the items: user_embedding | user_tower | popularity
     bundle_version: str
 
 

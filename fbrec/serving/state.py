@@ -19,20 +19,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from fbrec.bundle import Bundle
+from fbrec.bundle import USER_FEATURES, USER_TOWER, Bundle
 from fbrec.errors import BundleError
+from fbrec.serving.errors import RequestError
 from fbrec.serving.metrics import Metrics
 from fbrec.serving.schemas import ItemFilter
+from fbrec.serving.tower import QueryTower
 
 log = logging.getLogger("fbrec.serving")
-
-
-class RequestError(Exception):
-    """A request the service cannot answer as asked: becomes a 4xx response with the problem, rule and fix."""
-
-    def __init__(self, status: int, problem: str, rule: str = "", fix: str = ""):
-        super().__init__(problem)
-        self.status, self.problem, self.rule, self.fix = status, problem, rule, fix
 
 
 class ServedBundle:
@@ -45,6 +39,9 @@ class ServedBundle:
         self.version = f"{self.bundle.manifest.run_id or 'bundle'}-{manifest_digest}"
         counts = self.bundle.item_counts
         self.popular = np.lexsort((np.arange(len(counts)), -counts))   # most interacted first, ties by index
+        checksums = self.bundle.manifest.checksums
+        self.tower = QueryTower(self.path / USER_TOWER, self.path / USER_FEATURES) if USER_TOWER in checksums \
+            else None
         self.loaded_at = time.time()
 
     @property
@@ -101,21 +98,32 @@ class ServedBundle:
         return [{"item": r, "score": float(s), "attributes": {k: _jsonable(v) for k, v in a.items()}}
                 for r, s, a in zip(raw, scores, attrs, strict=True)]
 
-    def recommend(self, user, k: int, exclude_seen: bool, item_filter: ItemFilter | None) -> dict:
+    def recommend(self, user, k: int, exclude_seen: bool, item_filter: ItemFilter | None,
+                  features: dict | None = None) -> dict:
+        """A known user: their embedding; a new (or cold) user with side features: the user tower; otherwise the
+        most popular allowed items, flagged as the fallback."""
         mask, exclude = self.allowed(item_filter)
+        if features is not None and self.tower is None:
+            raise RequestError(422, "features were sent but this bundle has no user tower",
+                               rule="features are read by a feature two-tower's exported user tower",
+                               fix="drop `features`, or serve a bundle exported from a two-tower with user features")
         try:
             u = self.bundle.user_index(user)
         except BundleError:
             u = None
-        if u is None or not len(self.bundle.seen_items(u)):   # unknown or cold: the most popular allowed items
+        known = u is not None and len(self.bundle.seen_items(u)) > 0
+        if known:
+            query, how = self.bundle.user_embeddings[u], "user_embedding"
+        elif features is not None:
+            query, how = self.tower.embed(features), "user_tower"
+        else:   # unknown or cold, nothing to go on: the most popular allowed items
             order = self.popular if mask is None else self.popular[mask[self.popular]]
             order = order[~np.isin(order, exclude)][:k]
             return {"user": user, "items": self.items_out(order, self.bundle.item_counts[order].astype(float)),
-                    "fallback": "popularity", "bundle_version": self.version}
-        seen = self.bundle.seen_items(u) if exclude_seen else np.empty(0, np.int64)
-        items, scores = self.bundle.search(self.bundle.user_embeddings[u], k, exclude=np.concatenate([seen, exclude]),
-                                           allowed=mask)
-        return {"user": user, "items": self.items_out(items, scores), "fallback": None,
+                    "fallback": "popularity", "query": "popularity", "bundle_version": self.version}
+        seen = self.bundle.seen_items(u) if known and exclude_seen else np.empty(0, np.int64)
+        items, scores = self.bundle.search(query, k, exclude=np.concatenate([seen, exclude]), allowed=mask)
+        return {"user": user, "items": self.items_out(items, scores), "fallback": None, "query": how,
                 "bundle_version": self.version}
 
     def similar(self, item, k: int, item_filter: ItemFilter | None) -> dict:

@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
 import mlflow
@@ -141,6 +141,7 @@ class RunArtifacts:
     data_args: dict
     user_embeddings: np.ndarray
     item_embeddings: np.ndarray
+    files: dict[str, bytes] = field(default_factory=dict)   # other model/ files, e.g. an ONNX user tower
 
 
 def _jsonable(value):
@@ -154,10 +155,14 @@ def _jsonable(value):
 
 def log_model_artifacts(run_id: str, *, model: str, data_args: dict, user_embeddings: np.ndarray,
                         item_embeddings: np.ndarray, dataset_card: dict, config_yaml: str | None,
-                        tracking_uri: str | None = None) -> None:
+                        tracking_uri: str | None = None, files: list[Path] = ()) -> None:
+    """Everything `fbrec evaluate/export` need under model/ (embeddings, run.json, any `files` such as an ONNX
+    user tower), the dataset card under data/, and the config."""
     client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
+        for f in files:
+            (d / Path(f).name).write_bytes(Path(f).read_bytes())
         np.save(d / "user_embeddings.npy", user_embeddings)
         np.save(d / "item_embeddings.npy", item_embeddings)
         (d / "run.json").write_text(json.dumps({"model": model, "data": data_args}, indent=2, default=_jsonable))
@@ -192,8 +197,10 @@ def read_run_artifacts(run_id: str, tracking_uri: str | None = None) -> RunArtif
             raise ConfigError(f"run {run_id!r} has no model/ artifacts", rule="only finished `fbrec train` runs "
                               "can be evaluated or exported", fix="train again with `fbrec train`") from exc
         meta = json.loads((local / "run.json").read_text())
+        known = {"run.json", "user_embeddings.npy", "item_embeddings.npy"}
+        files = {p.name: p.read_bytes() for p in local.iterdir() if p.is_file() and p.name not in known}
         return RunArtifacts(run_id, meta["model"], meta["data"], np.load(local / "user_embeddings.npy"),
-                            np.load(local / "item_embeddings.npy"))
+                            np.load(local / "item_embeddings.npy"), files)
 
 
 def log_bundle(run_id: str, bundle_dir: str | Path, tracking_uri: str | None = None) -> None:
