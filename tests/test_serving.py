@@ -303,3 +303,19 @@ def test_several_workers_serve_the_same_bundle(bundles):
         assert len(answers) == 1
     finally:
         srv.stop()
+
+
+def test_gpu_serving_refuses_clearly_without_a_gpu_and_searches_on_one(bundles, capsys):
+    from test_cli import _run
+
+    from fbrec.retrieval import gpu_available
+
+    if gpu_available():
+        srv = Server(bundles["a"], "--gpu")
+        try:
+            assert len(srv.post("/recommend", {"user": 1, "k": 5}).json()["items"]) == 5
+        finally:
+            srv.stop()
+    else:
+        code, output = _run(["serve", "--bundle", str(bundles["a"]), "--gpu"], capsys)
+        assert code == 2 and "FAISS sees no GPU" in output

@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
               max_batch: int = typer.Option(256, "--max-batch", help="most users in one batch request"),
               max_body: int = typer.Option(1 << 20, "--max-body", help="largest request body in bytes"),
               threads: int = typer.Option(4, help="concurrent FAISS searches per worker"),
+              gpu: bool = typer.Option(False, "--gpu", help="search a GPU copy of the index (faiss-gpu + CUDA)"),
               log_level: str = typer.Option("info", help="uvicorn log level")) -> None:
         """Answer top-k requests over HTTP (JSON; OpenAPI at /docs); reload with POST /admin/reload or SIGHUP."""
         import uvicorn
@@ -31,8 +32,14 @@ def register(app: typer.Typer) -> None:
             if value < 1:
                 raise ConfigError(f"{name} {value}", rule=f"{name} >= 1", fix=f"pass {name} 1 or more")
         Bundle(bundle)   # refuse a bad bundle here, as one line, before any server starts
+        if gpu:
+            from fbrec.retrieval import gpu_available
+
+            if not gpu_available():
+                raise ConfigError("--gpu, but FAISS sees no GPU", rule="--gpu needs faiss-gpu and a CUDA device",
+                                  fix="install the GPU variant (README) or drop --gpu")
         settings = ServeSettings(bundle, max_k=max_k, max_batch=max_batch, max_body_bytes=max_body,
-                                 search_threads=threads)
+                                 search_threads=threads, gpu=gpu)
         if workers == 1:
             uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
         else:

@@ -43,9 +43,9 @@ class ServeSettings:
     """Limits of one service process (the CLI flags of `fbrec serve`)."""
 
     def __init__(self, bundle: str | Path, *, max_k: int = 1000, max_batch: int = 256,
-                 max_body_bytes: int = 1 << 20, search_threads: int = 4):
+                 max_body_bytes: int = 1 << 20, search_threads: int = 4, gpu: bool = False):
         self.bundle, self.max_k, self.max_batch = Path(bundle), max_k, max_batch
-        self.max_body_bytes, self.search_threads = max_body_bytes, search_threads
+        self.max_body_bytes, self.search_threads, self.gpu = max_body_bytes, search_threads, gpu
 
     @classmethod
     def from_env(cls) -> ServeSettings:
@@ -53,12 +53,12 @@ class ServeSettings:
         return cls(env["FBREC_SERVE_BUNDLE"], max_k=int(env.get("FBREC_SERVE_MAX_K", 1000)),
                    max_batch=int(env.get("FBREC_SERVE_MAX_BATCH", 256)),
                    max_body_bytes=int(env.get("FBREC_SERVE_MAX_BODY", 1 << 20)),
-                   search_threads=int(env.get("FBREC_SERVE_THREADS", 4)))
+                   search_threads=int(env.get("FBREC_SERVE_THREADS", 4)), gpu=env.get("FBREC_SERVE_GPU") == "1")
 
     def to_env(self) -> dict[str, str]:
         return {"FBREC_SERVE_BUNDLE": str(self.bundle), "FBREC_SERVE_MAX_K": str(self.max_k),
                 "FBREC_SERVE_MAX_BATCH": str(self.max_batch), "FBREC_SERVE_MAX_BODY": str(self.max_body_bytes),
-                "FBREC_SERVE_THREADS": str(self.search_threads)}
+                "FBREC_SERVE_THREADS": str(self.search_threads), "FBREC_SERVE_GPU": "1" if self.gpu else "0"}
 
 
 def _error(status: int, problem: str, rule: str = "", fix: str = "") -> JSONResponse:
@@ -101,7 +101,7 @@ class _TooLarge(Exception):
 
 def create_app(settings: ServeSettings) -> FastAPI:
     metrics = Metrics()
-    live = LiveBundle(settings.bundle, metrics)
+    live = LiveBundle(settings.bundle, metrics, gpu=settings.gpu)
     limiter = anyio.CapacityLimiter(settings.search_threads)
 
     @asynccontextmanager

@@ -21,6 +21,7 @@ import polars as pl
 
 from fbrec.bundle import USER_FEATURES, USER_TOWER, Bundle
 from fbrec.errors import BundleError
+from fbrec.retrieval import to_gpu
 from fbrec.serving.errors import RequestError
 from fbrec.serving.metrics import Metrics
 from fbrec.serving.schemas import ItemFilter
@@ -32,9 +33,11 @@ log = logging.getLogger("fbrec.serving")
 class ServedBundle:
     """A verified bundle plus what serving needs precomputed: popularity order, attribute columns, a version."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, gpu: bool = False):
         self.path = Path(path).resolve()
         self.bundle = Bundle(self.path)   # verifies checksums and cross-checks every part
+        if gpu:   # a GPU copy of the index on every device FAISS sees; the CPU index stays in the bundle
+            self.bundle.index = to_gpu(self.bundle.index)
         manifest_digest = hashlib.sha256((self.path / "manifest.json").read_bytes()).hexdigest()[:12]
         self.version = f"{self.bundle.manifest.run_id or 'bundle'}-{manifest_digest}"
         counts = self.bundle.item_counts
@@ -155,8 +158,8 @@ def _jsonable(value):
 class LiveBundle:
     """Holds the served bundle; `reload()` loads and verifies a new one beside it, then swaps the reference."""
 
-    def __init__(self, path: str | Path, metrics: Metrics):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, metrics: Metrics, gpu: bool = False):
+        self.path, self.gpu = Path(path), gpu
         self.metrics = metrics
         self.current: ServedBundle | None = None
         self._reload_lock = threading.Lock()
@@ -168,7 +171,7 @@ class LiveBundle:
         with self._reload_lock:   # one reload at a time; requests keep reading `current` meanwhile
             start = time.perf_counter()
             try:
-                served = ServedBundle(target)
+                served = ServedBundle(target, gpu=self.gpu)
                 if self.current is not None:
                     served.check_compatible_with(self.current)
             except (BundleError, OSError) as exc:
