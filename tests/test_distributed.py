@@ -101,3 +101,42 @@ def test_the_ssl_two_tower_trains_across_two_processes_with_sharded_feature_tabl
     assert all(len(r["shards"][item_key]) == 1 for r in two), "each rank holds half of the item id rows"
     assert two[0]["metrics"]["val/hit_rate_at_5"] >= 0.8
     assert two[0]["metrics"] == two[1]["metrics"]
+
+
+class _EvalProbe(L.Callback):
+    """After the last validation: how many users this rank evaluated, the logged metrics, and (rank 0) the same
+    metrics recomputed from the exported embeddings in one process."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def on_fit_end(self, trainer, module) -> None:
+        from fbrec.evaluation import embedding_scorer, evaluate_scores
+
+        dm = trainer.datamodule
+        users, items = module.export_embeddings(dm.num_users, dm.num_items)   # collective
+        out = {"eval_users": module.eval_users_on_this_rank, "total": len(dm.eval_set("val").users),
+               "logged": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}}
+        if trainer.global_rank == 0:
+            ref = evaluate_scores(embedding_scorer(users, items), dm.eval_set("val"), module.ks).summary()
+            out["reference"] = {f"val/{k}": v for k, v in ref.items() if "/" not in k and "num_users" not in k}
+        with open(os.path.join(self.out_dir, f"eval{trainer.global_rank}.json"), "w") as f:
+            json.dump(out, f)
+
+
+def test_evaluation_is_sharded_across_processes_and_gathered_to_the_same_metrics(planted_dir, tmp_path):
+    register_strategies()
+    torch.manual_seed(0)
+    dm = FeedbackDataModule(prepared_dir=str(planted_dir), batch_size=16, num_negatives=4, eval_batch_size=8)
+    model = _mf(dm)
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", devices=2, strategy="torchrec_spawn", logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+                        enable_checkpointing=False, num_sanity_val_steps=0, callbacks=[_EvalProbe(str(tmp_path))],
+                        default_root_dir=tmp_path)
+    trainer.fit(model, dm)
+    ranks = [json.loads((tmp_path / f"eval{r}.json").read_text()) for r in range(2)]
+    total = ranks[0]["total"]
+    assert sorted(r["eval_users"] for r in ranks) == [total // 2, total - total // 2], "each rank ranks half"
+    assert ranks[0]["logged"] == ranks[1]["logged"]
+    for key, value in ranks[0]["reference"].items():
+        assert ranks[0]["logged"][key] == pytest.approx(value, abs=1e-6), key

@@ -274,8 +274,15 @@ class FeedbackDataModule(L.LightningDataModule):
         return DataLoader(self._train, batch_size=None)
 
     def _users_loader(self, stage: str) -> DataLoader:
+        """This rank's share of the evaluation users (every world-th, so activity is balanced), padded with -1 to
+        the same length on every rank: sharded tables need every rank in every lookup. Padding is scored and
+        dropped; the model gathers the ranks' results."""
         users = torch.from_numpy(self.eval_set(stage).users.copy())
-        return DataLoader(list(users.split(self.eval_batch_size)), batch_size=None)
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        mine = users[rank::world]
+        padded = torch.full(((len(users) + world - 1) // world,), -1, dtype=users.dtype)
+        padded[: len(mine)] = mine
+        return DataLoader(list(padded.split(self.eval_batch_size)), batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         if self.data.val.height == 0:

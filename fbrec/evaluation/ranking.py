@@ -215,6 +215,13 @@ class RankingEvaluator:
             data["auc"] = np.full(int(rows.sum()), np.nan, dtype=np.float32)
         self._rows.append(pl.DataFrame(data))
 
+    def rows(self) -> list[pl.DataFrame]:
+        """The per-user result chunks so far (to gather them across processes)."""
+        return list(self._rows)
+
+    def replace_rows(self, rows: list[pl.DataFrame]) -> None:
+        self._rows = list(rows)
+
     def frame(self) -> pl.DataFrame:
         """One row per (user, slice) with every metric: the input for paired tests and CIs."""
         if not self._rows:

@@ -34,6 +34,7 @@ class RankingModule(L.LightningModule):
         self._item_embeddings: torch.Tensor | None = None
         self._level_evaluators: dict[tuple[int, str], RankingEvaluator] = {}
         self.last_evaluators: dict[str, RankingEvaluator] = {}
+        self.eval_users_on_this_rank = 0
 
     # --- what subclasses provide -------------------------------------------------------------------------
     def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:  # (B,) -> (B, D)
@@ -81,20 +82,33 @@ class RankingModule(L.LightningModule):
         return query @ item_embeddings.T                                        # (B, D) x (D, I) -> (B, I)
 
     def _eval_step(self, users: torch.Tensor) -> None:
+        """users (B,) of this rank's share, -1 where the loader padded it (looked up as user 0, then dropped)."""
+        real = users >= 0
+        lookup = users.clamp_min(0)
         with torch.no_grad():
-            self._evaluator.update(users, self.score_users(users, self._item_embeddings))
+            self._evaluator.update(lookup[real], self.score_users(lookup, self._item_embeddings)[real])
             for (k, _), evaluator in self._level_evaluators.items():
-                evaluator.update(users, self.score_users(users, self._item_embeddings, k))
+                evaluator.update(lookup[real], self.score_users(lookup, self._item_embeddings, k)[real])
+
+    def _gather(self, evaluator: RankingEvaluator) -> None:
+        """Every rank evaluated its own users: give every rank all the per-user rows (so logged values agree)."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1 and torch.distributed.is_initialized():
+            parts: list = [None] * world
+            torch.distributed.all_gather_object(parts, evaluator.rows())
+            evaluator.replace_rows([row for part in parts for row in part])
 
     def _end_eval(self, stage: str) -> None:
+        self.eval_users_on_this_rank = sum(r.filter(r["slice"] == "all").height for r in self._evaluator.rows())
+        for evaluator in (self._evaluator, *self._level_evaluators.values()):
+            self._gather(evaluator)
         summary = self._evaluator.summary()
         self.last_evaluators[stage] = self._evaluator
         for (_, name), evaluator in self._level_evaluators.items():
             level_summary = evaluator.summary()
             summary.update({f"level_{name}/{k}": v for k, v in level_summary.items() if "/" not in k})
             self.last_evaluators[f"{stage}/level_{name}"] = evaluator
-        # every rank evaluated every user (sharded lookups need all ranks anyway), so values already agree and
-        # sync_dist's mean leaves them unchanged
+        # every rank now holds every user's rows, so values agree and sync_dist's mean leaves them unchanged
         self.log_dict({f"{stage}/{k}": v for k, v in summary.items() if "num_users" not in k}, sync_dist=True)
         self._item_embeddings = None
 
