@@ -66,6 +66,10 @@ def test_train_evaluate_export_retrieve_from_the_command_line(mlflow_store, tiny
     last = json.loads((tmp_path / "mlruns" / "checkpoints" / run_id / "last.ckpt" / "lightning_meta.json").read_text())
     assert last["epoch"] == 2 and run.data.tags["best_epoch"] in {"0", "1", "2"}
     assert "best epoch on validation" in train.stdout
+    assert "val/eval_seconds" in run.data.metrics and "test/eval_seconds" in run.data.metrics
+    import re
+    assert re.search(r"val of epoch 2: \d+ users ranked over \d+ items in [\d.]+ s", train.stdout + train.stderr), \
+        "the console says what each validation cost"
     artifacts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "test")}
     assert {"config.yaml", "test/test_report.csv", "test/test_metric_at_k.png", "test/test_slices.png"} <= artifacts
 

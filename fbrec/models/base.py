@@ -8,12 +8,14 @@ EmbeddingModule — a RankingModule whose user/item embeddings live in a TorchRe
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Sequence
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from fbrec._checks import check_ks, check_positive
@@ -66,6 +68,7 @@ class RankingModule(L.LightningModule):
 
     # --- evaluation --------------------------------------------------------------------------------------
     def _start_eval(self, stage: str) -> None:
+        self._eval_started = time.perf_counter()
         dm = self.trainer.datamodule
         self._evaluator = RankingEvaluator(dm.eval_set(stage), self.ks, auc=self.auc)
         # ordinal data: one more evaluator per level >= 2, relevant = pairs that reached that level
@@ -109,7 +112,13 @@ class RankingModule(L.LightningModule):
             summary.update({f"level_{name}/{k}": v for k, v in level_summary.items() if "/" not in k})
             self.last_evaluators[f"{stage}/level_{name}"] = evaluator
         # every rank now holds every user's rows, so values agree and sync_dist's mean leaves them unchanged
+        seconds = time.perf_counter() - self._eval_started
         self.log_dict({f"{stage}/{k}": v for k, v in summary.items() if "num_users" not in k}, sync_dist=True)
+        self.log(f"{stage}/eval_seconds", seconds, sync_dist=True)   # what evaluation costs, per run and epoch
+        users = int(summary.get("num_users", 0))
+        where = f"epoch {self.current_epoch}" if stage == "val" else "the selected checkpoint"
+        rank_zero_info(f"{stage} of {where}: {users} users ranked over {self._item_embeddings.shape[0]} items in "
+                       f"{seconds:.2f} s ({self.trainer.world_size} process(es))")
         self._item_embeddings = None
 
     def on_validation_epoch_start(self) -> None:
