@@ -88,7 +88,7 @@ def write_card(recipe: str, body: str) -> None:
 
 def seeded_row(client, recipe: str, overrides: list[str], seeds: list[int], metrics: list[str]) -> list[str]:
     """Train `recipe` once per seed from the CLI code path; [recipe, mean ± sd of each logged metric]."""
-    from fbrec.cli.training import run_training
+    from fbrec.api.training import run_training
 
     values: dict[str, list[float]] = {m: [] for m in metrics}
     for seed in seeds:

@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    from fbrec.cli.training import run_training
+    from fbrec.api.training import run_training
 
     client = scratch_tracking("fbrec-mnar-")
     quiet = ["--trainer.enable_progress_bar=false", "--experiment=benchmarks-mnar"]

@@ -38,7 +38,7 @@ SELECT = "val/recall_at_50"
 
 def _run(client, recipe: str, overrides: list[str], seed: int) -> tuple[dict[str, float], float]:
     """Test metrics and the best validation score of one CLI training run."""
-    from fbrec.cli.training import run_training
+    from fbrec.api.training import run_training
 
     run = run_training(recipe, [*overrides, "--experiment=benchmarks-ssl", f"--seed_everything={seed}",
                                 "--trainer.enable_progress_bar=false"])

@@ -55,7 +55,7 @@ def _csv(folder, rows=None) -> str:
 def test_a_config_yaml_anywhere_names_the_run_after_its_folder_and_an_own_log_after_its_file(tmp_path, mlflow_store):
     from mlflow.tracking import MlflowClient
 
-    from fbrec.cli.training import run_training
+    from fbrec.api.training import run_training
 
     folder = tmp_path / "my_experiment"
     folder.mkdir()

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from peaking import planted_embeddings
 
-from fbrec.cli.training import run_training
+from fbrec.api.training import run_training
 from fbrec.data.datamodule import FeedbackDataModule
 from fbrec.evaluation import embedding_scorer, evaluate_scores
 from fbrec.tracking import read_run_artifacts

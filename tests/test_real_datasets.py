@@ -76,7 +76,7 @@ def test_movielens_temporal_split_does_not_leak(shared_data):
 def test_bpr_on_movielens_beats_the_popularity_baseline(shared_data, mlflow_store, capsys):
     from mlflow.tracking import MlflowClient
 
-    from fbrec.cli.training import run_training
+    from fbrec.api.training import run_training
 
     pop = run_training("popularity_movielens100k", ["--trainer.enable_progress_bar=false"])
     bpr = run_training("bpr_movielens100k", ["--trainer.enable_progress_bar=false", "--trainer.max_epochs=15"])
@@ -89,7 +89,7 @@ def test_bpr_on_movielens_beats_the_popularity_baseline(shared_data, mlflow_stor
 def test_relmf_on_coat_logs_the_biased_vs_unbiased_report(shared_data, mlflow_store):
     from mlflow.tracking import MlflowClient
 
-    from fbrec.cli.training import run_training
+    from fbrec.api.training import run_training
 
     run = run_training("relmf_clipped_coat", ["--trainer.enable_progress_bar=false", "--trainer.max_epochs=3"])
     client = MlflowClient(mlflow_store)
@@ -113,7 +113,7 @@ def test_semisynthetic_movielens_has_known_relevance_and_an_mcar_test(shared_dat
 def test_cfm_two_tower_recipe_trains_on_movielens_with_its_side_features(shared_data, mlflow_store):
     from mlflow.tracking import MlflowClient
 
-    from fbrec.cli.training import run_training
+    from fbrec.api.training import run_training
 
     run = run_training("two_tower_movielens100k", ["--trainer.enable_progress_bar=false", "--trainer.max_epochs=2",
                                                    "--model.init_args.ssl=cfm"])

@@ -80,7 +80,7 @@ def test_a_new_user_with_features_gets_the_tower_through_export_and_serve(shared
     from test_cli import _run
     from test_serving import Server
 
-    from fbrec.cli.training import run_training
+    from fbrec.api.training import run_training
 
     config = tmp_path / "tt.yaml"
     config.write_text(f"""

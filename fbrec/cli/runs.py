@@ -7,23 +7,11 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from fbrec.cli.training import console, summary_table
-
-
-def _user_tower(files: dict[str, bytes]) -> dict[str, bytes] | None:
-    from fbrec.bundle import USER_FEATURES, USER_TOWER
-
-    return {n: files[n] for n in (USER_TOWER, USER_FEATURES)} if USER_TOWER in files else None
+from fbrec.api.training import console, summary_table
 
 
 def _cell(value) -> str:
     return ", ".join(map(str, value)) if isinstance(value, list) else ("" if value is None else str(value))
-
-
-def _datamodule(data_args: dict):
-    from fbrec.data.datamodule import FeedbackDataModule
-
-    return FeedbackDataModule(**data_args)
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +21,7 @@ def register(app: typer.Typer) -> None:
               resume: str = typer.Option(None, "--resume", help="continue the run with this MLflow id from its "
                                          "last saved epoch (after a crash or kill), in the same run")) -> None:
         """Train a recipe. Extra arguments override the YAML, LightningCLI style: --trainer.max_epochs 5."""
-        from fbrec.cli.training import run_training
+        from fbrec.api.training import run_training
         from fbrec.errors import ConfigError
 
         if (config is None) == (resume is None):
@@ -45,26 +33,13 @@ def register(app: typer.Typer) -> None:
     def evaluate(run: str = typer.Option(..., "--run", help="MLflow run id printed by `fbrec train`"),
                  stage: str = typer.Option("test", help="test or val"),
                  k: list[int] = typer.Option([10, 20, 50], "--k", help="cut-offs (repeat --k)"),
-                 out: Path = typer.Option(None, help="also write the report CSV here")) -> None:
+                 out: Path = typer.Option(None, help="also write the report CSV here (a new file)")) -> None:
         """Full-ranking evaluation of a trained run's embeddings, with slices and 95% CIs; logged to the run."""
-        from fbrec._atomic import new_file_path, write_new_file
-        from fbrec.errors import ConfigError
-        from fbrec.evaluation import embedding_scorer, evaluate_scores, report
-        from fbrec.tracking import default_tracking_uri, log_report, read_run_artifacts
+        from fbrec.api.runs import evaluate_run
 
-        if stage not in ("test", "val"):
-            raise ConfigError(f"stage {stage!r}", rule="stage is 'test' or 'val'", fix="pass --stage test")
+        result = evaluate_run(run, stage=stage, k=k, out=out)
+        console.print(summary_table(f"{stage} metrics of run {run}", result.summary, sorted(set(k))))
         if out:
-            new_file_path(out)   # refuse before the work, not after
-        art = read_run_artifacts(run)
-        dm = _datamodule(art.data_args)
-        evaluator = evaluate_scores(embedding_scorer(art.user_embeddings, art.item_embeddings), dm.eval_set(stage), k)
-        frame = evaluator.frame()
-        summary, rep = evaluator.summary(frame), report(frame)
-        log_report(run, f"evaluate_{stage}", summary, rep, frame, default_tracking_uri(), main_k=min(k))
-        console.print(summary_table(f"{stage} metrics of run {run}", summary, sorted(set(k))))
-        if out:
-            write_new_file(out, rep.write_csv)
             console.print(f"wrote {out}")
 
     @app.command()
@@ -73,24 +48,11 @@ def register(app: typer.Typer) -> None:
                index: str = typer.Option("Flat", "--index", help='faiss index_factory string: "Flat", '
                                          '"IVF256,Flat", "HNSW32", "IVF256,PQ16"'),
                search_params: str = typer.Option("", help='e.g. "nprobe=16" or "efSearch=128"'),
-               overwrite: bool = typer.Option(False, help="replace an existing bundle")) -> None:
+               overwrite: bool = typer.Option(False, help="replace a bundle an earlier export wrote there")) -> None:
         """Write a bundle (embeddings, id maps, FAISS index, manifest) and log it to the run."""
-        from fbrec.bundle import write_bundle
-        from fbrec.tracking import default_tracking_uri, log_bundle, read_run_artifacts
+        from fbrec.api.runs import export_run
 
-        art = read_run_artifacts(run)
-        dm = _datamodule(art.data_args)
-        seen = dm.data.train
-        if dm.data.val.height:
-            import polars as pl
-            seen = pl.concat([dm.data.train.select("user_index", "item_index"),
-                              dm.data.val.select("user_index", "item_index")])
-        manifest = write_bundle(out, user_embeddings=art.user_embeddings, item_embeddings=art.item_embeddings,
-                                user_map=dm.data.user_map, item_map=dm.data.item_map, seen=seen, model=art.model,
-                                index_factory=index, search_params=search_params, run_id=run,
-                                dataset=dm.data.name, overwrite=overwrite, items=dm.data.items,
-                                levels=dm.level_names(), user_tower=_user_tower(art.files))
-        log_bundle(run, out, default_tracking_uri())
+        manifest = export_run(run, out, index=index, search_params=search_params, overwrite=overwrite)
         console.print(f"wrote bundle {out}: {manifest.num_items} items x {manifest.embedding_dim} dims, index "
                       f"{manifest.index_factory!r}, recall@{manifest.recall_k} vs exact {manifest.recall_at_k:.4f}")
 
@@ -117,8 +79,8 @@ def register(app: typer.Typer) -> None:
     def demo(out: Path = typer.Option(Path("demo_bundle"), help="where to write the bundle"),
              epochs: int = typer.Option(10, help="training epochs")) -> None:
         """Train MF-BPR on the synthetic default, print test metrics and the run, export a bundle, retrieve."""
+        from fbrec.api.training import run_training
         from fbrec.bundle import Bundle
-        from fbrec.cli.training import run_training
 
         run_id = run_training("bpr_synthetic", [f"--trainer.max_epochs={epochs}"])
         if run_id is None:

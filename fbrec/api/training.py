@@ -102,7 +102,7 @@ def run_training(config: str | None, overrides: list[str], *, resume: str | None
             run, last = _resumable(resume, uri)
             path, recipe = _logged_config(resume, uri, Path(tmp)), run.data.tags.get("recipe", "resumed")
         else:
-            from fbrec.cli.train import resolve_config
+            from fbrec.api.config import resolve_config
 
             path = resolve_config(config)
             recipe = recipe_name(path)
@@ -110,7 +110,7 @@ def run_training(config: str | None, overrides: list[str], *, resume: str | None
 
 
 def _build(path: Path, overrides: list[str]):
-    from fbrec.cli.train import build_cli
+    from fbrec.api.config import build_cli
 
     return build_cli(["--config", str(path), *overrides])
 

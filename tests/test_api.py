@@ -1,0 +1,31 @@
+"""The Python API is as short as implicit's and returns plain results; `import fbrec` stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from test_cli import TINY
+
+import fbrec
+
+
+def test_train_evaluate_export_recommend_from_python(tmp_path, mlflow_store):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    run = fbrec.train(str(config), {"trainer.max_epochs": 2, "trainer.enable_progress_bar": False})
+    assert run.best_epoch in (0, 1) and run.tracking_uri == mlflow_store
+    assert 0 < run.metrics["test/ndcg_at_5"] <= 1
+    evaluation = fbrec.evaluate(run.run_id, k=[5])
+    assert evaluation.summary["ndcg_at_5"] == pytest.approx(run.metrics["test/ndcg_at_5"], abs=1e-6)
+    assert {"all", "head", "tail"} <= set(evaluation.report["slice"].to_list())
+    manifest = fbrec.export(run.run_id, tmp_path / "bundle", index="Flat")
+    assert manifest.run_id == run.run_id
+    recs = fbrec.Bundle(tmp_path / "bundle").recommend(0, k=3)
+    assert len(recs) == 3
+
+
+def test_import_fbrec_loads_neither_torch_nor_mlflow():
+    code = "import sys, fbrec; fbrec.Bundle; assert 'torch' not in sys.modules and 'mlflow' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
