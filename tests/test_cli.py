@@ -66,6 +66,8 @@ def test_train_evaluate_export_retrieve_from_the_command_line(mlflow_store, tiny
     last = json.loads((tmp_path / "mlruns" / "checkpoints" / run_id / "last.ckpt" / "lightning_meta.json").read_text())
     assert last["epoch"] == 2 and run.data.tags["best_epoch"] in {"0", "1", "2"}
     assert "best epoch on validation" in train.stdout
+    noise = [line for line in train.stderr.splitlines() if "Warning" in line or "WARNING" in line or "Tip:" in line]
+    assert noise == [], "a one-process run prints no third-party warnings"
     assert "val/eval_seconds" in run.data.metrics and "test/eval_seconds" in run.data.metrics
     import re
     assert re.search(r"val of epoch 2: \d+ users ranked over \d+ items in [\d.]+ s", train.stdout + train.stderr), \

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -50,11 +52,40 @@ class FbrecCLI(LightningCLI):
         parser.set_defaults({"checkpoint.mode": "max", "checkpoint.save_top_k": 1, "checkpoint.save_last": True})
 
 
+# third-party notices that say nothing actionable to an fbrec user (each was seen on every run)
+_NOISE = ("LightningCLI's args parameter is intended", "isinstance(treespec, LeafSpec)", "IterableDataset` has `__len__`",
+          "is smaller than the logging interval", "Please use DTensor instead", "HeuristicalStorageReservation",
+          "`LightningModule.configure_optimizers` returned `None`", "It is recommended to use `self.log")
+_NOISY_LOG_LINES = ("💡 Tip:", "Initializing distributed:", "distributed_backend=", "All distributed processes "
+                    "registered", "-" * 20, "Creating initial MLflow database tables", "Updating database tables")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(noise in message for noise in _NOISY_LOG_LINES) and message.strip() != ""
+
+
+def quiet_third_parties() -> None:
+    """Keep the console to what fbrec and the user care about: errors, progress, validation lines, results."""
+    for text in _NOISE:
+        warnings.filterwarnings("ignore", message=f".*{re.escape(text)}")
+    for name in ("torchrec.distributed.planner", "torch.fx._symbolic_trace", "torch.distributed.checkpoint"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("lightning.pytorch", "lightning.fabric", "mlflow.store.db.utils", "alembic"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(_DropNoise())
+        for handler in logger.handlers:
+            if not any(isinstance(f, _DropNoise) for f in handler.filters):
+                handler.addFilter(_DropNoise())
+
+
 def build_cli(args: list[str]) -> FbrecCLI:
     from fbrec.embeddings import register_strategies
 
     register_strategies()
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    quiet_third_parties()
     defaults = {"accelerator": "cpu", "strategy": "torchrec", "use_distributed_sampler": False, "logger": False,
                 "enable_model_summary": False, "num_sanity_val_steps": 0, "log_every_n_steps": 10}
     try:
