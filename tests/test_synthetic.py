@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 
 from fbrec.data.synthetic import LEVELS, SyntheticConfig, generate
@@ -66,3 +67,24 @@ def test_synthetic_mcar_option_gives_an_external_test():
     data = prepare("synthetic", PrepareConfig(split="external"),
                    options={"num_users": 200, "num_items": 150, "mcar_test_items": 30})
     assert data.test.height > 0 and set(data.test["label"].unique().to_list()) == {0, 1}
+
+
+def test_the_generator_reaches_large_catalogues_without_a_dense_matrix():
+    import resource
+
+    from fbrec.data.synthetic import SyntheticConfig, generate, mcar_test
+    from fbrec.errors import ConfigError
+
+    data = generate(SyntheticConfig(num_users=200_000, num_items=100_000, sessions_per_user=1, seed=3))
+    log = data.log
+    assert log.height == 200_000 * 10 and log["item"].max() < 100_000
+    sample = log.sample(1000, seed=0)
+    np.testing.assert_allclose(sample["relevance"].to_numpy(),
+                               data.relevance_of(sample["user"].to_numpy(), sample["item"].to_numpy()), rtol=1e-12)
+    with pytest.raises(ConfigError, match="use relevance_of"):
+        data.relevance
+    test = mcar_test(data, 3)
+    assert test.height == 600_000 and test.group_by("user").len()["len"].unique().to_list() == [3]
+    clicked = set(zip(*log.filter(pl.col("level") != "impression").select("user", "item").to_numpy().T.tolist()))
+    assert not clicked & set(zip(test["user"].to_list(), test["item"].to_list())), "MCAR items were never clicked"
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 6 * 2**20, "peak RSS under 6 GB (was a 149 GiB ask)"

@@ -22,6 +22,7 @@ import polars as pl
 
 from fbrec._checks import check_positive
 from fbrec.data.schema import FeedbackLevels
+from fbrec.errors import ConfigError
 from fbrec.types import ITEM, LEVEL, POSITION, PROPENSITY, SESSION, TIMESTAMP, USER
 
 LEVELS = FeedbackLevels(("impression", "click", "cart", "purchase"))
@@ -50,13 +51,37 @@ class SyntheticConfig:
         check_positive("popularity_power", self.popularity_power, strict=False)
 
 
+# above this many user x item cells the generator never materialises a dense matrix (relevance, slate keys)
+DENSE_CELLS = 50_000_000
+
+
 @dataclass(frozen=True)
 class SyntheticData:
     log: pl.DataFrame          # user, item, timestamp, level, position, session, relevance, propensity
     items: pl.DataFrame        # item, category, subcategory, brand, popularity, text
-    relevance: np.ndarray      # (U, I) true gamma
+    user_factors: np.ndarray   # (U, d) p_u
+    item_factors: np.ndarray   # (I, d) q_i
     exposure: np.ndarray       # (I,) probability an item fills a given slot (before position examination)
     config: SyntheticConfig
+
+    def relevance_of(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """True gamma of (user, item) pairs, computed from the factors: ground truth on demand, at any scale."""
+        c = self.config
+        dots = np.einsum("nd,nd->n", self.user_factors[users], self.item_factors[items])
+        return 1 / (1 + np.exp(-(c.relevance_scale * dots + c.relevance_bias)))
+
+    @property
+    def relevance(self) -> np.ndarray:
+        """(U, I) true gamma; only for catalogues small enough to hold densely (use relevance_of otherwise)."""
+        U, I = len(self.user_factors), len(self.item_factors)
+        if U * I > DENSE_CELLS:
+            raise ConfigError(f"a dense relevance matrix of {U:,} x {I:,} cells", rule=f"at most {DENSE_CELLS:,} cells",
+                              fix="use relevance_of(users, items) for the pairs you need")
+        return _dense_gamma(self.user_factors, self.item_factors, self.config)
+
+
+def _dense_gamma(p: np.ndarray, q: np.ndarray, cfg: SyntheticConfig) -> np.ndarray:
+    return 1 / (1 + np.exp(-(cfg.relevance_scale * p @ q.T + cfg.relevance_bias)))          # (U, I)
 
 
 def generate(config: SyntheticConfig | None = None) -> SyntheticData:
@@ -67,7 +92,8 @@ def generate(config: SyntheticConfig | None = None) -> SyntheticData:
     centres = rng.normal(0, 1, size=(cfg.num_categories, d)) / np.sqrt(d)
     q = centres[category] + rng.normal(0, 0.5, size=(I, d)) / np.sqrt(d)
     p = rng.normal(0, 1, size=(U, d)) / np.sqrt(d) + centres[rng.integers(0, cfg.num_categories, size=U)]
-    gamma = 1 / (1 + np.exp(-(cfg.relevance_scale * p @ q.T + cfg.relevance_bias)))  # (U, I)
+    dense = U * I <= DENSE_CELLS
+    gamma = _dense_gamma(p, q, cfg) if dense else None   # small catalogues: bit-for-bit the original stream
     popularity = 1.0 / np.arange(1, I + 1) ** cfg.popularity_power
     popularity = popularity[rng.permutation(I)]
     slot_prob = popularity / popularity.sum()                                              # (I,)
@@ -76,7 +102,7 @@ def generate(config: SyntheticConfig | None = None) -> SyntheticData:
     n = U * S
     users = np.repeat(np.arange(U), S)
     # slates without replacement within a session: Gumbel top-R on log popularity
-    gumbel = rng.gumbel(size=(n, I)) + np.log(slot_prob)[None, :] if n * I <= 50_000_000 else None
+    gumbel = rng.gumbel(size=(n, I)) + np.log(slot_prob)[None, :] if n * I <= DENSE_CELLS else None
     if gumbel is not None:
         slates = np.argpartition(-gumbel, R - 1, axis=1)[:, :R]
         order = np.argsort(-np.take_along_axis(gumbel, slates, axis=1), axis=1)
@@ -86,7 +112,8 @@ def generate(config: SyntheticConfig | None = None) -> SyntheticData:
     pos = np.tile(np.arange(R), n)
     u_flat, i_flat = np.repeat(users, R), slates.reshape(-1)
     examine = 1.0 / (1.0 + pos) ** cfg.position_power
-    g = gamma[u_flat, i_flat]
+    g = gamma[u_flat, i_flat] if dense else 1 / (1 + np.exp(-(
+        cfg.relevance_scale * np.einsum("nd,nd->n", p[u_flat], q[i_flat]) + cfg.relevance_bias)))
     clicked = (rng.random(g.shape) < examine) & (rng.random(g.shape) < g)
     cart = clicked & (rng.random(g.shape) < g)
     buy = cart & (rng.random(g.shape) < g)
@@ -118,7 +145,7 @@ def generate(config: SyntheticConfig | None = None) -> SyntheticData:
     items = pl.DataFrame({ITEM: np.arange(I, dtype=np.int64), "category": category.astype(np.int64),
                           "subcategory": subcategory.astype(np.int64), "brand": brand.astype(np.int64),
                           "popularity": slot_prob, "text": text})
-    return SyntheticData(log, items, gamma, slot_prob, cfg)
+    return SyntheticData(log, items, p, q, slot_prob, cfg)
 
 
 def mcar_test(data: SyntheticData, items_per_user: int) -> pl.DataFrame:
@@ -128,18 +155,29 @@ def mcar_test(data: SyntheticData, items_per_user: int) -> pl.DataFrame:
     Clicks in the training log follow exposure, so a click-based test mostly asks which items were shown; this one
     asks which items are relevant, head or tail alike (the protocol of Saito et al.'s semi-synthetic data)."""
     check_positive("items_per_user", items_per_user)
-    cfg, gamma = data.config, data.relevance
-    U, I = gamma.shape
+    cfg = data.config
+    U, I = len(data.user_factors), len(data.item_factors)
     rng = np.random.default_rng([cfg.seed, 2])
-    clicked = np.zeros((U, I), dtype=bool)
     positive = data.log.filter(pl.col(LEVEL) != LEVELS.names[0])
-    clicked[positive[USER].to_numpy(), positive[ITEM].to_numpy()] = True
-    keys = rng.random((U, I))
-    keys[clicked] = np.inf
     n = min(items_per_user, I)
-    chosen = np.argpartition(keys, n - 1, axis=1)[:, :n]                         # (U, n)
+    if U * I <= DENSE_CELLS:
+        clicked = np.zeros((U, I), dtype=bool)
+        clicked[positive[USER].to_numpy(), positive[ITEM].to_numpy()] = True
+        keys = rng.random((U, I))
+        keys[clicked] = np.inf
+        chosen = np.argpartition(keys, n - 1, axis=1)[:, :n]                     # (U, n)
+    else:   # large catalogues: draw with a margin per user, drop clicked and repeated items (clicks are sparse)
+        draws = rng.integers(0, I, size=(U, 2 * n + 8))
+        clicked_keys = set((positive[USER].to_numpy() * I + positive[ITEM].to_numpy()).tolist())
+        chosen = np.empty((U, n), dtype=np.int64)
+        for user in range(U):
+            row = [i for i in dict.fromkeys(draws[user].tolist()) if user * I + i not in clicked_keys][:n]
+            if len(row) < n:
+                raise ConfigError(f"user {user}: too few unclicked items drawn", rule="an MCAR test needs unclicked "
+                                  "items", fix="lower mcar_test_items")
+            chosen[user] = row
     u, i = np.repeat(np.arange(U), n), chosen.reshape(-1)
-    g = gamma[u, i]
+    g = data.relevance[u, i] if U * I <= DENSE_CELLS else data.relevance_of(u, i)
     relevant = rng.random(len(g)) < g
     t_end = int(data.log[TIMESTAMP].max()) + 1
     return pl.DataFrame({
