@@ -82,7 +82,7 @@ def test_the_generator_reaches_large_catalogues_without_a_dense_matrix():
     np.testing.assert_allclose(sample["relevance"].to_numpy(),
                                data.relevance_of(sample["user"].to_numpy(), sample["item"].to_numpy()), rtol=1e-12)
     with pytest.raises(ConfigError, match="use relevance_of"):
-        data.relevance
+        _ = data.relevance
     test = mcar_test(data, 3)
     assert test.height == 600_000 and test.group_by("user").len()["len"].unique().to_list() == [3]
     clicked = set(zip(*log.filter(pl.col("level") != "impression").select("user", "item").to_numpy().T.tolist()))
