@@ -92,7 +92,9 @@ def test_checkpoint_round_trip_restores_identical_embeddings_and_metrics(recipe,
     users2, items2 = fresh.export_embeddings(dm.num_users, dm.num_items)
     np.testing.assert_array_equal(users, users2)
     np.testing.assert_array_equal(items, items2)
-    assert restored == pytest.approx(metrics)
+    quality = {k: v for k, v in metrics.items() if not k.endswith("eval_seconds")}   # time is not restored
+    assert {k: v for k, v in restored.items() if k in quality} == pytest.approx(quality)
+    assert set(restored) == set(metrics)
 
 
 def test_exported_embeddings_reproduce_the_trainer_test_metrics(planted_dir, tmp_path):
