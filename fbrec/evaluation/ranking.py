@@ -58,14 +58,19 @@ def topk_by_index(scores: torch.Tensor, k: int) -> torch.Tensor:
     torch.topk leaves the order of equal values unspecified, so topk(10) and the first 10 of topk(20) can differ
     inside a tie block. Here the topk entries are re-sorted by (score desc, index asc), and rows whose tie block
     crosses the k-th place take the tied items in index order (a cumsum over the row, no full sort)."""
-    vals, idx = scores.topk(k, dim=1)                                            # (B, k)
+    n = scores.shape[1]
+    vals, idx = scores.topk(min(k + 1, n), dim=1)                                # (B, k + 1): one more, to see
+    # a tie block can only cross the k-th place where the (k+1)-th score equals the k-th: only those rows need a
+    # pass over the whole row below (on learned scores almost none; on a popularity baseline most)
+    maybe = (vals[:, k] == vals[:, k - 1]).nonzero().squeeze(1) if n > k else vals.new_zeros(0, dtype=torch.long)
+    vals, idx = vals[:, :k], idx[:, :k]
     order = idx.sort(1).indices                                                  # index ascending ...
     idx, vals = idx.gather(1, order), vals.gather(1, order)
     order = vals.sort(dim=1, descending=True, stable=True).indices                 # ... then score descending
     idx, vals = idx.gather(1, order), vals.gather(1, order)
     thr = vals[:, -1:]                                                           # (B, 1) the k-th score
     in_top = (vals == thr).sum(1)
-    crossing = ((scores == thr).sum(1) > in_top).nonzero().squeeze(1)           # tie block continues past k
+    crossing = maybe[(scores[maybe] == thr[maybe]).sum(1) > in_top[maybe]]      # tie block continues past k
     if crossing.numel():
         rows = scores[crossing]
         tied = rows == thr[crossing]                                             # (R, I)
