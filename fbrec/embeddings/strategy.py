@@ -31,7 +31,7 @@ from fbrec.errors import ConfigError
 
 
 class _SafeLoadPlanner(DefaultLoadPlanner):
-    """DCP's default planner unpickles non-tensor entries with weights_only=False; these are plain numbers and
+    """DCP's default planner unpickles non-tensor entries without restriction; these are plain numbers and
     strings (optimizer hyper-parameters, step counts), which the restricted unpickler reads."""
 
     def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
