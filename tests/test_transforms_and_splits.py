@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -110,3 +111,25 @@ def test_an_external_test_file_with_another_schema_is_rejected():
     test = pl.DataFrame({"user": [1], "item": [2], "score": [5.0]})
     with pytest.raises(DataValidationError, match="external test has columns"):
         prepare_raw(RawDataset(train, test=test), "x", PrepareConfig(split="external", min_rating=4))
+
+
+def test_the_run_seed_drives_the_split_and_negatives_unless_data_seed_is_set(monkeypatch):
+    from lightning.fabric.utilities.seed import seed_everything
+
+    from fbrec.data.datamodule import FeedbackDataModule
+
+    def data(**kw):
+        dm = FeedbackDataModule(dataset="synthetic", dataset_options={"num_users": 80, "num_items": 60,
+                                                                      "sessions_per_user": 10}, split="random", **kw)
+        dm.setup()
+        return dm.data.test, next(iter(dm._train)).negatives
+
+    seed_everything(1)
+    test_1, neg_1 = data()
+    seed_everything(2)
+    test_2, neg_2 = data()
+    assert not test_1.equals(test_2) and not torch.equal(neg_1, neg_2), "seed_everything moves the data stream"
+    pinned_2 = data(seed=7)
+    seed_everything(1)
+    pinned_1 = data(seed=7)
+    assert pinned_1[0].equals(pinned_2[0]) and torch.equal(pinned_1[1], pinned_2[1]), "data.seed pins it"
