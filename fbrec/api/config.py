@@ -1,4 +1,5 @@
-"""`fbrec train`: LightningCLI over a YAML recipe, then test on the best validation checkpoint, MLflow logging."""
+"""A recipe YAML (or a recipe name under models/) plus overrides -> LightningCLI's model, datamodule and Trainer, with
+one-line errors that name the key, the value and the fix, and a quiet console."""
 
 from __future__ import annotations
 
