@@ -129,6 +129,16 @@ def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embedding
     return manifest
 
 
+def _as_id(value, dtype):
+    """A raw id as the map stores it: int for integer maps (None when it cannot be one), else text."""
+    if dtype.is_integer():
+        try:
+            return int(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            return None
+    return value if isinstance(value, str) else str(value)
+
+
 def _item_table(items: pl.DataFrame, num_items: int) -> pl.DataFrame:
     """One row per item_index in range, attributes only (raw ids live in the item map)."""
     if ITEM_INDEX not in items.columns:
@@ -235,14 +245,7 @@ class Bundle:
 
     def user_index(self, raw_user) -> int:
         raw = self.user_map.raw
-        key = raw_user
-        if raw.dtype.is_integer():
-            try:
-                key = int(raw_user) if not isinstance(raw_user, bool) else None
-            except (TypeError, ValueError):
-                key = None   # 'abc' cannot be an id of an integer-id bundle: the usual unknown-user error
-        elif not isinstance(raw_user, str):
-            key = str(raw_user)
+        key = _as_id(raw_user, raw.dtype)   # 'abc' on an integer-id bundle: the usual unknown-user error
         hits = (raw == key).arg_true() if key is not None else pl.Series([], dtype=pl.UInt32)
         if hits.len() == 0:
             raise BundleError(f"user {raw_user!r} is not in this bundle ({len(self.user_map)} users)",
@@ -259,15 +262,8 @@ class Bundle:
 
     def item_index(self, raw_item) -> int | None:
         """The index of a raw item id (text or integer spelling), or None when the bundle has no such item."""
-        key = raw_item
-        if self.item_map.raw.dtype.is_integer():
-            try:
-                key = int(raw_item) if not isinstance(raw_item, bool) else None
-            except (TypeError, ValueError):
-                return None
-        else:
-            key = str(raw_item)
-        return self._item_lookup.get(key)
+        key = _as_id(raw_item, self.item_map.raw.dtype)
+        return None if key is None else self._item_lookup.get(key)
 
     def search(self, query: np.ndarray, k: int, *, exclude: np.ndarray | None = None,
                allowed: np.ndarray | None = None, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ log = logging.getLogger("fbrec.serving")
 
 
 class ServedBundle:
-    """A verified bundle plus what serving needs precomputed: popularity order, attribute columns, a version."""
+    """A verified bundle plus what serving needs precomputed: the popularity order, the query tower, a version."""
 
     def __init__(self, path: str | Path, gpu: bool = False):
         self.path = Path(path).resolve()
