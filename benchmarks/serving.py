@@ -131,15 +131,17 @@ async def closed_loop(url, users, total: int, concurrency: int, pid: int, k: int
 
 def run_server(bundle: Path, threads: int):
     port = _free_port()
+    log = tempfile.TemporaryFile(mode="w+")   # never an undrained pipe: a full one blocks the server's log writes
     proc = subprocess.Popen([sys.executable, "-m", "fbrec.cli.main", "serve", "--bundle", str(bundle), "--port",
-                             str(port), "--threads", str(threads), "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             str(port), "--threads", str(threads), "--log-level", "warning", "--no-access-log"],
+                            stdout=subprocess.DEVNULL, stderr=log, text=True)
     import requests
 
     deadline = time.time() + 300
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read())
+            log.seek(0)
+            raise RuntimeError(log.read())
         try:
             if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return proc, f"http://127.0.0.1:{port}"

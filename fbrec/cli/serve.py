@@ -19,7 +19,9 @@ def register(app: typer.Typer) -> None:
               max_body: int = typer.Option(1 << 20, "--max-body", help="largest request body in bytes"),
               threads: int = typer.Option(4, help="concurrent FAISS searches per worker"),
               gpu: bool = typer.Option(False, "--gpu", help="search a GPU copy of the index (faiss-gpu + CUDA)"),
-              log_level: str = typer.Option("info", help="uvicorn log level")) -> None:
+              log_level: str = typer.Option("info", help="uvicorn log level"),
+              access_log: bool = typer.Option(True, "--access-log/--no-access-log",
+                                              help="log each request to stdout (as uvicorn does)")) -> None:
         """Answer top-k requests over HTTP (JSON; OpenAPI at /docs); reload with POST /admin/reload or SIGHUP."""
         import uvicorn
 
@@ -41,8 +43,8 @@ def register(app: typer.Typer) -> None:
         settings = ServeSettings(bundle, max_k=max_k, max_batch=max_batch, max_body_bytes=max_body,
                                  search_threads=threads, gpu=gpu)
         if workers == 1:
-            uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+            uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=access_log)
         else:
             os.environ.update(settings.to_env())
             uvicorn.run("fbrec.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                        log_level=log_level)
+                        log_level=log_level, access_log=access_log)
