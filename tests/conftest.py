@@ -77,3 +77,15 @@ def shared_data() -> Path:
     if not (root / "movielens-100k" / "u.data").exists():
         pytest.fail(f"real datasets not found under {root}; set FBREC_DATA_DIR to ../shared/data")
     return root
+
+
+@pytest.fixture(scope="session")
+def planted_profiles(planted_dir, tmp_path_factory) -> Path:
+    """Offline-template profiles of the planted data, encoded by the real MiniLM (its cache in a temp folder)."""
+    from fbrec.data.prepare import PreparedDataset
+    from fbrec.llm import TextEncoder, make_backend, write_profiles
+
+    root = tmp_path_factory.mktemp("profiles")
+    write_profiles(root / "planted", PreparedDataset.load(planted_dir), "planted", make_backend("offline"),
+                   TextEncoder(cache_dir=root / "cache"))
+    return root / "planted"

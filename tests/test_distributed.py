@@ -13,7 +13,7 @@ from conftest import PLANTED_ITEM_FEATURES
 
 from fbrec.data.datamodule import FeedbackDataModule
 from fbrec.embeddings import register_strategies
-from fbrec.models import MatrixFactorizationModule, TwoTowerModule
+from fbrec.models import LightGCNModule, MatrixFactorizationModule, TwoTowerModule
 
 
 class _Probe(L.Callback):
@@ -31,9 +31,11 @@ class _Probe(L.Callback):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if self.save_to:   # inside the workers: spawn's parent process holds no trained shards
             trainer.save_checkpoint(self.save_to)
+        dense_outside = [p.detach().double().sum().item() for p in module.alignment.parameters()] \
+            if getattr(module, "alignment", None) is not None else []
         with open(os.path.join(self.out_dir, f"rank{trainer.global_rank}.json"), "w") as f:
             json.dump({"shards": shards, "metrics": metrics, "world": trainer.world_size,
-                       "plan": module.sharding_plan()}, f)
+                       "plan": module.sharding_plan(), "dense_outside": dense_outside}, f)
 
 
 def _mf(dm):
@@ -101,6 +103,23 @@ def test_the_ssl_two_tower_trains_across_two_processes_with_sharded_feature_tabl
     assert all(len(r["shards"][item_key]) == 1 for r in two), "each rank holds half of the item id rows"
     assert two[0]["metrics"]["val/hit_rate_at_5"] >= 0.8
     assert two[0]["metrics"] == two[1]["metrics"]
+
+
+def test_lightgcn_with_rlmrec_alignment_trains_across_two_processes_on_sharded_tables(planted_dir,
+                                                                                     planted_profiles, tmp_path):
+    """Every step looks up every row through TorchRec's all-to-all and propagates the whole graph on each rank; the
+    alignment projection lives outside the DMP, so its gradients are averaged by hand: it must stay identical."""
+    def make(dm):
+        return LightGCNModule(dm.num_users, dm.num_items, embedding_dim=16, num_layers=2, learning_rate=0.2,
+                              ks=(1, 5), sharding={"user": "row_wise", "item": "row_wise"},
+                              alignment={"profiles": str(planted_profiles), "negatives": 16, "weight": 0.1})
+
+    two = _fit(planted_dir, tmp_path, 2, epochs=30, make=make)
+    assert all(len(r["shards"][k]) == 1 for r in two for k in r["shards"]), "each rank holds a share of each table"
+    assert two[0]["metrics"]["val/hit_rate_at_5"] >= 0.8
+    assert two[0]["metrics"] == two[1]["metrics"]
+    assert two[0]["dense_outside"] and two[0]["dense_outside"] == two[1]["dense_outside"], \
+        "the alignment projection diverged across ranks"
 
 
 class _EvalProbe(L.Callback):

@@ -11,17 +11,32 @@ from conftest import PLANTED_ITEM_FEATURES
 from fbrec.data.datamodule import FeedbackDataModule
 from fbrec.embeddings import register_strategies
 from fbrec.evaluation import embedding_scorer, evaluate_scores
-from fbrec.models import MatrixFactorizationModule, PopularityModule, TwoTowerModule
+from fbrec.models import LightGCNModule, MatrixFactorizationModule, PopularityModule, TwoTowerModule
 
+# recipe(dm, profiles): profiles is a folder of offline-template profiles of the planted data (RLMRec alignment)
 RECIPES = {
-    "mf_bpr": lambda dm: MatrixFactorizationModule(dm.num_users, dm.num_items, embedding_dim=16, loss="bpr",
-                                                   learning_rate=0.2, ks=(1, 5)),
-    "mf_bce": lambda dm: MatrixFactorizationModule(dm.num_users, dm.num_items, embedding_dim=16, loss="bce",
-                                                   learning_rate=0.2, ks=(1, 5)),
+    "mf_bpr": lambda dm, p: MatrixFactorizationModule(dm.num_users, dm.num_items, embedding_dim=16, loss="bpr",
+                                                      learning_rate=0.2, ks=(1, 5)),
+    "mf_bce": lambda dm, p: MatrixFactorizationModule(dm.num_users, dm.num_items, embedding_dim=16, loss="bce",
+                                                      learning_rate=0.2, ks=(1, 5)),
     # the SSL two-tower: CFM views (so every masked feature's default embedding gets a gradient) + logQ softmax
-    "two_tower_cfm": lambda dm: TwoTowerModule(dm.num_users, dm.num_items, embedding_dim=16, output_dim=16,
-                                               ssl="cfm", ssl_batch_size=32, learning_rate=0.1,
-                                               dense_learning_rate=1e-2, ks=(1, 5)),
+    "two_tower_cfm": lambda dm, p: TwoTowerModule(dm.num_users, dm.num_items, embedding_dim=16, output_dim=16,
+                                                  ssl="cfm", ssl_batch_size=32, learning_rate=0.1,
+                                                  dense_learning_rate=1e-2, ks=(1, 5)),
+    "lightgcn": lambda dm, p: LightGCNModule(dm.num_users, dm.num_items, embedding_dim=16, num_layers=2,
+                                             learning_rate=0.2, ks=(1, 5)),
+    # RLMRec: contrastive alignment on MF and the two-tower, generative (masked) alignment on LightGCN
+    "mf_con": lambda dm, p: MatrixFactorizationModule(dm.num_users, dm.num_items, embedding_dim=16, loss="bpr",
+                                                      learning_rate=0.2, ks=(1, 5),
+                                                      alignment={"profiles": str(p), "negatives": 16}),
+    "two_tower_con": lambda dm, p: TwoTowerModule(dm.num_users, dm.num_items, embedding_dim=16, output_dim=16,
+                                                  learning_rate=0.1, dense_learning_rate=1e-2, ks=(1, 5),
+                                                  feature_dropout=0.3,   # so the default embeddings train too
+                                                  alignment={"profiles": str(p), "weight": 0.1}),
+    "lightgcn_gen": lambda dm, p: LightGCNModule(dm.num_users, dm.num_items, embedding_dim=16, num_layers=2,
+                                                 learning_rate=0.2, ks=(1, 5),
+                                                 alignment={"profiles": str(p), "mode": "gen", "weight": 0.1,
+                                                            "mask_ratio": 0.3}),
 }
 
 
@@ -39,10 +54,10 @@ def _dm(planted_dir, **kw) -> FeedbackDataModule:
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_recipe_ranks_the_held_out_item_first_on_planted_data(recipe, planted_dir, tmp_path):
+def test_recipe_ranks_the_held_out_item_first_on_planted_data(recipe, planted_dir, planted_profiles, tmp_path):
     torch.manual_seed(0)
     dm = _dm(planted_dir)
-    model = RECIPES[recipe](dm)
+    model = RECIPES[recipe](dm, planted_profiles)
     trainer = _trainer(tmp_path, 40, enable_checkpointing=False, check_val_every_n_epoch=40)
     trainer.fit(model, dm)
     trainer.test(model, dm, verbose=False)
@@ -51,12 +66,14 @@ def test_recipe_ranks_the_held_out_item_first_on_planted_data(recipe, planted_di
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_every_trainable_parameter_changes_after_one_step(recipe, planted_dir, tmp_path):
+def test_every_trainable_parameter_changes_after_one_step(recipe, planted_dir, planted_profiles, tmp_path):
     dm = _dm(planted_dir)
-    model = RECIPES[recipe](dm)
+    model = RECIPES[recipe](dm, planted_profiles)
     trainer = _trainer(tmp_path, 1, limit_train_batches=1, limit_val_batches=0, enable_checkpointing=False)
     trainer.strategy.connect(model)
     model.prepare_from(dm)
+    if model.alignment is not None:
+        model.alignment.attach(dm.data, model.cf_dim)
     model.configure_model()
     before = {k: v.detach().clone() for k, v in _local_tensors(model).items()}
     assert before, "the model exposes no trainable tensors"
@@ -67,17 +84,18 @@ def test_every_trainable_parameter_changes_after_one_step(recipe, planted_dir, t
 
 
 def _local_tensors(model) -> dict[str, torch.Tensor]:
-    out = {}
+    out = {f"alignment.{k}": v for k, v in model.alignment.named_parameters()} if model.alignment else {}
     for key, value in model.model.state_dict().items():
         shards = value.local_shards() if hasattr(value, "local_shards") else None
         out[key] = torch.cat([s.tensor.flatten() for s in shards]) if shards else value
     return out
 
 
-@pytest.mark.parametrize("recipe", ["mf_bpr", "two_tower_cfm"])
-def test_checkpoint_round_trip_restores_identical_embeddings_and_metrics(recipe, planted_dir, tmp_path):
+@pytest.mark.parametrize("recipe", ["mf_bpr", "two_tower_cfm", "lightgcn_gen"])
+def test_checkpoint_round_trip_restores_identical_embeddings_and_metrics(recipe, planted_dir, planted_profiles,
+                                                                         tmp_path):
     dm = _dm(planted_dir)
-    model = RECIPES[recipe](dm)
+    model = RECIPES[recipe](dm, planted_profiles)
     trainer = _trainer(tmp_path, 3, enable_checkpointing=False)
     trainer.fit(model, dm)
     ckpt = tmp_path / "ckpt"
@@ -86,12 +104,16 @@ def test_checkpoint_round_trip_restores_identical_embeddings_and_metrics(recipe,
     users, items = model.export_embeddings(dm.num_users, dm.num_items)
     metrics = trainer.validate(model, dm, verbose=False)[0]
 
-    fresh = RECIPES[recipe](dm)
+    fresh = RECIPES[recipe](dm, planted_profiles)
     trainer2 = _trainer(tmp_path, 3, enable_checkpointing=False)
     restored = trainer2.validate(fresh, dm, ckpt_path=str(ckpt), verbose=False)[0]
     users2, items2 = fresh.export_embeddings(dm.num_users, dm.num_items)
     np.testing.assert_array_equal(users, users2)
     np.testing.assert_array_equal(items, items2)
+    if model.alignment is not None:   # the projection and mask token travel with the checkpoint too
+        for (name, p), (_, q) in zip(model.alignment.named_parameters(), fresh.alignment.named_parameters(),
+                                     strict=True):
+            assert torch.equal(p, q), f"alignment.{name} not restored"
     quality = {k: v for k, v in metrics.items() if not k.endswith("eval_seconds")}   # time is not restored
     assert {k: v for k, v in restored.items() if k in quality} == pytest.approx(quality)
     assert set(restored) == set(metrics)
@@ -99,7 +121,7 @@ def test_checkpoint_round_trip_restores_identical_embeddings_and_metrics(recipe,
 
 def test_exported_embeddings_reproduce_the_trainer_test_metrics(planted_dir, tmp_path):
     dm = _dm(planted_dir)
-    model = RECIPES["mf_bce"](dm)
+    model = RECIPES["mf_bce"](dm, None)
     trainer = _trainer(tmp_path, 5, enable_checkpointing=False)
     trainer.fit(model, dm)
     trained = trainer.test(model, dm, verbose=False)[0]

@@ -1,4 +1,4 @@
-"""Entry point: `fbrec data|train|evaluate|export|retrieve|serve|demo`. User errors print one line + a hint, exit 2."""
+"""Entry point: `fbrec data|llm|train|evaluate|export|retrieve|serve|demo`. User errors print one line + a hint, exit 2."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import sys
 import typer
 
 from fbrec.cli import data as data_cli
+from fbrec.cli import llm as llm_cli
 from fbrec.cli import runs as runs_cli
 from fbrec.cli import serve as serve_cli
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fbrec: train, evaluate and export implicit-feedback recommenders.")
 app.add_typer(data_cli.app, name="data")
+app.add_typer(llm_cli.app, name="llm")
 runs_cli.register(app)
 serve_cli.register(app)
 

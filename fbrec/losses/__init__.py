@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 
 from fbrec.errors import ConfigError, UnknownNameError
+from fbrec.losses.alignment import alignment_nce
 from fbrec.losses.ordinal import (
     category_probabilities,
     check_scales,
@@ -49,6 +50,6 @@ def make_loss(name: str, **options) -> BoundLoss:
     return BoundLoss(name, **options)
 
 
-__all__ = ["LOSSES", "BoundLoss", "StreamingFrequencyEstimator", "bce_with_negatives", "bpr", "category_probabilities", "check_scales",
+__all__ = ["LOSSES", "BoundLoss", "alignment_nce", "StreamingFrequencyEstimator", "bce_with_negatives", "bpr", "category_probabilities", "check_scales",
            "cumulative_probabilities", "gnolr", "in_batch_softmax", "info_nce", "local_losses", "make_loss", "neural_olr", "relmf", "relmf_pointwise",
            "spread_out", "thresholds_from_rates", "wmf"]

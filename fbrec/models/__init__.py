@@ -3,13 +3,14 @@
 from fbrec.models.base import EmbeddingModule, RankingModule
 from fbrec.models.expomf import ExpoMFModule
 from fbrec.models.gnolr import GNOLRModule
+from fbrec.models.lightgcn import LightGCNModule
 from fbrec.models.mf import MatrixFactorizationModule
 from fbrec.models.nsb import ESMMModule, NSBModule
 from fbrec.models.popularity import PopularityModule
 from fbrec.models.two_tower import TwoTowerModule
 
 RECIPES = {"mf": MatrixFactorizationModule, "popularity": PopularityModule, "expomf": ExpoMFModule, "gnolr": GNOLRModule, "nsb": NSBModule, "esmm": ESMMModule,
-           "two_tower": TwoTowerModule}
+           "two_tower": TwoTowerModule, "lightgcn": LightGCNModule}
 
-__all__ = ["RECIPES", "ESMMModule", "EmbeddingModule", "ExpoMFModule", "GNOLRModule", "MatrixFactorizationModule", "NSBModule", "PopularityModule", "RankingModule",
+__all__ = ["RECIPES", "ESMMModule", "EmbeddingModule", "ExpoMFModule", "GNOLRModule", "LightGCNModule", "MatrixFactorizationModule", "NSBModule", "PopularityModule", "RankingModule",
            "TwoTowerModule"]

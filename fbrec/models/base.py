@@ -22,6 +22,7 @@ from fbrec._checks import check_ks, check_positive
 from fbrec.embeddings import SPARSE_OPTIMIZERS, combined_optimizer, plan_summary, shard
 from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.evaluation import RankingEvaluator
+from fbrec.models.alignment import ProfileAlignment
 from fbrec.types import InteractionBatch
 
 
@@ -150,7 +151,7 @@ class EmbeddingModule(RankingModule):
     def __init__(self, num_users: int = 0, num_items: int = 0, embedding_dim: int = 64,
                  sparse_optimizer: str = "rowwise_adagrad", learning_rate: float = 0.05, weight_decay: float = 0.0,
                  dense_learning_rate: float = 1e-3, sharding: dict[str, str] | None = None,
-                 ks: Sequence[int] = (10, 20, 50), auc: bool = True):
+                 ks: Sequence[int] = (10, 20, 50), auc: bool = True, alignment: dict | None = None):
         super().__init__(ks=ks, auc=auc)
         if sparse_optimizer not in SPARSE_OPTIMIZERS:
             raise UnknownNameError("sparse optimizer", sparse_optimizer, SPARSE_OPTIMIZERS)
@@ -161,6 +162,9 @@ class EmbeddingModule(RankingModule):
         self.dense_learning_rate, self.sharding = dense_learning_rate, dict(sharding or {})
         self.automatic_optimization = False     # the fused optimizer steps inside backward; we drive the rest
         self.model: nn.Module | None = None
+        # RLMRec profile alignment (fbrec.models.alignment), an option of every embedding model
+        self.alignment = ProfileAlignment.from_config(alignment)
+        self._extra_parameters: list[nn.Parameter] = []
 
     def build_scorer(self) -> nn.Module:
         raise NotImplementedError
@@ -170,6 +174,23 @@ class EmbeddingModule(RankingModule):
 
     def setup(self, stage: str) -> None:
         self.prepare_from(self.trainer.datamodule)
+        if self.alignment is not None:
+            self.alignment.attach(self.trainer.datamodule.data, self.cf_dim)
+
+    @property
+    def cf_dim(self) -> int:
+        """Dimension of the user and item vectors that score (what profile alignment aligns)."""
+        return self.embedding_dim
+
+    def with_alignment(self, loss: torch.Tensor, users: torch.Tensor, user_vectors: torch.Tensor,
+                       items: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
+        """loss + alignment.weight * the profile-alignment loss of these users' and items' CF vectors (the loss
+        unchanged without alignment)."""
+        if self.alignment is None or self.alignment.weight == 0:
+            return loss
+        extra = self.alignment.loss(users, user_vectors, items, item_vectors)
+        self.log("train/alignment_loss", extra.detach(), on_step=False, on_epoch=True, batch_size=len(users))
+        return loss + self.alignment.weight * extra
 
     def loss(self, batch: InteractionBatch) -> torch.Tensor:
         raise NotImplementedError
@@ -193,7 +214,19 @@ class EmbeddingModule(RankingModule):
 
     def configure_optimizers(self):
         extra = {n: p for n, p in self.named_parameters() if not n.startswith("model.") and p.requires_grad}
+        self._extra_parameters = list(extra.values())
         return combined_optimizer(self.model, self.dense_learning_rate, extra)
+
+    def _average_extra_gradients(self) -> None:
+        """Dense parameters outside the DMP (thresholds, projections) get no DDP hook: average their gradients
+        across ranks here, so every rank takes the same Adam step and they stay identical."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world < 2 or not torch.distributed.is_initialized():
+            return
+        for p in self._extra_parameters:
+            grad = p.grad if p.grad is not None else torch.zeros_like(p)
+            torch.distributed.all_reduce(grad)
+            p.grad = grad / world
 
     def training_step(self, batch: InteractionBatch, batch_idx: int) -> torch.Tensor:
         opt = self.optimizers()   # Lightning's wrapper: its step() advances global_step (checkpoints, log steps)
@@ -203,6 +236,7 @@ class EmbeddingModule(RankingModule):
                                      "lower learning_rate or check the input weights")
         opt.zero_grad()
         self.manual_backward(loss)
+        self._average_extra_gradients()
         opt.step()
         self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch.user))
         return loss

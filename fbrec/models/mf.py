@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from fbrec.losses import make_loss
@@ -20,15 +21,17 @@ class MatrixFactorizationModule(EmbeddingModule):
             data.propensity), "wmf" (Hu et al. 2008).
         loss_options: the loss's options, e.g. {clip: 0.01, kind: square} for relmf, {alpha: 5} for wmf.
         init_std: standard deviation of the normal initialisation of both tables.
+        alignment: RLMRec profile alignment, e.g. {profiles: DIR, mode: con, weight: 0.01, temperature: 0.2}
+            (see fbrec.models.alignment).
         (the rest: see EmbeddingModule)
     """
 
     def __init__(self, num_users: int = 0, num_items: int = 0, embedding_dim: int = 64, loss: str = "bpr",
                  loss_options: dict | None = None, init_std: float = 0.1, sparse_optimizer: str = "rowwise_adagrad", learning_rate: float = 0.05,
                  weight_decay: float = 0.0, sharding: dict[str, str] | None = None,
-                 ks: Sequence[int] = (10, 20, 50), auc: bool = True):
+                 ks: Sequence[int] = (10, 20, 50), auc: bool = True, alignment: dict | None = None):
         super().__init__(num_users, num_items, embedding_dim, sparse_optimizer, learning_rate, weight_decay,
-                         sharding=sharding, ks=ks, auc=auc)
+                         sharding=sharding, ks=ks, auc=auc, alignment=alignment)
         self.loss_name, self.loss_options, self.init_std = loss, dict(loss_options or {}), init_std
         self._loss = make_loss(loss, **self.loss_options)
         self.save_hyperparameters()
@@ -38,5 +41,11 @@ class MatrixFactorizationModule(EmbeddingModule):
                                    device="meta")
 
     def loss(self, batch: InteractionBatch):
-        positive, negative = pair_logits(self, batch)                         # (B,), (B, N)
-        return self._loss(positive, negative, batch)
+        if self.alignment is None:
+            positive, negative = pair_logits(self, batch)                     # (B,), (B, N)
+            return self._loss(positive, negative, batch)
+        items = torch.cat([batch.item[:, None], batch.negatives], dim=1)      # (B, 1 + N)
+        p, q = self.embed_pairs(batch.user, items)                            # (B, 1 + N, D) each
+        logits = (p * q).sum(-1)
+        main = self._loss(logits[:, 0], logits[:, 1:], batch)
+        return self.with_alignment(main, batch.user, p[:, 0], items.reshape(-1), q.reshape(-1, q.shape[-1]))

@@ -63,6 +63,8 @@ class TwoTowerModule(EmbeddingModule):
             features, MI(id, X) = H(X), so under plain MI every seed's closest partner is the id (or the id's is
             the richest feature); normalising lets side features group with each other.
         feature_dropout, spread_out_weight: the paper's non-SSL baselines.
+        alignment: RLMRec profile alignment of the tower outputs, e.g. {profiles: DIR, mode: con}
+            (see fbrec.models.alignment).
     Features come from the datamodule (`item_features`, `user_features`); the id is always feature one."""
 
     def __init__(self, num_users: int = 0, num_items: int = 0, embedding_dim: int = 32,
@@ -75,9 +77,9 @@ class TwoTowerModule(EmbeddingModule):
                  value_dropout: float = 0.1, feature_dropout: float = 0.0, spread_out_weight: float = 0.0,
                  init_std: float = 0.1, sparse_optimizer: str = "rowwise_adagrad", learning_rate: float = 0.05,
                  dense_learning_rate: float = 1e-3, weight_decay: float = 0.0, sharding: dict[str, str] | None = None,
-                 ks: Sequence[int] = (10, 50, 100), auc: bool = True):
+                 ks: Sequence[int] = (10, 50, 100), auc: bool = True, alignment: dict | None = None):
         super().__init__(num_users, num_items, embedding_dim, sparse_optimizer, learning_rate, weight_decay,
-                         dense_learning_rate, sharding=sharding, ks=ks, auc=auc)
+                         dense_learning_rate, sharding=sharding, ks=ks, auc=auc, alignment=alignment)
         check_positive("temperature", temperature)
         check_positive("ssl_temperature", ssl_temperature)
         check_positive("ssl_batch_size", ssl_batch_size)
@@ -114,6 +116,10 @@ class TwoTowerModule(EmbeddingModule):
         self._multi_valued: list[bool] = []
         self._num_masked = 0
         self.frequency = StreamingFrequencyEstimator(num_buckets=1 << 18) if logq == "streaming" else None
+
+    @property
+    def cf_dim(self) -> int:
+        return self.output_dim
 
     # --- features --------------------------------------------------------------------------------------------
     def prepare_from(self, datamodule) -> None:
@@ -243,7 +249,8 @@ class TwoTowerModule(EmbeddingModule):
             mask[len(main) + S:] = ~view
         u, v = self.encode(batch.user, items, mask, dropout_from=len(main) if self.ssl is not None else None)
 
-        total = self._main_loss(batch, u, v[: len(main)], main)
+        total = self.with_alignment(self._main_loss(batch, u, v[: len(main)], main), batch.user, u, main,
+                                    v[: len(main)])
         if self.ssl is not None:
             z1, z2 = v[len(main): len(main) + S], v[len(main) + S:]
             ssl_loss = info_nce(z1, z2, self.ssl_temperature)

@@ -214,3 +214,25 @@ def log_table(run_id: str, frame: pl.DataFrame, artifact_file: str, tracking_uri
         path = Path(tmp) / Path(artifact_file).name
         frame.write_csv(path)
         client.log_artifact(run_id, str(path), artifact_path=str(Path(artifact_file).parent) or None)
+
+
+def log_run(experiment: str, run_name: str, *, params: dict, metrics: dict[str, float], tags: dict | None = None,
+            artifacts: dict[str, str | Path] | None = None, tracking_uri: str | None = None) -> str:
+    """One finished MLflow run for a job that is not a training run (e.g. `fbrec llm profiles`); returns its id.
+    artifacts: {artifact folder: local file}."""
+    uri, exp_id = tracking_setup(experiment, tracking_uri)
+    client = MlflowClient(uri)
+    run = client.create_run(exp_id, run_name=run_name, tags=tags or {})
+    rid = run.info.run_id
+    try:
+        for k, v in params.items():
+            client.log_param(rid, k, str(_jsonable(v))[:6000])
+        for k, v in metrics.items():
+            client.log_metric(rid, k, float(v))
+        for folder, path in (artifacts or {}).items():
+            client.log_artifact(rid, str(path), artifact_path=folder or None)
+    except BaseException:
+        client.set_terminated(rid, "FAILED")
+        raise
+    client.set_terminated(rid, "FINISHED")
+    return rid

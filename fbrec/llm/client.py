@@ -1,0 +1,152 @@
+"""One client interface for every text generator: a `Task` in, a validated `Completion` out.
+
+A Task carries both what an LLM needs (messages rendered from a versioned prompt file, the JSON schema of the
+answer) and what the offline template backend needs (the task name and its facts), so every feature runs on any
+backend: `OpenAIBackend` (any OpenAI-compatible chat-completions server), `HFBackend` (a local transformers model
+folder) and `OfflineBackend` (deterministic templates, the default, which says so in every answer).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Protocol
+
+from fbrec.errors import ConfigError, FbrecError
+
+
+class LLMAnswerError(FbrecError):
+    """A backend's answer stayed invalid after its re-asks."""
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The answer's JSON object: required keys and their types ("string", "number", "boolean", "array")."""
+
+    required: dict[str, str]
+
+    def describe(self) -> str:
+        return json.dumps({k: f"<{t}>" for k, t in self.required.items()})
+
+    def problems(self, answer) -> list[str]:
+        if not isinstance(answer, dict):
+            return [f"the answer is a {type(answer).__name__}, not a JSON object"]
+        kinds = {"string": str, "number": (int, float), "boolean": bool, "array": list}
+        out = [f"missing key {k!r}" for k in self.required if k not in answer]
+        out += [f"key {k!r} is a {type(answer[k]).__name__}, not a {t}" for k, t in self.required.items()
+                if k in answer and not isinstance(answer[k], kinds[t])]
+        out += [f"key {k!r} is empty" for k, t in self.required.items()
+                if t == "string" and isinstance(answer.get(k), str) and not answer[k].strip()]
+        return out
+
+
+def parse_answer(text: str, schema: Schema | None) -> tuple[dict | str, list[str]]:
+    """(answer, problems): the JSON object in `text` (the first {...} span, so a chatty model still parses) checked
+    against the schema; free text when schema is None."""
+    if schema is None:
+        return text, []
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return text, ["no JSON object in the answer"]
+    try:
+        answer = json.loads(text[start:end + 1])
+    except json.JSONDecodeError as exc:
+        return text, [f"invalid JSON: {exc.msg} at character {exc.pos}"]
+    return answer, schema.problems(answer)
+
+
+def load_prompt(name: str, version: str) -> tuple[str, str]:
+    """(system, user) templates of prompts/<name>.<version>.txt (sections split by a line '---user---')."""
+    try:
+        text = resources.files("fbrec.llm").joinpath("prompts", f"{name}.{version}.txt").read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"no prompt {name!r} version {version!r}", rule="prompts are files fbrec/llm/prompts/"
+                          "NAME.VERSION.txt", fix="use a shipped version (v1)") from None
+    system, _, user = text.partition("---user---\n")
+    return system.strip(), user.strip()
+
+
+@dataclass(frozen=True)
+class Task:
+    """One generation: `name` + `version` pick the prompt file, `facts` fill it, `schema` checks the answer."""
+
+    name: str
+    facts: dict
+    schema: Schema | None = None
+    version: str = "v1"
+
+    def messages(self) -> list[dict]:
+        system, user = load_prompt(self.name, self.version)
+        facts = {k: (", ".join(map(str, v)) if isinstance(v, list | tuple) else v) for k, v in self.facts.items()}
+        user = user.format_map(facts)
+        if self.schema is not None:
+            user += f"\n\nAnswer with one JSON object only, exactly these keys: {self.schema.describe()}"
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+@dataclass
+class Completion:
+    answer: dict | str
+    text: str
+    generated_by: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+    attempts: int = 1
+
+
+@dataclass
+class Usage:
+    """What a backend spent: requests, tokens, cache hits, re-asks, retries (logged to MLflow by the caller)."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_hits: int = 0
+    reasks: int = 0
+    retries: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def add(self, c: Completion) -> None:
+        if c.cached:
+            self.cache_hits += 1
+            return
+        self.requests += c.attempts
+        self.reasks += c.attempts - 1
+        self.prompt_tokens += c.prompt_tokens
+        self.completion_tokens += c.completion_tokens
+
+    def as_metrics(self, prefix: str = "llm/") -> dict[str, float]:
+        return {f"{prefix}{k}": float(v) for k, v in vars(self).items() if k != "extra"}
+
+
+class Backend(Protocol):
+    name: str          # "offline" | "openai" | "hf"
+    model: str
+    is_language_model: bool
+    usage: Usage
+
+    def run(self, tasks: list[Task]) -> list[Completion]: ...
+
+
+BACKENDS = ("offline", "openai", "hf")
+
+
+def make_backend(name: str, **options) -> Backend:
+    """offline (default, no options), openai (base_url, model, api_key_env, ...), hf (model_dir, ...)."""
+    if name == "offline":
+        from fbrec.llm.offline import OfflineBackend
+
+        return OfflineBackend()
+    if name == "openai":
+        from fbrec.llm.openai import OpenAIBackend
+
+        return OpenAIBackend(**options)
+    if name == "hf":
+        from fbrec.llm.hf import HFBackend
+
+        return HFBackend(**options)
+    from fbrec.errors import UnknownNameError
+
+    raise UnknownNameError("LLM backend", name, BACKENDS)

@@ -1,0 +1,139 @@
+"""An OpenAI-compatible chat-completions client (what vLLM, Ollama, llama.cpp's server and hosted APIs speak).
+
+Base URL and model from the arguments or FBREC_LLM_BASE_URL / FBREC_LLM_MODEL; the key only from the environment
+variable named by api_key_env (never from a file or a flag). Timeouts, retries with exponential backoff on
+connection errors, 429 and 5xx (Retry-After honoured), a concurrency limit, answers validated against the task's
+schema with re-asks, a response cache on disk (a second run sends nothing), token accounting in `usage`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from threading import Lock
+
+import requests
+
+from fbrec.errors import ConfigError
+from fbrec.llm.client import Completion, LLMAnswerError, Task, Usage, parse_answer
+
+RETRY_STATUS = (429, 500, 502, 503, 504)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("FBREC_CACHE_DIR", Path.home() / ".cache" / "fbrec")) / "llm-responses"
+
+
+class OpenAIBackend:
+    name, is_language_model = "openai", True
+
+    def __init__(self, base_url: str | None = None, model: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 timeout: float = 60.0, max_retries: int = 4, backoff: float = 0.5, concurrency: int = 4,
+                 reasks: int = 2, temperature: float = 0.0, max_tokens: int = 256, json_mode: bool = True,
+                 cache_dir: str | Path | None = None):
+        self.base_url = (base_url or os.environ.get("FBREC_LLM_BASE_URL") or "").rstrip("/")
+        self.model = model or os.environ.get("FBREC_LLM_MODEL") or ""
+        if not self.base_url or not self.model:
+            raise ConfigError(f"the openai backend needs a base URL and a model (got base_url={self.base_url!r}, "
+                              f"model={self.model!r})", rule="any OpenAI-compatible server: vLLM, Ollama, llama.cpp, "
+                              "a hosted API", fix="pass --base-url http://host:port/v1 --model NAME, or set "
+                              "FBREC_LLM_BASE_URL and FBREC_LLM_MODEL")
+        self.api_key_env, self.api_key = api_key_env, os.environ.get(api_key_env, "")
+        self.timeout, self.max_retries, self.backoff = timeout, max_retries, backoff
+        self.concurrency, self.reasks, self.temperature = max(1, concurrency), reasks, temperature
+        self.max_tokens, self.json_mode = max_tokens, json_mode
+        self.cache = None if cache_dir == "" else Path(cache_dir or default_cache_dir())
+        self.usage = Usage()
+        self._lock = Lock()
+        self._session = requests.Session()
+
+    # --- one request ---------------------------------------------------------------------------------------
+    def _post(self, messages: list[dict], json_mode: bool) -> dict:
+        body = {"model": self.model, "messages": messages, "temperature": self.temperature,
+                "max_tokens": self.max_tokens}
+        if json_mode:
+            body["response_format"] = {"type": "json_object"}
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        url = f"{self.base_url}/chat/completions"
+        for attempt in range(self.max_retries + 1):
+            wait = self.backoff * 2 ** attempt
+            try:
+                r = self._session.post(url, json=body, headers=headers, timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt == self.max_retries:
+                    raise ConfigError(f"LLM server {self.base_url} unreachable after {attempt + 1} tries: "
+                                      f"{type(exc).__name__}", rule="the openai backend needs a running server",
+                                      fix="start the server or fix --base-url") from None
+            else:
+                if r.status_code == 200:
+                    return r.json()
+                if r.status_code not in RETRY_STATUS or attempt == self.max_retries:
+                    hint = f"check the key in ${self.api_key_env}" if r.status_code in (401, 403) else \
+                        "check --model and the server's log"
+                    raise ConfigError(f"LLM server answered HTTP {r.status_code}: {r.text[:200]}",
+                                      rule="chat completions must answer 200", fix=hint)
+                after = r.headers.get("Retry-After", "")
+                wait = min(float(after), 30.0) if after.replace(".", "", 1).isdigit() else wait
+            with self._lock:
+                self.usage.retries += 1
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _cache_path(self, task: Task) -> Path | None:
+        if self.cache is None:
+            return None
+        key = json.dumps({"model": self.model, "messages": task.messages(), "temperature": self.temperature,
+                          "max_tokens": self.max_tokens, "schema": task.schema.required if task.schema else None},
+                         sort_keys=True)
+        return self.cache / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+    def _one(self, task: Task) -> Completion:
+        path = self._cache_path(task)
+        if path is not None and path.is_file():
+            c = json.loads(path.read_text())
+            return Completion(c["answer"], c["text"], c["generated_by"], c["prompt_tokens"], c["completion_tokens"],
+                              cached=True, attempts=c["attempts"])
+        messages = task.messages()
+        prompt_tokens = completion_tokens = 0
+        for attempt in range(1, self.reasks + 2):
+            reply = self._post(messages, self.json_mode and task.schema is not None)
+            usage = reply.get("usage") or {}
+            prompt_tokens += int(usage.get("prompt_tokens", 0))
+            completion_tokens += int(usage.get("completion_tokens", 0))
+            text = (reply.get("choices") or [{}])[0].get("message", {}).get("content") or ""
+            answer, problems = parse_answer(text, task.schema)
+            if not problems:
+                c = Completion(answer, text, f"{self.name}:{self.model}", prompt_tokens, completion_tokens,
+                               attempts=attempt)
+                self._store(path, c)
+                return c
+            messages = [*messages, {"role": "assistant", "content": text},
+                        {"role": "user", "content": f"That answer was not usable: {'; '.join(problems)}. Answer "
+                                                    f"again with one JSON object only, exactly these keys: "
+                                                    f"{task.schema.describe()}"}]
+        raise LLMAnswerError(f"task {task.name!r}: the answer stayed invalid after {self.reasks} re-asks "
+                             f"({'; '.join(problems)}); last answer {text[:120]!r}",
+                             rule=f"answers are JSON objects with keys {task.schema.describe()}",
+                             fix="use a model that follows JSON instructions, or raise --reasks")
+
+    def _store(self, path: Path | None, c: Completion) -> None:
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(json.dumps({"answer": c.answer, "text": c.text, "generated_by": c.generated_by,
+                                   "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+                                   "attempts": c.attempts}))
+        os.replace(tmp, path)
+
+    def run(self, tasks: list[Task]) -> list[Completion]:
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            out = list(pool.map(self._one, tasks))
+        for c in out:
+            self.usage.add(c)
+        return out

@@ -1,0 +1,82 @@
+"""A small OpenAI-compatible chat-completions server for the tests, run as a real process on loopback.
+
+It is not a language model: it answers deterministically from the last user message, and its behaviour is chosen
+by the request's model name, so the client's retries, re-asks, cache, key handling and token accounting meet a
+real HTTP server:
+  echo       -> {"profile": "<sha of the prompt> ..."} at once
+  flaky      -> HTTP 503 (Retry-After: 0) on the first request of each prompt, then as echo
+  sloppy     -> a chatty answer without JSON first, valid JSON once re-asked
+  broken     -> never JSON
+  needs-key  -> HTTP 401 unless Authorization is 'Bearer test-key'
+GET /stats returns the number of chat requests received. Usage: python llm_server.py PORT
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+COUNT = {"requests": 0}
+SEEN: set[str] = set()
+LOCK = threading.Lock()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path == "/stats":
+            self._send(200, dict(COUNT))
+        else:
+            self._send(404, {"error": "not found"})
+
+    def do_POST(self):
+        if not self.path.endswith("/chat/completions"):
+            self._send(404, {"error": "not found"})
+            return
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with LOCK:
+            COUNT["requests"] += 1
+        model, messages = body["model"], body["messages"]
+        prompt = "\n".join(m["content"] for m in messages if m["role"] != "assistant")
+        first_user = next(m["content"] for m in messages if m["role"] == "user")
+        digest = hashlib.sha256(first_user.encode()).hexdigest()[:12]
+        reasked = any(m["role"] == "assistant" for m in messages)
+        if model == "needs-key" and self.headers.get("Authorization") != "Bearer test-key":
+            self._send(401, {"error": {"message": "invalid api key"}})
+            return
+        if model == "flaky":
+            with LOCK:
+                fresh = digest not in SEEN
+                SEEN.add(digest)
+            if fresh:
+                self._send(503, {"error": "busy"}, {"Retry-After": "0"})
+                return
+        content = json.dumps({"profile": f"profile {digest}: {first_user.splitlines()[0][:60]}"})
+        if model == "broken" or (model == "sloppy" and not reasked):
+            content = "Sure! Here is a lovely profile, no JSON though."
+        self._send(200, {"id": "x", "object": "chat.completion", "model": model,
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                      "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(content.split()),
+                                   "total_tokens": len(prompt.split()) + len(content.split())}})
+
+
+if __name__ == "__main__":
+    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+    print("ready", flush=True)
+    server.serve_forever()
