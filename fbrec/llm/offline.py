@@ -14,7 +14,9 @@ GENERATED_BY = "offline-template/v1 (deterministic template, not a language mode
 
 
 def _item_profile(f: dict) -> str:
-    return f"{f['item_text']} A {f['popularity_band']} item ({f['interactions']} interactions in training)."
+    band = f["popularity_band"]
+    return f"{f['item_text']} {'An' if band[0] in 'aeiou' else 'A'} {band} item ({f['interactions']} interactions " \
+           "in training)."
 
 
 def _user_profile(f: dict) -> str:

@@ -19,5 +19,5 @@ def alignment_nce(anchors: torch.Tensor, targets: torch.Tensor, temperature: flo
     check_positive("alignment temperature", temperature)
     candidates = targets if negatives is None else torch.cat([targets, negatives])
     a, c = F.normalize(anchors, dim=-1, eps=1e-8), F.normalize(candidates, dim=-1, eps=1e-8)
-    logits = a @ c.T / temperature                                            # (B, D) x (D, B + M) -> (B, B + M)
+    logits = (a / temperature) @ c.T                                          # (B, D) x (D, B + M) -> (B, B + M)
     return F.cross_entropy(logits, torch.arange(len(anchors), device=anchors.device))

@@ -9,7 +9,8 @@ mode "gen" (RLMRec-Gen): a share `mask_ratio` of the input embeddings is replace
     sigma_down(e_x), and must pick their own s_x by InfoNCE among the set. Models without propagation (MF, the
     two-tower) have no neighbours to reconstruct from, so there every batch row is reconstructed from its own
     embedding, unmasked.
-Total loss: main + weight * alignment. Rows without a profile take no part. shuffled_seed permutes the profiles
+Anchors: the distinct users and items of the batch, at most `anchors` of each (a random subset beyond that; the
+B x B logits dominate the cost). Total loss: main + weight * alignment. Rows without a profile take no part. shuffled_seed permutes the profiles
 across users and across items: the control that tells a lift from the profiles from a lift from the extra loss.
 """
 
@@ -29,7 +30,8 @@ ALIGNMENT_MODES = ("con", "gen")
 
 class ProfileAlignment(nn.Module):
     def __init__(self, profiles: str, mode: str = "con", weight: float = 0.01, temperature: float = 0.2,
-                 negatives: int = 256, mask_ratio: float = 0.15, shuffled_seed: int | None = None):
+                 negatives: int = 256, mask_ratio: float = 0.15, anchors: int = 1024,
+                 shuffled_seed: int | None = None):
         super().__init__()
         if mode not in ALIGNMENT_MODES:
             raise UnknownNameError("alignment mode", mode, ALIGNMENT_MODES)
@@ -37,8 +39,10 @@ class ProfileAlignment(nn.Module):
         check_positive("alignment.temperature", temperature)
         check_positive("alignment.negatives", negatives, strict=False)
         check_fraction("alignment.mask_ratio", mask_ratio)
+        check_positive("alignment.anchors", anchors)
         self.profiles, self.mode, self.weight, self.temperature = str(profiles), mode, weight, temperature
         self.negatives, self.mask_ratio, self.shuffled_seed = int(negatives), mask_ratio, shuffled_seed
+        self.anchors = int(anchors)
         self.projection: Projection | None = None
         self.mask_token: nn.Parameter | None = None
         self.manifest: dict = {}
@@ -54,7 +58,7 @@ class ProfileAlignment(nn.Module):
             return cls(**config)
         except TypeError as exc:
             raise ConfigError(f"alignment options {sorted(config)}: {exc}", rule="options: profiles, mode, weight, "
-                              "temperature, negatives, mask_ratio, shuffled_seed",
+                              "temperature, negatives, mask_ratio, anchors, shuffled_seed",
                               fix="fix the alignment block") from None
 
     def attach(self, data, cf_dim: int) -> None:
@@ -88,7 +92,11 @@ class ProfileAlignment(nn.Module):
               ) -> torch.Tensor:
         ids, rows = _first_rows(ids)
         keep = has[ids]
-        ids, vectors = ids[keep], vectors[rows[keep]]
+        ids, rows = ids[keep], rows[keep]
+        if len(ids) > self.anchors:
+            pick = torch.randperm(len(ids), device=ids.device)[: self.anchors]
+            ids, rows = ids[pick], rows[pick]
+        vectors = vectors[rows]
         if len(ids) < 2:
             return vectors.sum() * 0.0
         if self.mode == "gen":   # reconstruct the text embedding; in-set negatives

@@ -74,7 +74,6 @@ class LightGCNModule(EmbeddingModule):
             return main
         if gen:   # reconstruct the masked nodes' profiles from their propagated outputs
             mu, mi = masked[masked < self.num_users], masked[masked >= self.num_users] - self.num_users
-            mu, mi = _at_most(mu, 2048), _at_most(mi, 2048)
             return self.with_alignment(main, mu, users_out[mu], mi, items_out[mi])
         return self.with_alignment(main, batch.user, p, items.reshape(-1), q.reshape(-1, q.shape[-1]))
 
@@ -104,6 +103,3 @@ class LightGCNModule(EmbeddingModule):
         users, items = self._outputs()
         return users.float().cpu().numpy(), items.float().cpu().numpy()
 
-
-def _at_most(ids: torch.Tensor, n: int) -> torch.Tensor:
-    return ids if len(ids) <= n else ids[torch.randperm(len(ids), device=ids.device)[:n]]
