@@ -289,8 +289,10 @@ def test_cli_writes_profiles_from_a_recipe_logs_to_mlflow_and_reuses_the_encoder
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FBREC_CACHE_DIR", str(tmp_path / "cache"))
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("seed_everything: 3\ndata:\n  dataset: synthetic\n  dataset_options: {num_users: 60, "
-                      "num_items: 40, seed: 1}\n")
+    recipe.write_text("seed_everything: 3\ntrainer: {max_epochs: 2, devices: 1}\nmodel:\n  class_path: "
+                      "fbrec.models.LightGCNModule\n  init_args:\n    embedding_dim: 8\n    ks: [5, 10]\n    alignment: {profiles: "
+                      "prof, mode: gen, mask_ratio: 0.3}\ndata:\n  dataset: synthetic\n  dataset_options: "
+                      "{num_users: 60, num_items: 40, seed: 1}\n  split: random\n")
     code, out = _run(["llm", "profiles", "--config", str(recipe), "--out", "prof"], capsys)
     assert code == 0, out
     assert "deterministic templates, not a language model" in out and "MLflow run" in out
@@ -300,7 +302,52 @@ def test_cli_writes_profiles_from_a_recipe_logs_to_mlflow_and_reuses_the_encoder
     assert code == 2 and "--overwrite" in out
     code, out = _run(["llm", "profiles", "--config", str(recipe), "--out", "prof", "--overwrite"], capsys)
     assert code == 0 and "cache hit rate 100%" in out, out
+    code, out = _run(["train", "--config", str(recipe)], capsys)   # the recipe trains on the profiles it named
+    assert code == 0 and "best epoch on validation" in out, out
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("fbrec").experiment_id])[0]
+    assert run.data.metrics["train/alignment_loss"] > 0
+    code, out = _run(["train", "--config", str(recipe), "--seed_everything", "4"], capsys)
+    assert code == 2 and "built from another training split" in out, out
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("user data")
     code, out = _run(["llm", "profiles", "--dataset", "synthetic", "--out", "mine", "--overwrite"], capsys)
     assert code == 2 and (tmp_path / "mine" / "notes.txt").read_text() == "user data"
+
+
+@pytest.mark.parametrize("config, pattern", [
+    ({"mode": "con"}, "alignment without 'profiles'"),
+    ({"profiles": "p", "mode": "contrast"}, "unknown alignment mode 'contrast'.*did you mean 'con'"),
+    ({"profiles": "p", "weight": -1}, r"alignment.weight=-1 is out of range"),
+    ({"profiles": "p", "temperature": 0}, r"alignment.temperature=0 is out of range"),
+    ({"profiles": "p", "mask_ratio": 1.5}, r"alignment.mask_ratio=1.5 is out of range"),
+    ({"profiles": "p", "tau": 0.2}, r"alignment options \['profiles', 'tau'\].*options: profiles, mode"),
+])
+def test_alignment_config_errors_name_the_value_and_the_rule(config, pattern):
+    from fbrec.models import MatrixFactorizationModule
+
+    with pytest.raises(ConfigError, match=pattern):
+        MatrixFactorizationModule(10, 10, alignment=config)
+
+
+def test_a_run_on_another_split_refuses_the_profiles_before_training(planted_profiles, tmp_path):
+    import lightning as L
+    from conftest import planted_items, planted_log
+
+    from fbrec.data.datamodule import FeedbackDataModule
+    from fbrec.data.datasets import RawDataset
+    from fbrec.data.prepare import PrepareConfig, prepare_raw
+    from fbrec.embeddings import register_strategies
+    from fbrec.models import LightGCNModule
+
+    other = prepare_raw(RawDataset(planted_log(), items=planted_items()), "planted", PrepareConfig(split="random"))
+    dm = FeedbackDataModule(prepared_dir=str(other.save(tmp_path / "random")), batch_size=32)
+    model = LightGCNModule(dm.num_users, dm.num_items, embedding_dim=8,
+                           alignment={"profiles": str(planted_profiles)})
+    register_strategies()
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, strategy="torchrec", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    with pytest.raises(ConfigError, match="built from another training split.*--seed SEED"):
+        trainer.fit(model, dm)

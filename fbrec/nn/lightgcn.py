@@ -7,6 +7,8 @@ graph, so every step looks up every row (through DMP: sharded tables are gathere
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import nn
@@ -25,7 +27,9 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, num_users: int, n
     values = (scale[rows] * scale[cols]).astype(np.float32)
     coo = torch.sparse_coo_tensor(torch.as_tensor(np.stack([rows, cols])), torch.as_tensor(values),
                                   (num_users + num_items,) * 2, check_invariants=True).coalesce()
-    return coo.to_sparse_csr()
+    with warnings.catch_warnings():   # "sparse CSR support is in beta": CSR x dense matmul is all we use
+        warnings.simplefilter("ignore", UserWarning)
+        return coo.to_sparse_csr()
 
 
 def propagate(adjacency: torch.Tensor, layer0: torch.Tensor, num_layers: int) -> torch.Tensor:
