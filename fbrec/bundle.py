@@ -27,6 +27,7 @@ import polars as pl
 import fbrec
 from fbrec._atomic import atomic_directory, check_replaceable
 from fbrec.data.idmap import IdMap
+from fbrec.data.preferences import Preferences, apply_preferences, rerank
 from fbrec.errors import BundleError, ConfigError
 from fbrec.retrieval import (
     METRICS,
@@ -284,16 +285,34 @@ class Bundle:
                 return items[0][keep][:k], scores[0][keep][:k].astype(float)
             fetch = min(n, fetch * 4)
 
-    def recommend(self, raw_user, k: int = 10, *, exclude_seen: bool = True, exact: bool = False
-                  ) -> list[tuple[object, float]]:
-        """[(raw item id, score)] for a known user, best first."""
-        items, scores = self.recommend_indices(raw_user, k, exclude_seen=exclude_seen, exact=exact)
+    def recommend(self, raw_user, k: int = 10, *, exclude_seen: bool = True, exact: bool = False,
+                  preferences: Preferences | dict | None = None) -> list[tuple[object, float]]:
+        """[(raw item id, score)] for a known user, best first; `preferences` (fbrec.data.preferences) filter the
+        catalogue and boost scores (the scores are then standardised candidate scores plus boosts)."""
+        items, scores = self.recommend_indices(raw_user, k, exclude_seen=exclude_seen, exact=exact,
+                                               preferences=preferences)
         return list(zip(self.item_map.decode(items), scores.tolist(), strict=True))
 
-    def recommend_indices(self, raw_user, k: int = 10, *, exclude_seen: bool = True, exact: bool = False
-                          ) -> tuple[np.ndarray, np.ndarray]:
+    def recommend_indices(self, raw_user, k: int = 10, *, exclude_seen: bool = True, exact: bool = False,
+                          preferences: Preferences | dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         if k < 1:
             raise ConfigError(f"k={k}", rule="k >= 1", fix="pass --k 10")
         u = self.user_index(raw_user)
-        return self.search(self.user_embeddings[u], k, exclude=self.seen_items(u) if exclude_seen else None,
-                           exact=exact)
+        return self.search_with(self.user_embeddings[u], k, exclude=self.seen_items(u) if exclude_seen else None,
+                                exact=exact, preferences=preferences)
+
+    def search_with(self, query: np.ndarray, k: int, *, exclude: np.ndarray | None = None,
+                    allowed: np.ndarray | None = None, exact: bool = False,
+                    preferences: Preferences | dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`search` under stated preferences: their mask joins `allowed`; boosts re-rank a wider candidate set
+        (max(10 k, 200) items) after standardising its scores."""
+        if preferences is None:
+            return self.search(query, k, exclude=exclude, allowed=allowed, exact=exact)
+        prefs = preferences if isinstance(preferences, Preferences) else Preferences.from_dict(preferences)
+        mask, boost = apply_preferences(prefs, self.items, self.manifest.num_items, self.item_counts)
+        if mask is not None:
+            allowed = mask if allowed is None else allowed & mask
+        if boost is None:
+            return self.search(query, k, exclude=exclude, allowed=allowed, exact=exact)
+        items, scores = self.search(query, max(10 * k, 200), exclude=exclude, allowed=allowed, exact=exact)
+        return rerank(items, scores, boost, k)

@@ -8,6 +8,7 @@ real HTTP server:
   sloppy     -> a chatty answer without JSON first, valid JSON once re-asked
   broken     -> never JSON
   needs-key  -> HTTP 401 unless Authorization is 'Bearer test-key'
+  prefs      -> the preferences {"exclude": {"genres": ["Horror"]}} (bad-prefs: a malformed include)
 GET /stats returns the number of chat requests received. Usage: python llm_server.py PORT
 """
 
@@ -67,6 +68,10 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(503, {"error": "busy"}, {"Retry-After": "0"})
                 return
         content = json.dumps({"profile": f"profile {digest}: {first_user.splitlines()[0][:60]}"})
+        if model == "prefs":
+            content = json.dumps({"include": {}, "exclude": {"genres": ["Horror"]}, "boost": {}})
+        if model == "bad-prefs":
+            content = json.dumps({"include": {"genres": "Horror"}, "exclude": {}, "boost": {}})
         if model == "broken" or (model == "sloppy" and not reasked):
             content = "Sure! Here is a lovely profile, no JSON though."
         self._send(200, {"id": "x", "object": "chat.completion", "model": model,

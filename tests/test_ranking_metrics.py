@@ -192,3 +192,47 @@ def test_auc_counts_each_positive_against_the_negatives_like_brute_force(seed):
         users = got["user"].to_numpy()
         np.testing.assert_allclose(got["auc"].to_numpy(), expected[users], rtol=1e-6, err_msg=name)
         assert set(users) == {u for u in range(U) if positives[u]}
+
+
+# --- session metrics, worked by hand ------------------------------------------------------------------------------
+def _session(*rounds):
+    from fbrec.evaluation.session import Round
+
+    return [Round.of(slate, clicked) for slate, clicked in rounds]
+
+
+@pytest.mark.parametrize("rounds, expected", [
+    # a clicked in round 2, skipped at slot 1 of round 1: click enhancement counts it there (position 0, decay 1);
+    # b at position 1 (decay 0.9): U = 1.9; the ideal shows a, b at positions 0, 1: 1.9 -> NUM 1
+    ([(("a", "b", "c"), {"b"}), (("a", "d", "e"), {"a"})], 1.0),
+    # the only relevant item is read third: 0.8 / 1
+    ([(("c", "d", "b"), {"b"})], 0.8),
+    # b first appears in round 2 after 3 items and one reformulation: position 4 -> 0.6 / 1
+    ([(("c", "d", "e"), set()), (("b", "f", "g"), {"b"})], 0.6),
+    # nothing clicked: no relevance, NUM 0
+    ([(("c", "d"), set())], 0.0),
+])
+def test_num_on_hand_worked_sessions(rounds, expected):
+    from fbrec.evaluation.session import num
+
+    assert num(_session(*rounds), patience=10, reformulation_cost=1) == pytest.approx(expected)
+
+
+def test_num_without_click_enhancement_counts_an_item_only_where_it_was_clicked_and_sdcg_by_hand():
+    from fbrec.evaluation.session import num, session_dcg, u_measure
+
+    s = _session((("a", "b", "c"), {"b"}), (("a", "d", "e"), {"a"}))
+    # with the gains given per appearance (no enhancement), a earns at its round-2 position 4: 0.9 + 0.6 = 1.5
+    plain = 0.9 + 0.6
+    assert u_measure(s, {"a": 1, "b": 1}, patience=10) == pytest.approx(1.9)
+    assert plain / 1.9 < num(s, patience=10)
+    # sDCG: b at round 1 slot 2 -> 1 / log2(3); a at round 2 slot 1 -> 1 / ((1 + log_4 2) * 1) = 1 / 1.5
+    assert session_dcg(s) == pytest.approx(1 / math.log2(3) + 1 / 1.5)
+
+
+def test_a_click_outside_the_slate_is_refused():
+    from fbrec.errors import ConfigError
+    from fbrec.evaluation.session import Round
+
+    with pytest.raises(ConfigError, match=r"clicked item\(s\) \['z'\] not in the round's slate"):
+        Round.of(["a", "b"], {"z"})

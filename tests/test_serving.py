@@ -4,6 +4,7 @@ requests, refused corrupt and incompatible reloads, SIGHUP, and no torch in the 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -137,6 +138,23 @@ def test_filters_keep_k_items_by_over_fetching(server):
     without = server.post("/recommend", {"user": 1, "k": 5, "filter": {"exclude_items": [
         it["item"] for it in server.post("/recommend", {"user": 1, "k": 5}).json()["items"]]}}).json()["items"]
     assert len(without) == 5
+
+
+def test_stated_preferences_filter_and_boost_in_the_service(server):
+    plain = server.post("/recommend", {"user": 196, "k": 10}).json()["items"]
+    no_drama = server.post("/recommend", {"user": 196, "k": 10,
+                                          "preferences": {"exclude": {"genres": ["drama"]}}}).json()["items"]
+    assert len(no_drama) == 10 and not any("Drama" in it["attributes"]["genres"] for it in no_drama)
+    assert any("Drama" in it["attributes"]["genres"] for it in plain), "the test needs dramas in the plain list"
+    nineties = server.post("/recommend", {"user": 196, "k": 10, "preferences": {
+        "min_year": 1990, "max_year": 1999, "boost": {"genres": {"Comedy": 3.0}}}}).json()["items"]
+    assert all(1990 <= it["attributes"]["year"] <= 1999 for it in nineties)
+    comedies = sum("Comedy" in it["attributes"]["genres"] for it in nineties)
+    assert comedies > sum("Comedy" in it["attributes"]["genres"] for it in plain) and comedies >= 8
+    bad = server.post("/recommend", {"user": 196, "k": 5, "preferences": {"exclude": {"mood": ["dark"]}}})
+    assert bad.status_code == 422 and "attribute 'mood'" in bad.json()["error"] and "genres" in bad.json()["rule"]
+    typo = server.post("/recommend", {"user": 196, "k": 5, "preferences": {"exclud": {}}})
+    assert typo.status_code == 422 and "exclud" in typo.json()["error"]
 
 
 def test_unknown_and_cold_users_get_the_popularity_fallback_flagged(server):
@@ -292,6 +310,21 @@ def test_sighup_reloads_the_bundle_path_after_an_atomic_re_export(bundles, ml100
         assert srv.get("/readyz").json()["bundle_version"] != before
     finally:
         srv.stop()
+
+
+def test_retrieve_applies_a_command_in_words(bundles, capsys):
+    from test_cli import _run
+
+    code, output = _run(["retrieve", "--bundle", str(bundles["a"]), "--user", "196", "--k", "5", "--command",
+                         "only westerns"], capsys)
+    assert code == 0 and '"include": {"genres": ["Western"]}' in output, output
+    code, output = _run(["retrieve", "--bundle", str(bundles["a"]), "--user", "196", "--k", "5", "--preferences",
+                         '{"exclude": {"genres": [1'], capsys)
+    assert code == 2 and "--preferences is not JSON" in output
+    code, output = _run(["llm", "parse", "fewer horror films, more 90s comedies", "--bundle", str(bundles["a"])],
+                        capsys)
+    assert code == 0 and json.loads(output.strip().splitlines()[-1]) == {
+        "boost": {"genres": {"Horror": -1.0, "Comedy": 1.0}}, "min_year": 1990, "max_year": 1999}
 
 
 def test_retrieve_shows_titles_from_the_bundle(bundles, capsys):

@@ -67,3 +67,54 @@ def export_run(run_id: str, out: str | Path, *, index: str = "Flat", search_para
                             overwrite=overwrite, items=dm.data.items, levels=dm.level_names(), user_tower=tower)
     log_bundle(run_id, out, default_tracking_uri())
     return manifest
+
+
+def simulate_run(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 200, seed: int = 0,
+                 policies=("same", "pages", "adapts")):
+    """Multi-round evaluation of a run with the grounded (oracle) simulator on its test users; logged to the run
+    under simulate/. Returns the SessionResult."""
+    import numpy as np
+
+    from fbrec._checks import check_positive
+    from fbrec.llm.commands import Vocabulary, parse_command_offline
+    from fbrec.llm.profiles import _item_table, _taste_values
+    from fbrec.llm.session import POLICIES, simulate
+    from fbrec.llm.simulator import GroundedSimulator, UserState
+    from fbrec.tracking import default_tracking_uri, log_sessions, read_run_artifacts
+    from fbrec.types import ITEM_INDEX, USER_INDEX
+
+    for name, value in (("rounds", rounds), ("slate", slate), ("users", users)):
+        check_positive(name, value)
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        from fbrec.errors import UnknownNameError
+
+        raise UnknownNameError("policy", unknown[0], POLICIES)
+    art = read_run_artifacts(run_id)
+    dm = _datamodule(art.data_args)
+    data = dm.data
+    table = _item_table(data)
+    # one "taste" attribute per item: the values that describe a taste (genres; category and brand), which the
+    # simulator talks about and the parser and the preferences read
+    taste = pl.Series("taste", _taste_values(table, data.name), dtype=pl.List(pl.String))
+    items = table.select(ITEM_INDEX).with_columns(taste)
+    simulator = GroundedSimulator([{"taste": t} for t in taste.to_list()], ["taste"], seed=seed)
+    seen: dict[int, np.ndarray] = {}
+    for frame in (data.train, data.val):
+        for (u,), g in frame.group_by(USER_INDEX):
+            seen[u] = np.concatenate([seen.get(u, np.empty(0, np.int64)), g[ITEM_INDEX].to_numpy()])
+    truth = {u: set(g[ITEM_INDEX].to_list()) for (u,), g in data.test.group_by(USER_INDEX)}
+    if not truth:
+        raise ConfigError(f"run {run_id}'s test split is empty", rule="the simulator's clicks are test items",
+                          fix="use a run with a test split")
+    pick = np.random.default_rng(seed).permutation(sorted(truth))[:users]
+    states = {int(u): UserState(seen.get(int(u), np.empty(0, np.int64)), truth[int(u)]) for u in pick}
+    for state in states.values():
+        state.taste = simulator.taste(state.history)
+    vocab = Vocabulary.from_items(items)
+    result = simulate(art.user_embeddings, art.item_embeddings, seen, states,
+                      lambda u, s, shown: simulator.react(s, shown), lambda text: parse_command_offline(text, vocab),
+                      items, np.bincount(data.train[ITEM_INDEX].to_numpy(), minlength=data.num_items),
+                      rounds=rounds, slate=slate, policies=policies)
+    log_sessions(run_id, result.per_round, result.per_session, result.examples, default_tracking_uri())
+    return result

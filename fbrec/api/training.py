@@ -209,7 +209,9 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
             from fbrec.models.export import write_user_tower
 
             files = write_user_tower(tower, model.user_encoders, tmp)
-        log_model_artifacts(run_id, model=type(model).__name__, data_args=dict(cli.config["data"]),
+        # the resolved data seed: evaluate/export/simulate rebuild this run's split, not the default seed's
+        log_model_artifacts(run_id, model=type(model).__name__, data_args={**dict(cli.config["data"]),
+                                                                           "seed": dm.seed},
                             user_embeddings=user_emb, item_embeddings=item_emb, dataset_card=dm.data.card(),
                             config_yaml=None, tracking_uri=uri, files=files)
     if best:

@@ -100,3 +100,35 @@ def profiles(out: Path = typer.Option(..., "--out", help="profile folder to writ
             "encoder": manifest["encoder"]["name"], "item_template": manifest["item_template"],
             "out": str(Path(out).resolve())}, metrics=metrics, artifacts={"profiles": Path(out) / "manifest.json"})
         typer.echo(f"MLflow run {rid} (experiment fbrec-llm)")
+
+
+@app.command()
+def parse(command: str = typer.Argument(..., help='what the user asks for, e.g. "fewer horror films, more 90s '
+                                                  'comedies"'),
+          bundle: Path = typer.Option(None, "--bundle", help="take the attribute vocabulary from this bundle"),
+          dataset: str = typer.Option(None, help="or from this registered dataset's item table"),
+          backend: str = typer.Option("offline", help="offline (rules over the vocabulary) | openai"),
+          base_url: str = typer.Option(None, help="openai: server URL"),
+          model: str = typer.Option(None, help="openai: model name")) -> None:
+    """Turn a natural-language command into structured preferences (JSON) for `fbrec retrieve --preferences`, the
+    service's `preferences` field and `Bundle.recommend(preferences=...)`."""
+    import json
+
+    from fbrec.errors import ConfigError
+    from fbrec.llm import make_backend
+    from fbrec.llm.commands import Vocabulary, parse_command
+
+    if (bundle is None) == (dataset is None):
+        raise ConfigError("pass exactly one of --bundle and --dataset", rule="commands are parsed over a catalogue's "
+                          "attribute vocabulary", fix="--bundle DIR or --dataset movielens-100k")
+    if bundle is not None:
+        from fbrec.bundle import Bundle
+
+        items = Bundle(bundle).items
+    else:
+        from fbrec.data.datasets import load_raw
+
+        items = load_raw(dataset).items
+    generator = None if backend == "offline" else make_backend(backend, base_url=base_url, model=model)
+    prefs = parse_command(command, Vocabulary.from_items(items), generator)
+    typer.echo(json.dumps(prefs.to_dict()))

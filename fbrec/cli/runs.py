@@ -60,12 +60,33 @@ def register(app: typer.Typer) -> None:
     def retrieve(bundle: Path = typer.Option(..., "--bundle", help="bundle directory"),
                  user: str = typer.Option(..., "--user", help="raw user id"),
                  k: int = typer.Option(10, "--k"), exact: bool = typer.Option(False, help="exact search"),
-                 include_seen: bool = typer.Option(False, help="do not filter the user's seen items")) -> None:
-        """Top-k items for a user from the bundle's FAISS index."""
+                 include_seen: bool = typer.Option(False, help="do not filter the user's seen items"),
+                 command: str = typer.Option(None, help='what the user asks for, in words: "no horror, more 90s '
+                                                        'comedies" (parsed offline over the bundle\'s attributes)'),
+                 preferences: str = typer.Option(None, help='structured preferences as JSON, e.g. '
+                                                            '\'{"exclude": {"genres": ["Horror"]}}\'')) -> None:
+        """Top-k items for a user from the bundle's FAISS index, optionally under stated preferences."""
+        import json
+
         from fbrec.bundle import Bundle
+        from fbrec.data.preferences import Preferences
+        from fbrec.errors import ConfigError
 
         b = Bundle(bundle)
-        indices, scores = b.recommend_indices(user, k, exclude_seen=not include_seen, exact=exact)
+        prefs = None
+        if command:
+            from fbrec.llm.commands import Vocabulary, parse_command
+
+            prefs = parse_command(command, Vocabulary.from_items(b.items))
+            console.print(f"preferences: {json.dumps(prefs.to_dict())}")
+        elif preferences:
+            try:
+                prefs = Preferences.from_dict(json.loads(preferences))
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"--preferences is not JSON: {exc.msg} at character {exc.pos}",
+                                  rule="a JSON object", fix='e.g. \'{"exclude": {"genres": ["Horror"]}}\'') from None
+        indices, scores = b.recommend_indices(user, k, exclude_seen=not include_seen, exact=exact,
+                                              preferences=prefs)
         recs = list(zip(b.item_map.decode(indices), scores.tolist(), strict=True))
         shown = [c for c in ("title", "name", "genres", "category", "brand", "year") if b.items is not None
                  and c in b.items.columns][:3]
@@ -74,6 +95,33 @@ def register(app: typer.Typer) -> None:
         for r, ((item, score), attr) in enumerate(zip(recs, attrs, strict=True), 1):
             table.add_row(str(r), str(item), *[_cell(attr.get(c)) for c in shown], f"{score:.4f}")
         console.print(table)
+
+    @app.command()
+    def simulate(run: str = typer.Option(..., "--run", help="MLflow run id printed by `fbrec train`"),
+                 rounds: int = typer.Option(5, help="rounds per session"),
+                 slate: int = typer.Option(10, help="items shown per round"),
+                 users: int = typer.Option(200, help="test users simulated (a seeded sample)"),
+                 seed: int = typer.Option(0, help="seed of the user sample and the simulator"),
+                 policy: list[str] = typer.Option(["same", "pages", "adapts"], "--policy",
+                                                  help="same | pages | adapts (repeat)")) -> None:
+        """Multi-round evaluation with simulated users (the offline simulator is an oracle on held-out items): per-round
+        hit rate, recall, NDCG and pass rate, session NUM and sDCG; logged to the run under simulate/."""
+        from fbrec.api.runs import simulate_run
+
+        result = simulate_run(run, rounds=rounds, slate=slate, users=users, seed=seed, policies=policy)
+        table = Table("policy", "round", "hit rate", f"recall@{slate}", f"ndcg@{slate}", "pass rate",
+                      title=f"{users} simulated users x {rounds} rounds (simulator: grounded oracle on held-out "
+                            f"items, not a model of users)")
+        for row in result.per_round.iter_rows(named=True):
+            table.add_row(row["policy"], str(row["round"]), f"{row['hit_rate']:.3f}", f"{row['recall']:.3f}",
+                          f"{row['ndcg']:.3f}", f"{row['pass_rate']:.3f}")
+        console.print(table)
+        for (name,), g in result.per_session.group_by("policy", maintain_order=True):
+            console.print(f"{name}: NUM {g['num'].mean():.3f}, sDCG {g['sdcg'].mean():.3f}")
+        if result.examples:
+            e = result.examples[0]
+            console.print(f"example (user index {e['user']}, round {e['round']}): clicked {e['clicked']}; says: "
+                          f"{e['command'] or '(nothing)'}")
 
     @app.command()
     def demo(out: Path = typer.Option(Path("demo_bundle"), help="where to write the bundle"),

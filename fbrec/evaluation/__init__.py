@@ -9,6 +9,7 @@ from fbrec.evaluation.ranking import (
                                       metric_name,
                                       report,
 )
+from fbrec.evaluation.session import Round, num, session_dcg, session_gains, u_measure
 
-__all__ = ["RANK_METRICS", "EvalSet", "RankingEvaluator", "embedding_scorer", "evaluate_scores", "metric_name",
+__all__ = ["RANK_METRICS", "Round", "num", "session_dcg", "session_gains", "u_measure", "EvalSet", "RankingEvaluator", "embedding_scorer", "evaluate_scores", "metric_name",
            "popularity_slices", "report"]

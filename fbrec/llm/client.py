@@ -22,7 +22,7 @@ class LLMAnswerError(FbrecError):
 
 @dataclass(frozen=True)
 class Schema:
-    """The answer's JSON object: required keys and their types ("string", "number", "boolean", "array")."""
+    """The answer's JSON object: required keys and their types ("string", "number", "boolean", "array", "object")."""
 
     required: dict[str, str]
 
@@ -32,7 +32,7 @@ class Schema:
     def problems(self, answer) -> list[str]:
         if not isinstance(answer, dict):
             return [f"the answer is a {type(answer).__name__}, not a JSON object"]
-        kinds = {"string": str, "number": (int, float), "boolean": bool, "array": list}
+        kinds = {"string": str, "number": (int, float), "boolean": bool, "array": list, "object": dict}
         out = [f"missing key {k!r}" for k in self.required if k not in answer]
         out += [f"key {k!r} is a {type(answer[k]).__name__}, not a {t}" for k, t in self.required.items()
                 if k in answer and not isinstance(answer[k], kinds[t])]

@@ -193,7 +193,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def recommend(body: RecommendRequest):
         check_k(body.k)
         current = served()   # this request's bundle, whatever a reload does meanwhile
-        out = await run(current.recommend, body.user, body.k, body.exclude_seen, body.filter, body.features)
+        out = await run(current.recommend, body.user, body.k, body.exclude_seen, body.filter, body.features,
+                        body.preferences)
         if out["fallback"]:
             metrics.inc("fbrec_fallback_total", "answers from the popularity fallback", reason="unknown_or_cold")
         return out

@@ -29,6 +29,9 @@ class RecommendRequest(_Strict):
     exclude_seen: bool = True
     filter: ItemFilter | None = None
     features: dict[str, Any] | None = None   # a new user's side features, e.g. {"age": 34, "occupation": "writer"}
+    # stated preferences (fbrec.data.preferences), e.g. {"exclude": {"genres": ["Horror"]}, "boost": {...}};
+    # `fbrec llm parse "no horror, more comedies" --bundle DIR` writes them from words
+    preferences: dict[str, Any] | None = None
 
 
 class BatchRecommendRequest(_Strict):

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from fbrec.bundle import USER_FEATURES, USER_TOWER, Bundle
-from fbrec.errors import BundleError
+from fbrec.errors import BundleError, ConfigError
 from fbrec.retrieval import to_gpu
 from fbrec.serving.errors import RequestError
 from fbrec.serving.metrics import Metrics
@@ -102,7 +102,7 @@ class ServedBundle:
                 for r, s, a in zip(raw, scores, attrs, strict=True)]
 
     def recommend(self, user, k: int, exclude_seen: bool, item_filter: ItemFilter | None,
-                  features: dict | None = None) -> dict:
+                  features: dict | None = None, preferences: dict | None = None) -> dict:
         """A known user: their embedding; a new (or cold) user with side features: the user tower; otherwise the
         most popular allowed items, flagged as the fallback."""
         mask, exclude = self.allowed(item_filter)
@@ -125,7 +125,11 @@ class ServedBundle:
             return {"user": user, "items": self.items_out(order, self.bundle.item_counts[order].astype(float)),
                     "fallback": "popularity", "query": "popularity", "bundle_version": self.version}
         seen = self.bundle.seen_items(u) if known and exclude_seen else np.empty(0, np.int64)
-        items, scores = self.bundle.search(query, k, exclude=np.concatenate([seen, exclude]), allowed=mask)
+        try:
+            items, scores = self.bundle.search_with(query, k, exclude=np.concatenate([seen, exclude]), allowed=mask,
+                                                    preferences=preferences)
+        except ConfigError as exc:   # preferences naming an unknown attribute or with a wrong type
+            raise RequestError(422, exc.problem, exc.rule or "", exc.fix or "") from None
         return {"user": user, "items": self.items_out(items, scores), "fallback": None, "query": how,
                 "bundle_version": self.version}
 

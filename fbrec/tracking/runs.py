@@ -236,3 +236,36 @@ def log_run(experiment: str, run_name: str, *, params: dict, metrics: dict[str, 
         raise
     client.set_terminated(rid, "FINISHED")
     return rid
+
+
+def log_sessions(run_id: str, per_round: pl.DataFrame, per_session: pl.DataFrame, examples: list[dict],
+                 tracking_uri: str | None = None, prefix: str = "simulate") -> None:
+    """Multi-round results into the run: `simulate/<policy>/<metric>` per round (step = round), session means,
+    the tables, example sessions and a per-round plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    for row in per_round.iter_rows(named=True):
+        for m in ("hit_rate", "recall", "ndcg", "pass_rate"):
+            client.log_metric(run_id, f"{prefix}/{row['policy']}/{m}", float(row[m]), step=int(row["round"]))
+    for (policy,), g in per_session.group_by("policy", maintain_order=True):
+        for m in ("num", "sdcg"):
+            client.log_metric(run_id, f"{prefix}/{policy}/{m}", float(g[m].mean()))
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        per_round.write_csv(d / "per_round.csv")
+        per_session.write_csv(d / "per_session.csv")
+        (d / "examples.json").write_text(json.dumps(examples, indent=2, default=str))
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for (policy,), g in per_round.group_by("policy", maintain_order=True):
+            ax.plot(g["round"].to_list(), g["hit_rate"].to_list(), marker="o", label=policy)
+        ax.set_xlabel("round")
+        ax.set_ylabel("hit rate")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(d / "hit_rate_per_round.png", dpi=100)
+        plt.close(fig)
+        client.log_artifacts(run_id, str(d), artifact_path=prefix)

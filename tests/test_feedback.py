@@ -1,0 +1,166 @@
+"""Language as feedback: stated preferences, the command parser (rules and an LLM through a real loopback server),
+the grounded simulator, and multi-round evaluation with NUM."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from fbrec.data.preferences import Preferences, apply_preferences, rerank
+from fbrec.errors import ConfigError
+from fbrec.llm.commands import Vocabulary, parse_command, parse_command_offline
+
+HERE = Path(__file__).parent
+LABELLED = HERE.parent / "benchmarks" / "data" / "commands_movielens.json"
+ITEMS = pl.DataFrame({"item_index": [0, 1, 2, 3], "genres": [["Comedy"], ["Horror", "Comedy"], ["Drama"], []],
+                      "year": [1995, 1982, 1999, None]})
+
+
+@pytest.mark.parametrize("data, pattern", [
+    ([], "preferences are a list"),
+    ({"exclud": {}}, "preferences key 'exclud'.*known keys: include, exclude"),
+    ({"include": {"genres": "Comedy"}}, "preferences.include = .*maps an attribute to a list"),
+    ({"boost": {"genres": {"Comedy": "lots"}}}, "preferences.boost = .*value: number"),
+    ({"min_year": "1990"}, "preferences.min_year = '1990'.*integer year"),
+    ({"min_year": 2000, "max_year": 1990}, "min_year 2000 > max_year 1990"),
+    ({"popularity": "trendy"}, "preferences.popularity = 'trendy'.*'popular', 'niche'"),
+])
+def test_preferences_are_validated_like_any_input(data, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        Preferences.from_dict(data)
+
+
+def test_preferences_become_a_mask_and_boosts_over_item_attributes():
+    prefs = Preferences.from_dict({"exclude": {"genres": ["horror"]}, "min_year": 1990,
+                                   "boost": {"genres": {"Comedy": 2.0}}, "popularity": "niche"})
+    mask, boost = apply_preferences(prefs, ITEMS, 4, item_counts=np.array([10, 0, 0, 5]))
+    assert mask.tolist() == [True, False, True, False]   # item 1 is horror, item 3 has no year
+    z = (np.log1p([10, 0, 0, 5]) - np.log1p([10, 0, 0, 5]).mean()) / np.log1p([10, 0, 0, 5]).std()
+    np.testing.assert_allclose(boost, np.array([2.0, 2.0, 0.0, 0.0]) - 0.5 * z)
+    items, scores = rerank(np.array([0, 2]), np.array([1.0, 3.0]), np.array([0.0, 0.0, 0.0, 0.0]) + [5, 0, 0, 0], 2)
+    assert items.tolist() == [0, 2] and scores.tolist() == pytest.approx([4.0, 1.0])
+    with pytest.raises(ConfigError, match="attribute 'mood'.*attributes of this catalogue: \\['genres', 'year'\\]"):
+        apply_preferences(Preferences(include={"mood": ["dark"]}), ITEMS, 4)
+
+
+VOCAB = Vocabulary({"genres": {g.lower(): g for g in ("Comedy", "Horror", "Drama", "Sci-Fi", "Children's",
+                                                      "Film-Noir", "Documentary", "Western")}}, years=(1922, 1998))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("no horror", {"exclude": {"genres": ["Horror"]}}),
+    ("only documentaries", {"include": {"genres": ["Documentary"]}}),
+    ("fewer horror films, more 90s comedies", {"boost": {"genres": {"Horror": -1.0, "Comedy": 1.0}},
+                                              "min_year": 1990, "max_year": 1999}),
+    ("sci-fi but not horror", {"boost": {"genres": {"Sci-Fi": 1.0}}, "exclude": {"genres": ["Horror"]}}),
+    ("comedys after 1980", {"boost": {"genres": {"Comedy": 1.0}}, "min_year": 1981}),          # fuzzy + year
+    ("before 1950, film noir", {"boost": {"genres": {"Film-Noir": 1.0}}, "max_year": 1949}),   # two-word value
+    ("recent popular westerns", {"boost": {"genres": {"Western": 1.0}}, "min_year": 1989, "popularity": "popular"}),
+    ("nothing mainstream", {"popularity": "niche"}),
+    ("surprise me", {}),
+])
+def test_offline_parser_rules(text, expected):
+    assert parse_command_offline(text, VOCAB).to_dict() == expected
+
+
+def test_offline_parser_on_the_labelled_movielens_commands(shared_data):
+    """The labelled set (benchmarks/data/commands_movielens.json, written by hand before measuring) scored 26/30
+    exact matches on 2026-11-30; the misses need synonyms ("scary" -> Horror) the rules do not have."""
+    from fbrec.data.datasets import load_raw
+
+    vocab = Vocabulary.from_items(load_raw("movielens-100k", shared_data).items)
+    commands = json.loads(LABELLED.read_text())["commands"]
+    hits = [parse_command_offline(c["text"], vocab).to_dict() == c["expect"] for c in commands]
+    assert sum(hits) >= 26, [c["text"] for c, h in zip(commands, hits, strict=True) if not h]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_llm_parser_through_a_real_server_validates_the_answer(tmp_path):
+    from fbrec.llm import make_backend
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, str(HERE / "llm_server.py"), str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        backend = make_backend("openai", base_url=f"http://127.0.0.1:{port}/v1", model="prefs", cache_dir="")
+        prefs = parse_command("please no horror", VOCAB, backend)
+        assert prefs.to_dict() == {"exclude": {"genres": ["Horror"]}}
+        bad = make_backend("openai", base_url=f"http://127.0.0.1:{port}/v1", model="bad-prefs", cache_dir="")
+        with pytest.raises(ConfigError, match="preferences.include = "):
+            parse_command("whatever", VOCAB, bad)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# --- the simulator and multi-round evaluation ----------------------------------------------------------------------
+def _world():
+    """4 items; the user's held-out items are 2 and 3; the model ranks 0 > 1 > 2 > 3 (1 and 2 nearly tied)."""
+    from fbrec.llm.simulator import GroundedSimulator, UserState
+
+    attrs = [{"taste": ["Horror"]}, {"taste": ["Horror"]}, {"taste": ["Comedy"]}, {"taste": ["Comedy"]}]
+    sim = GroundedSimulator(attrs, ["taste"])
+    state = UserState(np.array([], np.int64), {2, 3})
+    items = pl.DataFrame({"item_index": [0, 1, 2, 3], "taste": [a["taste"] for a in attrs]})
+    return sim, state, items
+
+
+def test_the_grounded_simulator_clicks_exactly_its_held_out_items_and_says_why():
+    from fbrec.llm.simulator import ORACLE
+
+    sim, state, _ = _world()
+    r = sim.react(state, [0, 2])
+    assert r.clicked == [2] and "not a model of users" in r.generated_by == ORACLE
+    assert r.reasons[2].startswith("Clicked") and "Horror" in r.reasons[0]
+    assert r.command == "more Comedy, fewer Horror"
+
+
+def test_multi_round_policies_and_num_on_a_hand_checked_world():
+    from fbrec.llm.session import simulate
+
+    sim, state, items = _world()
+    user = np.array([[1.0]])
+    item_vectors = np.array([[4.0], [3.0], [2.9], [1.0]])
+    vocab = Vocabulary.from_items(items)
+    result = simulate(user, item_vectors, {}, {0: state}, lambda u, s, shown: sim.react(s, shown),
+                      lambda text: parse_command_offline(text, vocab), items, np.ones(4), rounds=2, slate=1)
+    hits = {(r["policy"], r["round"]): r["hit_rate"] for r in result.per_round.iter_rows(named=True)}
+    # same: item 0 twice, never a click; pages: 0 then 1; adapts: 0 (says "fewer Horror"), then among 1, 2, 3 the
+    # standardised scores are 0.76, 0.65, -1.41 and Horror's -1 boost drops item 1 below item 2
+    assert hits == {("same", 1): 0.0, ("same", 2): 0.0, ("pages", 1): 0.0, ("pages", 2): 0.0,
+                    ("adapts", 1): 0.0, ("adapts", 2): 1.0}
+    nums = dict(zip(result.per_session["policy"], result.per_session["num"], strict=True))
+    # adapts clicked item 2 at trail position 2 (one item read, one reformulation), patience 50: 1 - 2/50
+    assert nums == {"same": 0.0, "pages": 0.0, "adapts": pytest.approx(0.96)}
+
+
+def test_simulate_cli_on_a_real_run_logs_per_round_metrics(tmp_path, monkeypatch, capsys):
+    from test_cli import _run
+
+    monkeypatch.chdir(tmp_path)
+    code, out = _run(["train", "--config", "bpr_synthetic", "--trainer.max_epochs=2"], capsys)
+    assert code == 0, out
+    run = out.split("MLflow run ")[1].split()[0]
+    code, out = _run(["simulate", "--run", run, "--rounds", "3", "--slate", "5", "--users", "30"], capsys)
+    assert code == 0 and "grounded oracle" in out and "adapts: NUM" in out, out
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    history = client.get_metric_history(run, "simulate/pages/pass_rate")
+    assert [m.step for m in history] == [1, 2, 3]
+    assert [m.value for m in history] == sorted(m.value for m in history), "the pass rate never falls"
+    code, out = _run(["simulate", "--run", run, "--policy", "random"], capsys)
+    assert code == 2 and "unknown policy 'random'" in out
