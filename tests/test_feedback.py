@@ -164,3 +164,46 @@ def test_simulate_cli_on_a_real_run_logs_per_round_metrics(tmp_path, monkeypatch
     assert [m.value for m in history] == sorted(m.value for m in history), "the pass rate never falls"
     code, out = _run(["simulate", "--run", run, "--policy", "random"], capsys)
     assert code == 2 and "unknown policy 'random'" in out
+
+
+def test_ece_by_hand_and_the_reliability_table():
+    from fbrec.llm.reward import expected_calibration_error
+
+    ece, table = expected_calibration_error(np.array([0.1, 0.4, 0.8, 0.9]), np.array([0, 1, 1, 1]), bins=2)
+    # bin [0, .5): mean p .25, rate .5 -> .25 * 2/4; bin [.5, 1]: mean p .85, rate 1 -> .15 * 2/4
+    assert ece == pytest.approx(0.2)
+    assert table.to_dicts() == [{"bin": 0, "count": 2, "predicted": pytest.approx(0.25), "observed": 0.5},
+                                {"bin": 1, "count": 2, "predicted": pytest.approx(0.85), "observed": 1.0}]
+    perfect, _ = expected_calibration_error(np.array([0.0, 1.0, 1.0]), np.array([0, 1, 1]))
+    assert perfect == 0.0
+
+
+def test_reward_context_never_sees_the_event_it_scores():
+    import torch
+
+    from fbrec.llm.reward import FeedbackEvents, RewardFeatures
+
+    log = pl.DataFrame({"user_index": [0, 0, 0], "item_index": [0, 1, 2], "rating": [5.0, 4.0, 1.0]})
+    events = FeedbackEvents.from_ratings(log, val_fraction=0.0, test_fraction=0.0)
+    vectors = np.eye(3, dtype=np.float32)
+    f = RewardFeatures(events, vectors)
+    row = f.rows(torch.tensor([0]), torch.tensor([0]), torch.tensor([1.0]))[0]
+    # leave-one-out: the positive context of event (0, item 0) is item 1 alone, the negative context item 2
+    assert row[:3].tolist() == [0.0, 1.0, 0.0] and row[3:6].tolist() == [0.0, 0.0, 1.0]
+
+
+def test_reward_model_cli_trains_evaluates_and_reloads_on_movielens(tmp_path, monkeypatch, capsys, shared_data):
+    from test_cli import _run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FBREC_CACHE_DIR", str(tmp_path / "cache"))
+    code, out = _run(["llm", "reward-model", "train", "--out", "rm", "--epochs", "2"], capsys)
+    assert code == 0, out
+    result = json.loads((tmp_path / "rm" / "result.json").read_text())
+    assert result["test"]["auc"] > 0.7 and result["test"]["ece"] < 0.1
+    assert len(result["predictiveness"]["policies"]) == 5 and -1 <= result["predictiveness"]["pearson_r"] <= 1
+    assert f"AUC {result['test']['auc']:.4f}" in out and "MLflow run" in out
+    code, again = _run(["llm", "reward-model", "evaluate", "--model", "rm"], capsys)
+    assert code == 0 and f"AUC {result['test']['auc']:.4f}" in again, again
+    code, out = _run(["llm", "reward-model", "train", "--out", "rm2", "--dataset", "coat"], capsys)
+    assert code == 2 and "datasets with explicit ratings" in out

@@ -186,6 +186,23 @@ def _low_rank(matrix: np.ndarray, rank: int) -> np.ndarray:
     return (u * sv) @ vt
 
 
+def semisynthetic_truth(root: Path, options: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The semi-synthetic MovieLens-100K ground truth: relevance probabilities gamma and exposure probabilities
+    theta, (943, 1682) each, row u - 1 / column i - 1 for raw user u and item i (see the loader below)."""
+    opt = {**_SEMI_OPTIONS, **(options or {})}
+    ratings = _load_movielens(root, {}).log
+    U, I = int(ratings[USER].max()), int(ratings[ITEM].max())
+    dense = np.zeros((U, I))
+    dense[ratings[USER].to_numpy() - 1, ratings[ITEM].to_numpy() - 1] = ratings[RATING].to_numpy()
+    observed = dense > 0
+    user_mean = dense.sum(1) / observed.sum(1)
+    filled = np.where(observed, dense, user_mean[:, None])
+    r_hat = np.clip(user_mean[:, None] + _low_rank(filled - user_mean[:, None], int(opt["rank"])), 1, 5)
+    gamma = 1 / (1 + np.exp(-(r_hat - opt["epsilon"])))
+    theta = np.clip(_low_rank(observed.astype(np.float64), int(opt["rank"])), 1e-3, 1) ** opt["power"]
+    return gamma, theta
+
+
 def _load_movielens_semisynthetic(root: Path, options: dict) -> RawDataset:
     """Saito et al.'s semi-synthetic protocol on MovieLens-100K, with known relevance and exposure.
 
@@ -198,16 +215,8 @@ def _load_movielens_semisynthetic(root: Path, options: dict) -> RawDataset:
     if unknown:
         raise UnknownNameError("semi-synthetic option", unknown[0], _SEMI_OPTIONS)
     opt = {**_SEMI_OPTIONS, **options}
-    ratings = _load_movielens(root, {}).log
-    U, I = int(ratings[USER].max()), int(ratings[ITEM].max())
-    dense = np.zeros((U, I))
-    dense[ratings[USER].to_numpy() - 1, ratings[ITEM].to_numpy() - 1] = ratings[RATING].to_numpy()
-    observed = dense > 0
-    user_mean = dense.sum(1) / observed.sum(1)
-    filled = np.where(observed, dense, user_mean[:, None])
-    r_hat = np.clip(user_mean[:, None] + _low_rank(filled - user_mean[:, None], int(opt["rank"])), 1, 5)
-    gamma = 1 / (1 + np.exp(-(r_hat - opt["epsilon"])))
-    theta = np.clip(_low_rank(observed.astype(np.float64), int(opt["rank"])), 1e-3, 1) ** opt["power"]
+    gamma, theta = semisynthetic_truth(root, opt)
+    U, I = gamma.shape
     rng = np.random.default_rng(int(opt["seed"]))
     relevant = rng.random((U, I)) < gamma
     clicks = relevant & (rng.random((U, I)) < theta)

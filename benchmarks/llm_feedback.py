@@ -1,0 +1,105 @@
+"""Language as feedback: the command parser on its labelled set, and multi-round evaluation with the grounded
+simulator (an oracle on held-out items, not a model of users) for three policies, over seeds.
+
+python -m benchmarks.llm_feedback [--seeds 0 1 2] [--rounds 5] [--slate 10] [--users 300] [--write]
+Per seed: train the dataset's MF recipe (best epoch on validation), then `fbrec simulate` on its test users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import machine, mean_sd, scratch_tracking, table, write_section
+
+RECIPES = {"movielens-100k": "bpr_movielens100k", "amazon-scientific-text": "mf_amazon"}
+LABELLED = Path(__file__).with_name("data") / "commands_movielens.json"
+
+
+def parser_section() -> str:
+    from fbrec.data.datasets import load_raw
+    from fbrec.llm.commands import Vocabulary, parse_command_offline
+
+    labelled = json.loads(LABELLED.read_text())
+    vocab = Vocabulary.from_items(load_raw("movielens-100k").items)
+    rows, exact = [], 0
+    fields = {"include": [0, 0], "exclude": [0, 0], "boost": [0, 0], "years": [0, 0], "popularity": [0, 0]}
+    for c in labelled["commands"]:
+        got, want = parse_command_offline(c["text"], vocab).to_dict(), c["expect"]
+        exact += got == want
+        for f in fields:
+            keys = ("min_year", "max_year") if f == "years" else (f,)
+            if any(k in want for k in keys):
+                fields[f][1] += 1
+                fields[f][0] += all(got.get(k) == want.get(k) for k in keys)
+        if got != want:
+            rows.append([f"`{c['text']}`", f"`{json.dumps(want)}`", f"`{json.dumps(got)}`"])
+    n = len(labelled["commands"])
+    per_field = ", ".join(f"{f} {ok}/{total}" for f, (ok, total) in fields.items() if total)
+    return (f"#### Command parser (offline rules) on {n} labelled MovieLens commands\n\n"
+            f"{labelled['how_built']}\n\nExact match: **{exact}/{n} ({exact / n:.0%})**; per field (commands that "
+            f"state it): {per_field}. Misses:\n\n" + table(["command", "label", "parsed"], rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--slate", type=int, default=10)
+    parser.add_argument("--users", type=int, default=300)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    from fbrec.api.runs import simulate_run
+    from fbrec.api.training import run_training
+
+    start = time.perf_counter()
+    scratch_tracking("fbrec-feedback-")
+    sections = [parser_section()]
+    for dataset, recipe in RECIPES.items():
+        per_round: dict[tuple[str, int], dict[str, list[float]]] = {}
+        per_session: dict[str, dict[str, list[float]]] = {}
+        for seed in args.seeds:
+            run = run_training(recipe, [f"--seed_everything={seed}", "--trainer.enable_progress_bar=false",
+                                        "--experiment=benchmarks"])
+            result = simulate_run(run, rounds=args.rounds, slate=args.slate, users=args.users, seed=seed)
+            for row in result.per_round.iter_rows(named=True):
+                cell = per_round.setdefault((row["policy"], row["round"]), {})
+                for m in ("hit_rate", "recall", "ndcg", "pass_rate"):
+                    cell.setdefault(m, []).append(row[m])
+            for (policy,), g in result.per_session.group_by("policy", maintain_order=True):
+                cell = per_session.setdefault(policy, {})
+                for m in ("num", "sdcg"):
+                    cell.setdefault(m, []).append(float(g[m].mean()))
+        rows = [[policy, r, *[mean_sd(v[m]) for m in ("hit_rate", "recall", "ndcg", "pass_rate")]]
+                for (policy, r), v in per_round.items() if r in (1, 2, args.rounds)]
+        session_rows = [[p, mean_sd(v["num"]), mean_sd(v["sdcg"])] for p, v in per_session.items()]
+        lift = np.mean(per_round[("adapts", args.rounds)]["pass_rate"]) - \
+            np.mean(per_round[("pages", args.rounds)]["pass_rate"])
+        sections.append(
+            f"#### {dataset} (`{recipe}`, {args.users} test users, {args.rounds} rounds of {args.slate})\n\n"
+            + table(["policy", "round", "hit rate", f"recall@{args.slate}", f"NDCG@{args.slate}", "pass rate"], rows)
+            + "\n\n" + table(["policy", "NUM (patience 50, reformulation 1)", "sDCG (bq 4)"], session_rows)
+            + f"\n\nAdapting to the simulated user's words changes the round-{args.rounds} pass rate by "
+              f"{lift:+.3f} against paging.")
+    body = (f"### Language as feedback: command parser and multi-round simulation\n\n"
+            f"`python -m benchmarks.llm_feedback --write` on {machine()}; mean ± sd over seeds {args.seeds} (each seed "
+            f"trains the recipe, samples the users and drives the simulator). The simulator is the grounded "
+            f"**oracle**: its clicks are the users' held-out test items and its words are templates over the "
+            f"attributes of what it clicked and skipped, so its agreement with real users is perfect by "
+            f"construction (AUC 1, chosen-item accuracy 1) and is not comparable with SimUSER's 79.1% or "
+            f"Agent4Rec's 69.1%, which measure LLM simulators; no LLM simulator could run here (no model server). "
+            f"Policies: `same` shows the same top-k every round, `pages` the next k of its ranking, `adapts` the "
+            f"next k under the preferences parsed from what the user said (boosts accumulate). RecBot's MovieLens "
+            f"anchor (Recall@10 0.394, pass rate 33.5%) comes from a different protocol (a target item per session) "
+            f"and is not comparable. Total {time.perf_counter() - start:.0f} s.\n\n" + "\n\n".join(sections))
+    print(body)
+    if args.write:
+        write_section("llm_feedback", body)
+
+
+if __name__ == "__main__":
+    main()
