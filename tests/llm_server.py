@@ -8,6 +8,7 @@ real HTTP server:
   sloppy     -> a chatty answer without JSON first, valid JSON once re-asked
   broken     -> never JSON
   needs-key  -> HTTP 401 unless Authorization is 'Bearer test-key'
+  simulate   -> a simulated user's answer: clicks slot 1, a reason per slot, "more comedies"
   prefs      -> the preferences {"exclude": {"genres": ["Horror"]}} (bad-prefs: a malformed include)
 GET /stats returns the number of chat requests received. Usage: python llm_server.py PORT
 """
@@ -70,6 +71,9 @@ class Handler(BaseHTTPRequestHandler):
         content = json.dumps({"profile": f"profile {digest}: {first_user.splitlines()[0][:60]}"})
         if model == "prefs":
             content = json.dumps({"include": {}, "exclude": {"genres": ["Horror"]}, "boost": {}})
+        if model == "simulate":   # clicks the first item of the slate, names it, asks for more comedy
+            content = json.dumps({"clicked": [1], "reasons": {"1": "looks fun", "2": "not my thing"},
+                                  "command": "more comedies"})
         if model == "bad-prefs":
             content = json.dumps({"include": {"genres": "Horror"}, "exclude": {}, "boost": {}})
         if model == "broken" or (model == "sloppy" and not reasked):

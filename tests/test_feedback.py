@@ -87,7 +87,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_llm_parser_through_a_real_server_validates_the_answer(tmp_path):
+def test_llm_parser_and_simulator_through_a_real_server_validate_their_answers(tmp_path):
     from fbrec.llm import make_backend
 
     port = _free_port()
@@ -101,6 +101,13 @@ def test_llm_parser_through_a_real_server_validates_the_answer(tmp_path):
         bad = make_backend("openai", base_url=f"http://127.0.0.1:{port}/v1", model="bad-prefs", cache_dir="")
         with pytest.raises(ConfigError, match="preferences.include = "):
             parse_command("whatever", VOCAB, bad)
+        from fbrec.llm.simulator import LLMSimulator   # a simulated user answering through the same client
+
+        sim = LLMSimulator(make_backend("openai", base_url=f"http://127.0.0.1:{port}/v1", model="simulate",
+                                        cache_dir=""), ["Heat (1995)", "Up (2009)", "Fargo (1996)"], ["likes crime"])
+        reaction = sim.react(0, [2, 0])
+        assert reaction.clicked == [2] and reaction.reasons == {2: "looks fun", 0: "not my thing"}
+        assert reaction.command == "more comedies" and reaction.generated_by == "openai:simulate"
     finally:
         proc.kill()
         proc.wait()
