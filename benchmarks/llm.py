@@ -77,12 +77,44 @@ def text_only(dataset: str, seed: int, encoder) -> dict[str, float]:
     return {"test/recall_at_20": summary["recall_at_20"], "test/ndcg_at_20": summary["ndcg_at_20"]}
 
 
+def llm_cost(datasets: list[str]) -> str:
+    """What the same profiles would cost through the OpenAI-compatible backend: requests and prompt size (counted
+    in words of the rendered prompts; tokens are roughly 1.3 x words for English text)."""
+    import yaml
+
+    from fbrec.data.datamodule import FeedbackDataModule
+    from fbrec.llm.profiles import profile_tasks
+
+    rows = []
+    for dataset in datasets:
+        data_args = yaml.safe_load((MODELS / BACKBONES[dataset][0] / "config.yaml").read_text())["data"]
+        data = FeedbackDataModule(**data_args, seed=0).data
+        items, users, _ = profile_tasks(data, dataset)
+        for side, tasks in (("items", items), ("users", users)):
+            words = sum(len(m["content"].split()) for t in tasks for m in t.messages())
+            rows.append([dataset, side, f"{len(tasks):,}", f"{words:,}", f"{int(words * 1.3):,}"])
+    return ("### RLMRec profiles through an LLM: what a run would send\n\n"
+            "`python -m benchmarks.llm --llm-cost --write`. The offline profiles above need no model; the same "
+            "folder written by `fbrec llm profiles --backend openai --base-url URL --model NAME` (a vLLM, Ollama or "
+            "llama.cpp server, or a hosted API) sends one chat request per item and per user with the prompts of "
+            "fbrec/llm/prompts/*.v1.txt, JSON answers of about 60-100 tokens each, cached on disk; no server was "
+            "reachable here, so no LLM-profile result is reported.\n\n"
+            + table(["dataset", "profiles", "requests", "prompt words", "~prompt tokens (1.3 x words)"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--llm-cost", action="store_true", help="only the request/prompt-size table")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", default=list(BACKBONES))
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
+    if args.llm_cost:
+        body = llm_cost(args.datasets)
+        print(body)
+        if args.write:
+            write_section("rlmrec_llm_cost", body)
+        return
     from fbrec.api.training import run_training
     from fbrec.llm import TextEncoder
 
