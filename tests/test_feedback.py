@@ -154,6 +154,19 @@ def test_multi_round_policies_and_num_on_a_hand_checked_world():
     assert nums == {"same": 0.0, "pages": 0.0, "adapts": pytest.approx(0.96)}
 
 
+def test_the_reward_policy_re_ranks_its_pool_by_the_reward_model():
+    from fbrec.llm.session import simulate
+
+    sim, state, items = _world()
+    vocab = Vocabulary.from_items(items)
+    likes_item_3 = lambda user, candidates: (candidates == 3).astype(float)   # noqa: E731
+    result = simulate(np.array([[1.0]]), np.array([[4.0], [3.0], [2.9], [1.0]]), {}, {0: state},
+                      lambda u, s, shown: sim.react(s, shown), lambda text: parse_command_offline(text, vocab),
+                      items, np.ones(4), rounds=1, slate=1, policies=("pages", "reward"), reward=likes_item_3)
+    assert dict(zip(result.per_round["policy"], result.per_round["hit_rate"], strict=True)) == {
+        "pages": 0.0, "reward": 1.0}
+
+
 def test_simulate_cli_on_a_real_run_logs_per_round_metrics(tmp_path, monkeypatch, capsys):
     from test_cli import _run
 
@@ -214,3 +227,12 @@ def test_reward_model_cli_trains_evaluates_and_reloads_on_movielens(tmp_path, mo
     assert code == 0 and f"AUC {result['test']['auc']:.4f}" in again, again
     code, out = _run(["llm", "reward-model", "train", "--out", "rm2", "--dataset", "coat"], capsys)
     assert code == 2 and "datasets with explicit ratings" in out
+    # the reward model as a re-ranker in multi-round evaluation of a real MovieLens run
+    code, out = _run(["train", "--config", "bpr_movielens100k", "--trainer.max_epochs=1"], capsys)
+    assert code == 0, out
+    run = out.split("MLflow run ")[1].split()[0]
+    code, out = _run(["simulate", "--run", run, "--rounds", "2", "--users", "20", "--policy", "pages",
+                      "--reward-model", "rm"], capsys)
+    assert code == 0 and "reward" in out, out
+    code, out = _run(["simulate", "--run", run, "--policy", "reward"], capsys)
+    assert code == 2 and "policy 'reward' without a reward model" in out

@@ -70,9 +70,10 @@ def export_run(run_id: str, out: str | Path, *, index: str = "Flat", search_para
 
 
 def simulate_run(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 200, seed: int = 0,
-                 policies=("same", "pages", "adapts")):
+                 policies=("same", "pages", "adapts"), reward_model: str | Path | None = None):
     """Multi-round evaluation of a run with the grounded (oracle) simulator on its test users; logged to the run
-    under simulate/. Returns the SessionResult."""
+    under simulate/. reward_model: a folder of `fbrec llm reward-model train` for the "reward" policy (a re-ranker).
+    Returns the SessionResult."""
     import numpy as np
 
     from fbrec._checks import check_positive
@@ -112,9 +113,46 @@ def simulate_run(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 
     for state in states.values():
         state.taste = simulator.taste(state.history)
     vocab = Vocabulary.from_items(items)
+    if "reward" in policies and reward_model is None:
+        raise ConfigError("policy 'reward' without a reward model", rule="it re-ranks by a reward model's score",
+                          fix="pass --reward-model DIR (from `fbrec llm reward-model train`) or drop the policy")
+    reward = _reward_scorer(reward_model, data) if reward_model is not None else None
     result = simulate(art.user_embeddings, art.item_embeddings, seen, states,
                       lambda u, s, shown: simulator.react(s, shown), lambda text: parse_command_offline(text, vocab),
                       items, np.bincount(data.train[ITEM_INDEX].to_numpy(), minlength=data.num_items),
-                      rounds=rounds, slate=slate, policies=policies)
+                      rounds=rounds, slate=slate, policies=policies, reward=reward)
     log_sessions(run_id, result.per_round, result.per_session, result.examples, default_tracking_uri())
     return result
+
+
+def _reward_scorer(path, data):
+    """reward(user index, item indices) -> P[positive], the run's indices mapped onto the reward model's ids (pairs
+    it does not know score 0.5, a coin)."""
+    import numpy as np
+    import torch
+
+    from fbrec.llm.encoders import TextEncoder
+    from fbrec.llm.reward import RewardFeatures
+    from fbrec.llm.reward_run import load_events, load_reward_model
+
+    model, result = load_reward_model(path)
+    events, texts, rm_users, rm_items = load_events(result["dataset"], result["seed"])
+    features = RewardFeatures(events, TextEncoder().encode(texts))
+
+    def positions(run_map, rm_map) -> np.ndarray:
+        lookup = {raw: i for i, raw in enumerate(rm_map.raw.to_list())}
+        return np.array([lookup.get(raw, -1) for raw in run_map.raw.to_list()])
+
+    user_pos, item_pos = positions(data.user_map, rm_users), positions(data.item_map, rm_items)
+
+    def score(user: int, items: np.ndarray) -> np.ndarray:
+        u, it = user_pos[user], item_pos[items]
+        out = np.full(len(items), 0.5)
+        known = (it >= 0) & (u >= 0)
+        if known.any():
+            with torch.no_grad():
+                x = features.rows(torch.full((int(known.sum()),), int(u)), torch.as_tensor(it[known]))
+                out[known] = model.probability(x).numpy()
+        return out
+
+    return score

@@ -76,7 +76,9 @@ def profiles(out: Path = typer.Option(..., "--out", help="profile folder to writ
                           "concurrency": concurrency},
                "hf": {"model_dir": model_dir}}.get(backend, {})
     generator = make_backend(backend, **options)
-    text_encoder = TextEncoder(encoder, progress=False)
+    import sys
+
+    text_encoder = TextEncoder(encoder, progress=sys.stderr.isatty())   # a progress bar for people, not for logs
     name = data_args.get("dataset", "custom")
     manifest = write_profiles(out, dm.data, name, generator, text_encoder, template=item_template,
                               data_seed=data_seed, overwrite=overwrite, progress=typer.echo)

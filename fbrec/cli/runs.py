@@ -103,12 +103,17 @@ def register(app: typer.Typer) -> None:
                  users: int = typer.Option(200, help="test users simulated (a seeded sample)"),
                  seed: int = typer.Option(0, help="seed of the user sample and the simulator"),
                  policy: list[str] = typer.Option(["same", "pages", "adapts"], "--policy",
-                                                  help="same | pages | adapts (repeat)")) -> None:
+                                                  help="same | pages | adapts | reward (repeat)"),
+                 reward_model: Path = typer.Option(None, "--reward-model", help="a reward-model folder: adds the "
+                                                   "'reward' policy (re-ranks by P[positive])")) -> None:
         """Multi-round evaluation with simulated users (the offline simulator is an oracle on held-out items): per-round
         hit rate, recall, NDCG and pass rate, session NUM and sDCG; logged to the run under simulate/."""
         from fbrec.api.runs import simulate_run
 
-        result = simulate_run(run, rounds=rounds, slate=slate, users=users, seed=seed, policies=policy)
+        if reward_model is not None and "reward" not in policy:
+            policy = [*policy, "reward"]
+        result = simulate_run(run, rounds=rounds, slate=slate, users=users, seed=seed, policies=policy,
+                              reward_model=reward_model)
         table = Table("policy", "round", "hit rate", f"recall@{slate}", f"ndcg@{slate}", "pass rate",
                       title=f"{users} simulated users x {rounds} rounds (simulator: grounded oracle on held-out "
                             f"items, not a model of users)")

@@ -88,7 +88,9 @@ class TextEncoder:
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")   # belt and braces: the folder is local anyway
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()   # the weight-loading bar; encoding has its own (progress=True)
             self._model = SentenceTransformer(str(self.path), device=self.device)
         return self._model
 

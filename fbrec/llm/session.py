@@ -5,6 +5,8 @@ Policies compared over the same users and rounds:
     pages   drops what it already showed (the next page of its ranking)
     adapts  drops what it showed AND applies what the user said (the reaction's command, parsed into Preferences by
             the offline parser or an LLM: boosts accumulate, excludes stay)
+    reward  drops what it showed and re-ranks its top `pool` candidates by a reward model's P[positive]
+            (available when a reward model is given)
 Per round: hit rate (users with a click), recall@k (clicks / held-out items), NDCG@k of the slate, pass rate
 (users with a click so far). Per session: NUM (normalised by the ideal session, with click enhancement) and sDCG.
 Scores are exact inner products of the run's embeddings (seen items excluded); no index is involved.
@@ -22,7 +24,7 @@ from fbrec.data.preferences import Preferences, apply_preferences, rerank
 from fbrec.evaluation.session import Round, num, session_dcg
 from fbrec.llm.simulator import Reaction, UserState
 
-POLICIES = ("same", "pages", "adapts")
+POLICIES = ("same", "pages", "adapts", "reward")
 
 
 def _merge(prefs: Preferences, new: Preferences, cap: float = 3.0) -> Preferences:
@@ -54,7 +56,9 @@ class SessionResult:
 def simulate(user_vectors: np.ndarray, item_vectors: np.ndarray, seen: dict[int, np.ndarray],
              states: dict[int, UserState], react: Callable[[int, UserState, list[int]], Reaction],
              parse: Callable[[str], Preferences], items: pl.DataFrame | None, item_counts: np.ndarray,
-             *, rounds: int = 5, slate: int = 10, policies=POLICIES, examples: int = 3) -> SessionResult:
+             *, rounds: int = 5, slate: int = 10, policies=POLICIES, examples: int = 3,
+             reward: Callable[[int, np.ndarray], np.ndarray] | None = None, pool: int = 50) -> SessionResult:
+    """reward(user, candidate item indices) -> P[positive] of each, for the "reward" policy."""
     num_items = item_vectors.shape[0]
     round_rows, session_rows, shown_examples = [], [], []
     for policy in policies:
@@ -77,8 +81,11 @@ def simulate(user_vectors: np.ndarray, item_vectors: np.ndarray, seen: dict[int,
                     break
                 order = candidates[np.argsort(-scores[candidates], kind="stable")]
                 if boost is not None:
-                    pool = order[: max(10 * slate, 200)]
-                    top, _ = rerank(pool, scores[pool], boost, slate)
+                    wide = order[: max(10 * slate, 200)]
+                    top, _ = rerank(wide, scores[wide], boost, slate)
+                elif policy == "reward":
+                    wide = order[:pool]
+                    top = wide[np.argsort(-reward(user, wide), kind="stable")[:slate]]
                 else:
                     top = order[:slate]
                 top = [int(i) for i in top]
