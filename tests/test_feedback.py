@@ -101,7 +101,7 @@ def test_llm_parser_and_simulator_through_a_real_server_validate_their_answers(t
         bad = make_backend("openai", base_url=f"http://127.0.0.1:{port}/v1", model="bad-prefs", cache_dir="")
         with pytest.raises(ConfigError, match="preferences.include = "):
             parse_command("whatever", VOCAB, bad)
-        from fbrec.llm.simulator import LLMSimulator   # a simulated user answering through the same client
+        from fbrec.llm.simulator import LLMSimulator  # a simulated user answering through the same client
 
         sim = LLMSimulator(make_backend("openai", base_url=f"http://127.0.0.1:{port}/v1", model="simulate",
                                         cache_dir=""), ["Heat (1995)", "Up (2009)", "Fargo (1996)"], ["likes crime"])
