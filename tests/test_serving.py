@@ -267,7 +267,7 @@ def test_reload_under_concurrent_traffic_fails_no_request(bundles):
         assert 'fbrec_bundle_reloads_total{result="loaded"} 6' in text
     finally:
         log = srv.stop()
-    assert log.count("POST /recommend") > 1000, "the access log (default on) logs every request"
+    assert log.count("POST /recommend") > 100, "the access log (default on) logs every request"
 
 
 def test_a_corrupt_or_incompatible_bundle_is_refused_and_the_old_one_keeps_serving(bundles, ml100k):
