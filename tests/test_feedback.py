@@ -225,8 +225,13 @@ def test_reward_model_cli_trains_evaluates_and_reloads_on_movielens(tmp_path, mo
     assert f"AUC {result['test']['auc']:.4f}" in out and "MLflow run" in out
     code, again = _run(["llm", "reward-model", "evaluate", "--model", "rm"], capsys)
     assert code == 0 and f"AUC {result['test']['auc']:.4f}" in again, again
-    code, out = _run(["llm", "reward-model", "train", "--out", "rm2", "--dataset", "coat"], capsys)
+    code, out = _run(["llm", "reward-model", "train", "--out", "rm2", "--dataset", "taobao-userbehavior-sample"],
+                     capsys)
     assert code == 2 and "datasets with explicit ratings" in out
+    code, out = _run(["llm", "reward-model", "train", "--out", "rm-coat", "--dataset", "coat", "--epochs", "2"],
+                     capsys)   # Coat: the policy-level truth is its MCAR test
+    coat = json.loads((tmp_path / "rm-coat" / "result.json").read_text())
+    assert code == 0 and "MCAR" in coat["predictiveness"]["truth"], out
     # the reward model as a re-ranker in multi-round evaluation of a real MovieLens run
     code, out = _run(["train", "--config", "bpr_movielens100k", "--trainer.max_epochs=1"], capsys)
     assert code == 0, out

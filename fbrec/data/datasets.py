@@ -92,7 +92,25 @@ def _load_coat(root: Path, options: dict) -> RawDataset:
     train, test = _require(d / "train.ascii", "coat"), _require(d / "test.ascii", "coat")
     (log, n_train), (test_log, n_test) = _dense_ratings(train, "coat"), _dense_ratings(test, "coat")
     catalogue = pl.Series(ITEM, np.arange(max(n_train, n_test), dtype=np.int64))   # one column per item: 300
-    return RawDataset(log, test=test_log, files=(train, test), catalogue=catalogue)
+    items = _coat_items(d / "user_item_features")
+    return RawDataset(log, test=test_log, files=(train, test), catalogue=catalogue, items=items)
+
+
+def _coat_items(d: Path) -> pl.DataFrame | None:
+    """Coat's item attributes (gender, jacket type, colour, front page), decoded from the one-hot matrix with its
+    column map; None when the folder is absent (the ratings alone still load)."""
+    if not (d / "item_features.ascii").exists() or not (d / "item_features_map.txt").exists():
+        return None
+    names = [line.strip().split(":", 1) for line in (d / "item_features_map.txt").read_text().splitlines()
+             if line.strip()]
+    onehot = np.loadtxt(d / "item_features.ascii", dtype=np.int64)
+    columns: dict[str, list] = {}
+    for group in dict.fromkeys(g for g, _ in names):
+        idx = [j for j, (g, _) in enumerate(names) if g == group]
+        picked = onehot[:, idx].argmax(1)
+        has = onehot[:, idx].sum(1) > 0
+        columns[group] = [names[idx[p]][1] if h else None for p, h in zip(picked, has, strict=True)]
+    return pl.DataFrame({ITEM: np.arange(onehot.shape[0], dtype=np.int64), **columns})
 
 
 def _load_movielens(root: Path, options: dict) -> RawDataset:

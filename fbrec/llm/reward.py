@@ -44,7 +44,7 @@ class FeedbackEvents:
         draw = rng.random(log.height)
         split = np.where(draw < test_fraction, 2, np.where(draw < test_fraction + val_fraction, 1, 0))
         rating = log["rating"].to_numpy().astype(np.float64)
-        return cls(log["user_index"].to_numpy(), log["item_index"].to_numpy(), rating,
+        return cls(log["user_index"].to_numpy().copy(), log["item_index"].to_numpy().copy(), rating,
                    (rating >= positive_rating).astype(np.float32), split,
                    int(log["user_index"].max()) + 1, int(log["item_index"].max()) + 1)
 
@@ -245,4 +245,22 @@ def predictiveness(model: RewardModel, features: RewardFeatures, relevance: np.n
         p = score_pairs(model, features, uu, top.reshape(-1))
         rows.append({"policy": name, "mean_reward_score": float(p.mean()),
                      "true_positive_rate": float(relevance[uu, top.reshape(-1)].mean())})
+    return pl.DataFrame(rows)
+
+
+def predictiveness_on_candidates(model: RewardModel, features: RewardFeatures, users: np.ndarray, items: np.ndarray,
+                                 labels: np.ndarray, policies: dict[str, np.ndarray], k: int = 5) -> pl.DataFrame:
+    """The MCAR version (Coat): each user has a set of randomly shown items with known labels; each policy picks
+    its top-k of them; its true positive rate is the share of labelled positives among its picks."""
+    rows = []
+    order = np.lexsort((items, users))
+    users, items, labels = users[order], items[order], labels[order]
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    ends = np.r_[starts[1:], len(users)]
+    for name, scores in policies.items():
+        pick = np.concatenate([np.arange(a, b)[np.argsort(-scores[users[a], items[a:b]], kind="stable")[:k]]
+                               for a, b in zip(starts, ends, strict=True)])
+        p = score_pairs(model, features, users[pick], items[pick])
+        rows.append({"policy": name, "mean_reward_score": float(p.mean()),
+                     "true_positive_rate": float(labels[pick].mean())})
     return pl.DataFrame(rows)

@@ -25,16 +25,16 @@ from fbrec.llm.reward import (
 from fbrec.llm.text import default_template, item_texts
 from fbrec.types import ITEM, ITEM_INDEX, RATING, USER, USER_INDEX
 
-RATED = ("movielens-100k",)
+RATED = ("movielens-100k", "coat")
 
 
-def load_events(dataset: str, seed: int, data_dir=None) -> tuple[FeedbackEvents, list[str], IdMap, IdMap]:
+def load_events(dataset: str, seed: int, data_dir=None, raw=None) -> tuple[FeedbackEvents, list[str], IdMap, IdMap]:
     from fbrec.data.datasets import load_raw
 
     if dataset not in RATED:
         raise ConfigError(f"reward models train on logged positive and non-positive reactions; {dataset!r} has none",
                           rule=f"datasets with explicit ratings: {', '.join(RATED)}", fix="--dataset movielens-100k")
-    raw = load_raw(dataset, data_dir)
+    raw = raw if raw is not None else load_raw(dataset, data_dir)
     users, items = IdMap.fit("user", raw.log[USER]), IdMap.fit("item", raw.catalogue if raw.catalogue is not None
                                                                  else raw.log[ITEM])
     log = items.encode(users.encode(raw.log, USER, USER_INDEX), ITEM, ITEM_INDEX).select(
@@ -84,6 +84,19 @@ def run_reward_model(dataset: str, out: str | Path, *, objective: str = "pointwi
         r = float(np.corrcoef(predictive["mean_reward_score"], predictive["true_positive_rate"])[0, 1])
         result["predictiveness"] = {"pearson_r": r, "policies": predictive.to_dicts(),
                                     "truth": "movielens-100k-semisynthetic relevance probabilities (Saito et al.)"}
+    if dataset == "coat":   # Coat's MCAR test: 16 randomly shown items per user with their ratings
+        from fbrec.data.datasets import load_raw
+        from fbrec.llm.reward import predictiveness_on_candidates
+
+        test = load_raw("coat").test
+        tu = users.encode(test, USER, USER_INDEX, unknown="drop")
+        tu = items.encode(tu, ITEM, ITEM_INDEX, unknown="drop")
+        predictive = predictiveness_on_candidates(
+            model, features, tu[USER_INDEX].to_numpy(), tu[ITEM_INDEX].to_numpy(),
+            (tu[RATING].to_numpy() >= 4).astype(np.float64), _policies(events, seed), k=5)
+        r = float(np.corrcoef(predictive["mean_reward_score"], predictive["true_positive_rate"])[0, 1])
+        result["predictiveness"] = {"pearson_r": r, "policies": predictive.to_dicts(),
+                                    "truth": "Coat's MCAR test ratings (rating >= 4), top-5 of each user's 16 items"}
     result["seconds"] = round(time.perf_counter() - start, 1)
     import torch
 

@@ -16,6 +16,7 @@ ITEM_TEMPLATES = {
     "movielens-100k-semisynthetic": "{title} ({year}). Genres: {genres}.",
     "amazon-scientific-text": "{title}. Category: {category}. Brand: {brand}.",
     "taobao-userbehavior-sample": "Item in category {category}.",
+    "coat": "A {color} {jackettype} coat for {gender}.",
 }
 
 
