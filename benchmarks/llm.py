@@ -102,13 +102,53 @@ def llm_cost(datasets: list[str]) -> str:
             + table(["dataset", "profiles", "requests", "prompt words", "~prompt tokens (1.3 x words)"], rows))
 
 
+def encoding_throughput(n: int = 2000) -> str:
+    """MiniLM texts/s with an empty cache and the cache hit rate of a second pass, on real profile texts."""
+    import yaml
+
+    from fbrec.data.datamodule import FeedbackDataModule
+    from fbrec.llm import TextEncoder, make_backend
+    from fbrec.llm.profiles import profile_tasks
+
+    rows = []
+    for dataset in BACKBONES:
+        data_args = yaml.safe_load((MODELS / BACKBONES[dataset][0] / "config.yaml").read_text())["data"]
+        items, users, _ = profile_tasks(FeedbackDataModule(**data_args, seed=0).data, dataset)
+        backend = make_backend("offline")
+        for side, tasks in (("items", items), ("users", users)):
+            texts = [c.text for c in backend.run(tasks[:n])]
+            cache = tempfile.mkdtemp(prefix="fbrec-enc-")
+            first, second = TextEncoder(cache_dir=cache), TextEncoder(cache_dir=cache)
+            first.encode(texts[:16])   # load the model outside the clock
+            first.stats.seconds_encoding, first.stats.misses, first.stats.hits = 0.0, 0, 0
+            first.encode(texts[16:])
+            start = time.perf_counter()
+            second.encode(texts)
+            cached = time.perf_counter() - start
+            words = np.mean([len(t.split()) for t in texts])
+            rows.append([dataset, side, f"{len(texts) - 16:,}", f"{words:.0f}", f"{first.stats.texts_per_second:.0f}",
+                         f"{second.stats.hit_rate:.0%}", f"{len(texts) / cached:,.0f}"])
+    return ("### Text encoding throughput (all-MiniLM-L6-v2, batch 64, CPU)\n\n"
+            f"`python -m benchmarks.llm --encoding --write` on {machine()}, nothing else running: offline profile "
+            "texts, an empty cache, then a second encoder over the same texts and cache.\n\n"
+            + table(["dataset", "profiles", "texts encoded", "mean words", "texts/s (encoding)",
+                     "second pass cache hit rate", "texts/s (second pass, cache)"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--encoding", action="store_true", help="only the encoding-throughput table")
     parser.add_argument("--llm-cost", action="store_true", help="only the request/prompt-size table")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", default=list(BACKBONES))
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
+    if args.encoding:
+        body = encoding_throughput()
+        print(body)
+        if args.write:
+            write_section("rlmrec_encoding", body)
+        return
     if args.llm_cost:
         body = llm_cost(args.datasets)
         print(body)
