@@ -56,9 +56,14 @@ class SessionResult:
 def simulate(user_vectors: np.ndarray, item_vectors: np.ndarray, seen: dict[int, np.ndarray],
              states: dict[int, UserState], react: Callable[[int, UserState, list[int]], Reaction],
              parse: Callable[[str], Preferences], items: pl.DataFrame | None, item_counts: np.ndarray,
-             *, rounds: int = 5, slate: int = 10, policies=POLICIES, examples: int = 3,
+             *, rounds: int = 5, slate: int = 10, policies=("same", "pages", "adapts"), examples: int = 3,
              reward: Callable[[int, np.ndarray], np.ndarray] | None = None, pool: int = 50) -> SessionResult:
     """reward(user, candidate item indices) -> P[positive] of each, for the "reward" policy."""
+    if "reward" in policies and reward is None:
+        from fbrec.errors import ConfigError
+
+        raise ConfigError("policy 'reward' without a reward model", rule="it re-ranks by a reward model's score",
+                          fix="pass a reward model, or drop the policy")
     num_items = item_vectors.shape[0]
     round_rows, session_rows, shown_examples = [], [], []
     for policy in policies:
