@@ -56,8 +56,10 @@ def _fresh_rendezvous():
     """An in-process Trainer leaves MASTER_PORT set while its process group still holds that port, and LOCAL_RANK /
     WORLD_SIZE behind it; a later test's spawned ranks or `fbrec` subprocesses would inherit them, fail to bind, or
     believe an outside launcher started them (and wait for ranks nobody starts). Each test starts without them."""
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI: a later test's runs would land in an earlier
+    # test's store instead of its own ./mlruns
     for var in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "LOCAL_WORLD_SIZE",
-                "GROUP_RANK", "PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
+                "GROUP_RANK", "PL_GLOBAL_SEED", "PL_SEED_WORKERS", "MLFLOW_TRACKING_URI"):
         os.environ.pop(var, None)
     yield
 

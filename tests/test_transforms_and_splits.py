@@ -133,3 +133,17 @@ def test_the_run_seed_drives_the_split_and_negatives_unless_data_seed_is_set(mon
     seed_everything(1)
     pinned_1 = data(seed=7)
     assert pinned_1[0].equals(pinned_2[0]) and torch.equal(pinned_1[1], pinned_2[1]), "data.seed pins it"
+
+
+def test_random_split_draws_each_users_rows_independently():
+    """Regression: a per-user shuffle with one seed gave every user with n rows the same test positions (in item id
+    order), so on equal-sized users the same items were always held out and never trained."""
+    from conftest import planted_log
+
+    from fbrec.data import split as splits
+
+    parts = splits.random_split(planted_log(), test_fraction=0.25, val_fraction=0.0, seed=0)
+    ranks = parts.test.join(planted_log().with_columns(pl.col("item").rank("ordinal").over("user").alias("r")),
+                            on=["user", "item"]).group_by("user").agg(pl.col("r").sort())["r"].to_list()
+    assert len({tuple(r) for r in ranks}) > 20, "users share their held-out positions"
+    assert splits.keep_warm(parts)[1] == {"val": 0, "test": 0}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from fbrec._checks import check_fraction
@@ -67,9 +68,13 @@ def random_split(frame: pl.DataFrame, *, test_fraction: float = 0.2, val_fractio
     if test_fraction + val_fraction >= 1:
         raise ConfigError(f"test_fraction + val_fraction = {test_fraction + val_fraction}",
                           rule="the fractions must leave rows for training", fix="lower the fractions")
-    u = (pl.int_range(pl.len()).shuffle(seed=seed).over(USER).cast(pl.Float64) + 0.5) / pl.len().over(USER)
-    # the shuffle permutes positions, so fix the input order first: same seed, same split, whatever the file order
-    tagged = frame.sort(_canonical_order(frame)).with_columns(u.alias("_u"))
+    # one random key per row of the canonical order (same seed, same split, whatever the file order); a user's rows
+    # are ranked by their keys. (A per-user shuffle with one seed gave every user with n rows the SAME positions in
+    # test: items at fixed ranks of each user's sorted ids, and with equal-sized users whole items never trained.)
+    tagged = frame.sort(_canonical_order(frame))
+    tagged = tagged.with_columns(pl.Series("_k", np.random.default_rng(seed).random(tagged.height)))
+    u = (pl.col("_k").rank("ordinal").over(USER).cast(pl.Float64) - 0.5) / pl.len().over(USER)
+    tagged = tagged.with_columns(u.alias("_u")).drop("_k")
     test = tagged.filter(pl.col("_u") >= 1 - test_fraction)
     valset = tagged.filter((pl.col("_u") < 1 - test_fraction) & (pl.col("_u") >= 1 - test_fraction - val_fraction))
     train = tagged.filter(pl.col("_u") < 1 - test_fraction - val_fraction)
