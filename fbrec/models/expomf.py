@@ -50,7 +50,7 @@ class ExpoMFModule(RankingModule):
         if self._clicks is None:
             d = self.trainer.datamodule.data
             y = torch.zeros(self.hparams.num_users, self.hparams.num_items)
-            y[torch.as_tensor(d.train["user_index"].to_numpy()), torch.as_tensor(d.train["item_index"].to_numpy())] = 1
+            y[torch.as_tensor(d.train["user_index"].to_numpy().copy()), torch.as_tensor(d.train["item_index"].to_numpy().copy())] = 1
             self._clicks = y
         return self._clicks
 
