@@ -351,3 +351,25 @@ def test_a_run_on_another_split_refuses_the_profiles_before_training(planted_pro
                         enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
     with pytest.raises(ConfigError, match="built from another training split.*--seed SEED"):
         trainer.fit(model, dm)
+
+
+def test_cli_profiles_through_an_openai_compatible_server(llm_server, tmp_path, monkeypatch, capsys):
+    from test_cli import _run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FBREC_CACHE_DIR", str(tmp_path / "cache"))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("data:\n  dataset: synthetic\n  dataset_options: {num_users: 60, num_items: 40, seed: 1}\n")
+    before = _requests(llm_server)
+    code, out = _run(["llm", "profiles", "--config", str(recipe), "--out", "prof", "--backend", "openai",
+                      "--base-url", f"{llm_server}/v1", "--model", "echo", "--no-track"], capsys)
+    assert code == 0, out
+    manifest = json.loads((tmp_path / "prof" / "manifest.json").read_text())
+    sent, usage = _requests(llm_server) - before, manifest["usage"]
+    assert manifest["is_language_model"] and manifest["generated_by"] == ["openai:echo"]
+    # one request per distinct prompt; a repeated prompt (two items with the same text) is a cache hit
+    assert sent == usage["requests"] and usage["requests"] + usage["cache_hits"] == \
+        manifest["counts"]["items"] + manifest["counts"]["users"]
+    assert manifest["usage"]["prompt_tokens"] > 0
+    profiles = pl.read_parquet(tmp_path / "prof" / "users.parquet")["profile"]
+    assert profiles.str.starts_with("profile ").all()
