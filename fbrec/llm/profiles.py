@@ -127,7 +127,7 @@ def write_profiles(out: str | Path, data: PreparedDataset, dataset: str, backend
             "prompts": {"item_profile": PROMPT_VERSION, "user_profile": PROMPT_VERSION}, "item_template": template,
             "encoder": {"name": encoder.name, "key": encoder.key, "dim": int(item_vectors.shape[1])},
             "counts": {"items": len(item_text), "users": len(user_text)},
-            "usage": vars(backend.usage) | {},
+            "usage": {k: v for k, v in vars(backend.usage).items() if k != "extra"},
             "encoding": {"texts_encoded": encoder.stats.misses, "cache_hits": encoder.stats.hits,
                          "cache_hit_rate": round(encoder.stats.hit_rate, 4),
                          "texts_per_second": round(encoder.stats.texts_per_second, 1)},
