@@ -15,7 +15,6 @@ bundle. Loading needs numpy, polars and faiss only (no torch).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,7 +24,7 @@ import numpy as np
 import polars as pl
 
 import fbrec
-from fbrec._atomic import atomic_directory, check_replaceable
+from fbrec._atomic import atomic_directory, check_replaceable, file_sha256
 from fbrec.data.idmap import IdMap
 from fbrec.data.preferences import Preferences, apply_preferences, rerank
 from fbrec.errors import BundleError, ConfigError
@@ -66,13 +65,6 @@ class Manifest:
     checksums: dict[str, str] = field(default_factory=dict)
     levels: list[str] = field(default_factory=list)     # ordinal level names, lowest first (GNOLR bundles)
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embeddings: np.ndarray, user_map: IdMap,
@@ -125,7 +117,7 @@ def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embedding
                 files.append(name)
         manifest = Manifest(model, D, U, len(item_embeddings), metric, index_factory, search_params, recall,
                             recall_k, run_id, dataset, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                            checksums={f: _sha256(tmp / f) for f in files}, levels=list(levels or []))
+                            checksums={f: file_sha256(tmp / f) for f in files}, levels=list(levels or []))
         (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest
 
@@ -240,7 +232,7 @@ class Bundle:
             if not path.exists():
                 raise BundleError(f"bundle file {name!r} is missing", rule="every file in the manifest must exist",
                                   fix="re-export the bundle; never edit one by hand")
-            if _sha256(path) != digest:
+            if file_sha256(path) != digest:
                 raise BundleError(f"bundle file {name!r} fails its sha256 checksum",
                                   rule="files must match the manifest", fix="the bundle is corrupted: re-export it")
 

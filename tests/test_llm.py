@@ -373,3 +373,50 @@ def test_cli_profiles_through_an_openai_compatible_server(llm_server, tmp_path, 
     assert manifest["usage"]["prompt_tokens"] > 0
     profiles = pl.read_parquet(tmp_path / "prof" / "users.parquet")["profile"]
     assert profiles.str.starts_with("profile ").all()
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["llm", "profiles", "--dataset", "synthetic", "--out", "p", "--backend", "hf"], "needs a model folder"),
+    (["llm", "profiles", "--dataset", "synthetic", "--out", "p", "--backend", "opnai"], "did you mean 'openai'"),
+    (["llm", "profiles", "--out", "p"], "exactly one of --dataset and --config"),
+    (["llm", "parse", "no horror", "--dataset", "movielens-100k", "--backend", "hf"], "--backend 'hf'"),
+    (["llm", "reward-model", "train", "--out", "rm", "--objective", "listwise"], "unknown reward objective"),
+])
+def test_llm_cli_refuses_bad_input_with_one_line_and_writes_nothing(args, pattern, tmp_path, monkeypatch, capsys):
+    from test_cli import _run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FBREC_CACHE_DIR", str(tmp_path / "cache"))
+    code, out = _run(args, capsys)
+    assert code == 2 and pattern in out, out
+    assert not (tmp_path / "p").exists() and not (tmp_path / "rm").exists()
+
+
+def test_profiles_take_the_recipes_data_seed_before_its_seed_everything(tmp_path, monkeypatch, capsys):
+    from test_cli import _run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FBREC_CACHE_DIR", str(tmp_path / "cache"))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("seed_everything: 3\ndata:\n  dataset: synthetic\n  dataset_options: {num_users: 60, "
+                      "num_items: 40, seed: 1}\n  split: random\n  seed: 0\n")
+    code, out = _run(["llm", "profiles", "--config", str(recipe), "--out", "p", "--no-track"], capsys)
+    assert code == 0, out
+    assert json.loads((tmp_path / "p" / "manifest.json").read_text())["data_seed"] == 0   # as training resolves it
+
+
+def test_alignment_uses_at_most_anchors_rows_per_side(planted_profiles, planted_dir):
+    import torch
+
+    from fbrec.data.prepare import PreparedDataset
+    from fbrec.models.alignment import ProfileAlignment
+
+    data = PreparedDataset.load(planted_dir)
+    ids = torch.arange(10)
+    vectors = torch.randn(10, 8)
+    capped = ProfileAlignment(str(planted_profiles), anchors=1, negatives=0)
+    capped.attach(data, 8)
+    assert capped.loss(ids, vectors, ids, vectors).item() == 0.0   # one anchor per side: nothing to contrast
+    full = ProfileAlignment(str(planted_profiles), negatives=0)
+    full.attach(data, 8)
+    assert full.loss(ids, vectors, ids, vectors).item() > 0.0

@@ -63,8 +63,9 @@ def profiles(out: Path = typer.Option(..., "--out", help="profile folder to writ
     data_args, recipe_seed = _recipe_data(config) if config else ({"dataset": dataset}, 0)
     data_args.update({k: v for k, v in (("split", split), ("min_rating", min_rating), ("min_level", min_level))
                       if v is not None})
-    data_seed = seed if seed is not None else data_args.pop("seed", None) or recipe_seed
-    data_args.pop("seed", None)
+    # the split's seed as training resolves it: --seed, else the recipe's data.seed, else its seed_everything
+    recipe_data_seed = data_args.pop("seed", None)
+    data_seed = seed if seed is not None else recipe_data_seed if recipe_data_seed is not None else recipe_seed
     try:
         dm = FeedbackDataModule(**data_args, seed=data_seed)
     except TypeError as exc:
@@ -128,6 +129,10 @@ def parse(command: str = typer.Argument(..., help='what the user asks for, e.g. 
         from fbrec.data.datasets import load_raw
 
         items = load_raw(dataset).items
+    if backend not in ("offline", "openai"):
+        raise ConfigError(f"--backend {backend!r}", rule="commands are parsed by the offline rules or an "
+                          "OpenAI-compatible server", fix="--backend offline, or --backend openai --base-url URL "
+                          "--model NAME")
     generator = None if backend == "offline" else make_backend(backend, base_url=base_url, model=model)
     prefs = parse_command(command, Vocabulary.from_items(items), generator)
     typer.echo(json.dumps(prefs.to_dict()))

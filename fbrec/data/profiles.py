@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from fbrec._atomic import is_fbrec_output
+from fbrec._atomic import file_sha256, is_fbrec_output
 from fbrec.data.idmap import IdMap
 from fbrec.errors import ConfigError
 from fbrec.types import ITEM, USER
@@ -40,14 +40,6 @@ def train_fingerprint(train: pl.DataFrame) -> str:
     h = hashlib.sha256()
     for u, i in zip(pairs[USER].to_list(), pairs[ITEM].to_list(), strict=True):
         h.update(f"{u}\t{i}\n".encode())
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 

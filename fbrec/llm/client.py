@@ -9,7 +9,7 @@ folder) and `OfflineBackend` (deterministic templates, the default, which says s
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Protocol
 
@@ -106,7 +106,6 @@ class Usage:
     cache_hits: int = 0
     reasks: int = 0
     retries: int = 0
-    extra: dict = field(default_factory=dict)
 
     def add(self, c: Completion) -> None:
         if c.cached:
@@ -118,7 +117,7 @@ class Usage:
         self.completion_tokens += c.completion_tokens
 
     def as_metrics(self, prefix: str = "llm/") -> dict[str, float]:
-        return {f"{prefix}{k}": float(v) for k, v in vars(self).items() if k != "extra"}
+        return {f"{prefix}{k}": float(v) for k, v in vars(self).items()}
 
 
 class Backend(Protocol):

@@ -15,7 +15,11 @@ from fbrec.llm.client import Completion, LLMAnswerError, Task, Usage, parse_answ
 class HFBackend:
     name, is_language_model = "hf", True
 
-    def __init__(self, model_dir: str | Path, max_new_tokens: int = 128, reasks: int = 1, device: str = "cpu"):
+    def __init__(self, model_dir: str | Path | None, max_new_tokens: int = 128, reasks: int = 1,
+                 device: str = "cpu"):
+        if model_dir is None:
+            raise ConfigError("the hf backend needs a model folder", rule="it reads a local transformers model "
+                              "(nothing is downloaded)", fix="pass --model-dir DIR")
         self.path = Path(model_dir)
         if not (self.path / "config.json").is_file():
             raise ConfigError(f"--model-dir {str(self.path)!r} has no config.json",

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from fbrec._atomic import atomic_directory
+from fbrec._atomic import atomic_directory, file_sha256
 from fbrec.data.prepare import PreparedDataset
-from fbrec.data.profiles import FORMAT, MANIFEST, file_sha256, train_fingerprint
+from fbrec.data.profiles import FORMAT, MANIFEST, train_fingerprint
 from fbrec.llm.client import Backend, Schema, Task
 from fbrec.llm.encoders import TextEncoder
 from fbrec.llm.text import default_template, item_texts
@@ -127,7 +127,7 @@ def write_profiles(out: str | Path, data: PreparedDataset, dataset: str, backend
             "prompts": {"item_profile": PROMPT_VERSION, "user_profile": PROMPT_VERSION}, "item_template": template,
             "encoder": {"name": encoder.name, "key": encoder.key, "dim": int(item_vectors.shape[1])},
             "counts": {"items": len(item_text), "users": len(user_text)},
-            "usage": {k: v for k, v in vars(backend.usage).items() if k != "extra"},
+            "usage": vars(backend.usage),
             "encoding": {"texts_encoded": encoder.stats.misses, "cache_hits": encoder.stats.hits,
                          "cache_hit_rate": round(encoder.stats.hit_rate, 4),
                          "texts_per_second": round(encoder.stats.texts_per_second, 1)},

@@ -19,7 +19,6 @@ from fbrec.llm.reward import (
     RewardModel,
     event_metrics,
     predictiveness,
-    score_pairs,
     train_reward_model,
 )
 from fbrec.llm.text import default_template, item_texts
@@ -62,6 +61,11 @@ def _policies(events: FeedbackEvents, seed: int) -> dict[str, np.ndarray]:
 def run_reward_model(dataset: str, out: str | Path, *, objective: str = "pointwise", seed: int = 0,
                      epochs: int = 20, encoder: str | Path | None = None, overwrite: bool = False,
                      progress=None) -> dict:
+    from fbrec.errors import UnknownNameError
+    from fbrec.llm.reward import OBJECTIVES
+
+    if objective not in OBJECTIVES:   # before any data is read or text encoded
+        raise UnknownNameError("reward objective", objective, OBJECTIVES)
     start = time.perf_counter()
     say = progress or (lambda m: None)
     events, texts, users, items = load_events(dataset, seed)
@@ -152,4 +156,4 @@ def _plot_reliability(table: pl.DataFrame, path: Path, ece: float) -> None:
     plt.close(fig)
 
 
-__all__ = ["evaluate_reward_model", "load_reward_model", "run_reward_model", "score_pairs"]
+__all__ = ["evaluate_reward_model", "load_reward_model", "run_reward_model"]
