@@ -32,6 +32,10 @@ class InteractionBatch(NamedTuple):
     user: (B,) long, item: (B,) long, negatives: (B, N) long, weight: (B,) float,
     propensity: (B,) float, the exposure probability of each positive (all ones when none was estimated),
     level: (B,) long, the positive's ordinal label 1..K (1 for binary data); sampled negatives are level 0.
+    unlabeled_weight: (B,) float, num_items / (num_negatives * the user's training positives): the weight that
+        makes the uniformly sampled negatives an unbiased estimate of a sum over all of the user's items;
+    negative_ips: (B, N) float, Y / theta of each sampled negative: 1 / propensity where it is one of the user's
+        training positives, else 0 (what UBPR needs).
     """
 
     user: torch.Tensor
@@ -40,3 +44,5 @@ class InteractionBatch(NamedTuple):
     weight: torch.Tensor
     propensity: torch.Tensor
     level: torch.Tensor
+    unlabeled_weight: torch.Tensor | None = None
+    negative_ips: torch.Tensor | None = None

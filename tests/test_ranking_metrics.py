@@ -236,3 +236,61 @@ def test_a_click_outside_the_slate_is_refused():
 
     with pytest.raises(ConfigError, match=r"clicked item\(s\) \['z'\] not in the round's slate"):
         Round.of(["a", "b"], {"z"})
+
+
+def _saito_reference(relevance, scores, k, weights=None):
+    """Saito et al.'s per-user DCG/Recall/MAP@k as their papers' code defines them, written as plain loops: rank
+    by score, discount 1 at rank 1 and 1/log2(r) after, divided by the (weighted) relevant count; 0 without one."""
+    order = np.argsort(-scores, kind="stable")
+    rel = relevance[order].astype(float)
+    w = np.ones_like(rel) if weights is None else weights[order]
+    if rel.sum() == 0:
+        return 0.0, 0.0, 0.0
+    k = min(k, len(rel))
+    norm = (w * rel).sum()
+    dcg = sum(rel[r] * w[r] / (1.0 if r == 0 else np.log2(r + 1)) for r in range(k)) / norm
+    recall = sum(rel[r] * w[r] for r in range(k)) / norm
+    ap = sum((rel[:r + 1] * w[:r + 1]).sum() / (r + 1) for r in range(k) if rel[r]) / norm
+    return dcg, recall, ap
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_saito_protocol_metrics_equal_the_papers_definition_on_a_fixed_score_matrix(weighted):
+    # 40 users, each ranks its own 16 candidates (the MCAR protocol); some users have no relevant candidate
+    rng = np.random.default_rng(7)
+    U, I, C = 40, 60, 16
+    cand = np.zeros((U, I), bool)
+    for u in range(U):
+        cand[u, rng.choice(I, C, replace=False)] = True
+    relevant = cand & (rng.random((U, I)) < 0.2)
+    relevant[:5] = False                                                   # five users without a relevant item
+    scores = rng.normal(size=(U, I))
+    theta = rng.uniform(0.05, 1.0, size=(U, I))                           # pair propensities
+    es = EvalSet(sp.csr_matrix(~cand), sp.csr_matrix(relevant), saito=True, protocol_users=U,
+                 item_weights=1 / theta if weighted else None)
+    ev = evaluate_scores(lambda users: torch.as_tensor(scores[users], dtype=torch.float32), es, (1, 3, 5), auc=False)
+    s = ev.summary()
+    prefix = "snips/" if weighted else ""
+    for k in (1, 3, 5):
+        ref = np.array([_saito_reference(relevant[u, cand[u]], scores[u, cand[u]], k,
+                                         (1 / theta[u, cand[u]]) if weighted else None) for u in range(U)])
+        for j, name in enumerate(("saito_dcg", "saito_recall", "saito_map")):
+            assert s[f"{prefix}{name}_at_{k}"] == pytest.approx(ref[:, j].mean(), rel=1e-5), (name, k)
+    # the report pads the same zeros: its mean is the summary's, over all 40 users
+    rep = report(ev.frame(), protocol_users=U)
+    row = rep.filter((rep["slice"] == ("snips" if weighted else "all")) & (rep["metric"] == "saito_dcg_at_5"))
+    assert row["value"][0] == pytest.approx(s[f"{prefix}saito_dcg_at_5"], rel=1e-6) and row["num_users"][0] == U
+
+
+def test_saito_dcg_by_hand_and_absent_unless_asked():
+    # candidates 0..4; relevant {1, 3}; ranking 0, 1, 2, 3, 4 -> hits at ranks 2 and 4
+    es = EvalSet(_csr([()]), _csr([(1, 3)]), saito=True, protocol_users=2)   # a second user had no relevant item
+    ev = RankingEvaluator(es, (5,), auc=False)
+    ev.update(np.array([0]), torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5]]))
+    s = ev.summary()
+    assert s["saito_dcg_at_5"] == pytest.approx((1 / 1 + 1 / 2) / 2 / 2)        # log2(2) = 1, log2(4) = 2
+    assert s["saito_map_at_5"] == pytest.approx((1 / 2 + 2 / 4) / 2 / 2)
+    assert s["dcg_at_5"] == pytest.approx(1 / np.log2(3) + 1 / np.log2(5))       # the standard one: unchanged
+    plain = RankingEvaluator(EvalSet(_csr([()]), _csr([(1, 3)])), (5,), auc=False)
+    plain.update(np.array([0]), torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5]]))
+    assert not any(k.startswith("saito") for k in plain.summary())

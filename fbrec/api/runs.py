@@ -40,7 +40,8 @@ def evaluate_run(run_id: str, *, stage: str = "test", k=(10, 20, 50), out: str |
     dm = _datamodule(art.data_args)
     evaluator = evaluate_scores(embedding_scorer(art.user_embeddings, art.item_embeddings), dm.eval_set(stage), k)
     frame = evaluator.frame()
-    result = Evaluation(evaluator.summary(frame), report(frame), frame)
+    result = Evaluation(evaluator.summary(frame), report(frame, protocol_users=evaluator.eval_set.protocol_users),
+                        frame)
     log_report(run_id, f"evaluate_{stage}", result.summary, result.report, frame, default_tracking_uri(),
                main_k=min(k))
     if out:

@@ -18,7 +18,8 @@ console = Console()
 
 def summary_table(title: str, summary: dict[str, float], ks=(10,)) -> Table:
     table = Table("metric", *[f"@{k}" for k in ks], title=title)
-    for metric in ("recall", "ndcg", "map", "mrr", "hit_rate", "precision"):
+    saito = [m for m in ("saito_dcg", "saito_recall", "saito_map") if f"{m}_at_{ks[0]}" in summary]
+    for metric in ("recall", "ndcg", "map", "mrr", "hit_rate", "precision", *saito):   # saito_*: the papers' protocol
         table.add_row(metric, *[f"{summary.get(f'{metric}_at_{k}', float('nan')):.4f}" for k in ks])
     if "auc" in summary:
         table.add_row("auc / gauc", f"{summary['auc']:.4f} / {summary['gauc']:.4f}", *[""] * (len(ks) - 1))
@@ -30,7 +31,8 @@ def biased_vs_unbiased(val: dict[str, float], test: dict[str, float], ks):
     import polars as pl
 
     rows = []
-    for metric in ("dcg", "ndcg", "recall", "map"):
+    saito = [m for m in ("saito_dcg", "saito_recall", "saito_map") if f"snips/{m}_at_{ks[0]}" in val]
+    for metric in ("dcg", "ndcg", "recall", "map", *saito):
         for k in ks:
             key = f"{metric}_at_{k}"
             rows.append({"metric": key, "val_naive": val.get(key), "val_snips": val.get(f"snips/{key}"),
@@ -197,7 +199,8 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
         if key == "test" or key.startswith("test/level_"):
             frame = evaluator.frame()
             summaries[key] = evaluator.summary(frame)
-            log_report(run_id, key.replace("/", "_"), summaries[key], report(frame), frame, uri, main_k=model.ks[0])
+            log_report(run_id, key.replace("/", "_"), summaries[key],
+                       report(frame, protocol_users=evaluator.eval_set.protocol_users), frame, uri, main_k=model.ks[0])
     summary = summaries["test"]
     if side_by_side is not None:
         table = biased_vs_unbiased(side_by_side, summary, model.ks)

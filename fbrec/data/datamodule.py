@@ -13,15 +13,19 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from fbrec._checks import check_positive
-from fbrec.data.datasets import RawDataset
+from fbrec.data.datasets import RawDataset, load_pair_propensities
 from fbrec.data.evalset import EvalSet, popularity_slices
 from fbrec.data.features import FeatureSet, FeatureSpec, build_features
 from fbrec.data.io import read_log, read_side_table
 from fbrec.data.levels import check_level_order
+from fbrec.data.propensities import attach_pair_propensities, read_pair_propensities
 from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare, prepare_raw
 from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.propensity import PopularityPropensity
 from fbrec.types import ITEM_INDEX, LABEL, LEVEL, USER_INDEX, WEIGHT, InteractionBatch
+
+
+PROPENSITIES = (None, "popularity", "dataset", "file")
 
 
 class _NegativeSampled(IterableDataset):
@@ -36,9 +40,21 @@ class _NegativeSampled(IterableDataset):
         self.num_items, self.num_negatives, self.batch_size, self.seed = num_items, num_negatives, batch_size, seed
         self.epoch, self.rank, self.world = 0, 0, 1
         self.trainer = None
+        # unbiased-estimator inputs (fbrec.losses.unbiased): I / (N c_u) per user, and each training pair's 1 / theta
+        clicks = torch.bincount(user, minlength=int(user.max()) + 1 if len(user) else 1).clamp_min(1)
+        self.unlabeled_weight = num_items / (num_negatives * clicks.float())              # (U,)
+        keys = user * num_items + item
+        self.pair_keys, order = keys.sort()
+        self.pair_ips = (1.0 / propensity.double()).float()[order]                        # aligned to pair_keys
 
     def __len__(self) -> int:
         return (len(self.user) // self.world + self.batch_size - 1) // self.batch_size
+
+    def _negative_ips(self, user: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        """Y / theta of each drawn item: 1 / theta where (user, item) is a training positive, else 0."""
+        keys = user[:, None] * self.num_items + negatives
+        idx = torch.searchsorted(self.pair_keys, keys).clamp(max=len(self.pair_keys) - 1)
+        return torch.where(self.pair_keys[idx] == keys, self.pair_ips[idx], torch.zeros(()))
 
     def __iter__(self):
         if self.trainer is not None:
@@ -51,8 +67,9 @@ class _NegativeSampled(IterableDataset):
         negatives = torch.randint(0, self.num_items, (len(perm), self.num_negatives), generator=g)
         for start in range(0, len(perm), self.batch_size):
             idx = perm[start:start + self.batch_size]
-            yield InteractionBatch(self.user[idx], self.item[idx], negatives[start:start + len(idx)], self.weight[idx],
-                                   self.propensity[idx], self.level[idx])
+            user, neg = self.user[idx], negatives[start:start + len(idx)]
+            yield InteractionBatch(user, self.item[idx], neg, self.weight[idx], self.propensity[idx], self.level[idx],
+                                   self.unlabeled_weight[user], self._negative_ips(user, neg))
 
 
 class FeedbackDataModule(L.LightningDataModule):
@@ -77,8 +94,11 @@ class FeedbackDataModule(L.LightningDataModule):
             items with at most `cold_max_interactions` training interactions also form the "cold" slice.
         item_features / user_features: side features of the item and user towers (see fbrec.data.features),
             e.g. [{column: genres, kind: multi}, {column: year, kind: bucket}]; the id is always the first feature.
-        propensity: "popularity" estimates each item's exposure probability on the training split
-            ((n_i / max n)^propensity_eta, floored at min_propensity) and carries it in every batch; None = 1.
+        propensity: the exposure probability carried in every batch (losses) and divided by in the SNIPS metrics:
+            "popularity" estimates each item's on the training split ((n_i / max n)^propensity_eta, floored at
+            min_propensity); "dataset" takes the pair propensities the dataset ships (Coat's); "file" reads a
+            (user, item, propensity) table from propensity_path (parquet/CSV/NDJSON, names mapped by `columns`);
+            None = 1 everywhere.
         label: "binary" (every positive is 1) or "level": each positive is labelled with its ordinal level 1..K
             counted from min_level (the highest level the pair reached), for ordinal recipes such as GNOLR.
         eval_candidates: "all" ranks the whole catalogue at test time; "test_items" ranks only each user's logged
@@ -102,6 +122,7 @@ class FeedbackDataModule(L.LightningDataModule):
                  cold_max_interactions: int = 5, item_features: list[FeatureSpec] | None = None,
                  user_features: list[FeatureSpec] | None = None,
                  propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
+                 propensity_path: str | None = None,
                  eval_candidates: str = "all", label: str = "binary", seed: int | None = None,
                  separator: str | None = None, timestamp_format: str | None = None, timestamp_unit: str = "s",
                  integer_ids: bool = False):
@@ -130,14 +151,20 @@ class FeedbackDataModule(L.LightningDataModule):
         self.item_feature_specs = [s if isinstance(s, FeatureSpec) else FeatureSpec(**s) for s in item_features or ()]
         self.user_feature_specs = [s if isinstance(s, FeatureSpec) else FeatureSpec(**s) for s in user_features or ()]
         self._feature_sets: dict[str, FeatureSet] = {}
-        if propensity not in (None, "popularity"):
-            raise UnknownNameError("propensity estimator", str(propensity), ["popularity"])
+        if propensity not in PROPENSITIES:
+            raise UnknownNameError("propensity source", str(propensity), [p for p in PROPENSITIES if p])
+        if (propensity == "file") != (propensity_path is not None):
+            raise ConfigError(f"propensity={propensity!r} with propensity_path={propensity_path!r}",
+                              rule="propensity_path goes with propensity: file, and only with it",
+                              fix="set both (propensity: file, propensity_path: PATH) or neither")
         if eval_candidates not in ("all", "test_items"):
             raise UnknownNameError("eval_candidates value", eval_candidates, ["all", "test_items"])
         if label not in ("binary", "level"):
             raise UnknownNameError("label kind", label, ["binary", "level"])
         self.propensity_name, self.eval_candidates, self.label = propensity, eval_candidates, label
-        self.propensity = PopularityPropensity(propensity_eta, min_propensity) if propensity else None
+        self.propensity = PopularityPropensity(propensity_eta, min_propensity) if propensity == "popularity" else None
+        self.propensity_path = propensity_path
+        self._pairs: pl.DataFrame | None = None
         self._data: PreparedDataset | None = None
         self._train: _NegativeSampled | None = None
         self._eval_sets: dict[tuple[str, int | None], EvalSet] = {}
@@ -180,6 +207,8 @@ class FeedbackDataModule(L.LightningDataModule):
             theta = np.ones(len(items))
             if self.propensity is not None:   # estimated on the training split only
                 theta = self.propensity.fit(items, d.num_items).item_propensity_[items]
+            elif self.propensity_name is not None:
+                theta = attach_pair_propensities(d.train, self.pair_propensities(), what="training")
             self._train = _NegativeSampled(torch.from_numpy(d.train[USER_INDEX].to_numpy().copy()),
                                            torch.from_numpy(items.copy()), torch.as_tensor(weight, dtype=torch.float32),
                                            torch.as_tensor(theta, dtype=torch.float32),
@@ -253,11 +282,12 @@ class FeedbackDataModule(L.LightningDataModule):
 
         train = interactions_csr(d.train, d.num_users, d.num_items)
         if stage == "val":
-            exclude, truth = train, interactions_csr(at_level(d.val), d.num_users, d.num_items)
+            relevant = at_level(d.val)
+            exclude, truth = train, interactions_csr(relevant, d.num_users, d.num_items)
         else:
             test = d.test
-            relevant = test.filter(pl.col(LABEL) > 0) if LABEL in test.columns else test
-            truth = interactions_csr(at_level(relevant), d.num_users, d.num_items)
+            relevant = at_level(test.filter(pl.col(LABEL) > 0) if LABEL in test.columns else test)
+            truth = interactions_csr(relevant, d.num_users, d.num_items)
             if self.eval_candidates == "test_items":   # rank only the user's logged test items (MCAR protocol)
                 candidates = interactions_csr(test, d.num_users, d.num_items).toarray() > 0
                 exclude = sp.csr_matrix(~candidates, dtype=np.float32)
@@ -267,7 +297,17 @@ class FeedbackDataModule(L.LightningDataModule):
         slices = popularity_slices(self.train_item_counts(), self.head_fraction, self.cold_max_interactions)
         theta = self.item_propensity()
         weights = None if theta is None else 1.0 / theta
-        return EvalSet(exclude, truth, slices, np.diff(train.indptr), weights)
+        if self.propensity_name in ("dataset", "file"):   # 1 / theta at every relevant pair of this stage
+            inv = 1.0 / attach_pair_propensities(relevant, self.pair_propensities(), what=f"relevant {stage}")
+            weights = sp.csr_matrix((inv, (relevant[USER_INDEX].to_numpy(), relevant[ITEM_INDEX].to_numpy())),
+                                    shape=(d.num_users, d.num_items))
+        # Saito et al.'s protocol metrics where the papers use them: the MCAR candidates (mean over every user with
+        # a candidate) and propensity-weighted validation (the unbiased model-selection metric)
+        mcar = stage == "test" and self.eval_candidates == "test_items"
+        saito = mcar or (stage == "val" and self.propensity_name is not None)
+        protocol_users = d.test[USER_INDEX].n_unique() if mcar else None
+        return EvalSet(exclude, truth, slices, np.diff(train.indptr), weights, saito=saito,
+                       protocol_users=protocol_users)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
@@ -295,6 +335,15 @@ class FeedbackDataModule(L.LightningDataModule):
             return None
         self.setup()
         return self.propensity.item_propensity_
+
+    def pair_propensities(self) -> pl.DataFrame:
+        """The (user, item, propensity) table of propensity: dataset | file (raw ids), read once."""
+        if self._pairs is None:
+            if self.propensity_name == "file":
+                self._pairs = read_pair_propensities(self.propensity_path, columns=self.columns)
+            else:
+                self._pairs = load_pair_propensities(self.dataset_name, self.data_dir)
+        return self._pairs
 
     def test_dataloader(self) -> DataLoader:
         return self._users_loader("test")

@@ -113,6 +113,31 @@ def _coat_items(d: Path) -> pl.DataFrame | None:
     return pl.DataFrame({ITEM: np.arange(onehot.shape[0], dtype=np.int64), **columns})
 
 
+def _coat_propensities(root: Path) -> pl.DataFrame:
+    """Schnabel et al.'s learned P(user rates item) for all 290 x 300 pairs (`propensities.ascii`)."""
+    from fbrec.data.propensities import dense_pair_propensities
+
+    path = _require(root / "coat" / "propensities.ascii", "coat")
+    try:
+        matrix = np.loadtxt(path, dtype=np.float64)
+    except ValueError as exc:
+        raise DataValidationError(f"dataset 'coat': {path.name} is not a dense float matrix: {exc}",
+                                  rule="one row per user, one column per item", fix="restore the original file") from exc
+    return dense_pair_propensities(matrix, source=f"dataset 'coat' {path.name}")
+
+
+PAIR_PROPENSITIES = {"coat": _coat_propensities}
+
+
+def load_pair_propensities(name: str, root: str | Path | None = None) -> pl.DataFrame:
+    """The (user, item, propensity) table a dataset ships (raw ids), for `data.propensity: dataset`."""
+    if name not in PAIR_PROPENSITIES:
+        raise ConfigError(f"dataset {name!r} ships no pair propensities",
+                          rule=f"propensity: dataset needs one of {sorted(PAIR_PROPENSITIES)}",
+                          fix="use propensity: popularity, or propensity: file with propensity_path")
+    return PAIR_PROPENSITIES[name](data_dir(root))
+
+
 def _load_movielens(root: Path, options: dict) -> RawDataset:
     d = root / "movielens-100k"
     path = _require(d / "u.data", "movielens-100k")

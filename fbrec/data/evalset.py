@@ -20,7 +20,9 @@ class EvalSet:
     truth: sp.csr_matrix              # (U, I) relevant test items
     item_slices: dict[str, np.ndarray] = field(default_factory=dict)   # name -> (I,) bool
     user_activity: np.ndarray | None = None                            # (U,) training interactions
-    item_weights: np.ndarray | None = None   # (I,) inverse propensities 1/theta: adds the "snips" slice
+    item_weights: np.ndarray | None = None   # (I,) or (U, I) inverse propensities 1/theta: adds "snips"/"ips"
+    saito: bool = False                      # also report Saito et al.'s protocol metrics (saito_dcg_at_k, ...)
+    protocol_users: int | None = None        # users the saito_* means run over (None: users with a relevant item)
 
     def __post_init__(self):
         if self.exclude.shape != self.truth.shape:

@@ -11,7 +11,17 @@ Definitions (per user u with relevant test items R_u, |R_u| >= 1; users with no 
   MAP@K       = sum_{r<=K} hits_r * Precision@r / min(K, |R_u|)
   MRR@K       = 1 / (rank of the first hit) if it is <= K, else 0
   AUC         = P(score(pos) > score(neg)) over u's positives x non-excluded negatives, ties count 1/2
-Summaries average over users (macro); GAUC weights each user's AUC by |R_u|. Tied scores are ranked by item
+Summaries average over users (macro); GAUC weights each user's AUC by |R_u|.
+
+Saito et al.'s protocol metrics (WSDM 2020 / ICTIR 2020 code), reported under their own names when the eval set asks
+for them (`EvalSet.saito`, set for MCAR candidate evaluation and propensity-weighted validation), so nobody reads them
+as the standard ones above: the rank-r discount is 1 / max(1, log2 r) (ranks 1 and 2 both count 1), and every metric
+is divided by |R_u|:
+  saito_dcg@K    = sum_{r<=K} hits_r / max(1, log2 r) / |R_u|
+  saito_recall@K = sum_{r<=K} hits_r / |R_u|
+  saito_map@K    = sum_{r<=K} 1[hit_r] * (sum_{j<=r} hits_j) / r / |R_u|
+and their summary is the mean over every user of the protocol (`EvalSet.protocol_users`: for MCAR candidates every
+user with a test item, relevant or not), a user without a relevant item counting 0. Tied scores are ranked by item
 index (the lower index first; `topk_by_index`), so a metric@K never depends on which other K are requested and
 a constant scorer ranks items 0, 1, 2, ... of the candidates. A slice (e.g. tail items) restricts R_u to the slice's items while
 ranking still runs over the whole catalogue; users with no relevant item in the slice are skipped for it.
@@ -37,6 +47,7 @@ from fbrec.data.evalset import EvalSet
 from fbrec.errors import ConfigError
 
 RANK_METRICS = ("hit_rate", "precision", "recall", "dcg", "ndcg", "map", "mrr")
+SAITO_METRICS = ("saito_dcg", "saito_recall", "saito_map")
 
 
 def metric_name(metric: str, k: int | None = None) -> str:
@@ -93,8 +104,10 @@ def _coords(m: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> tuple[t
     return (torch.from_numpy(sub.row.astype(np.int64)).to(device), torch.from_numpy(sub.col.astype(np.int64)).to(device))
 
 
-def _rank_metrics(hits: torch.Tensor, n_rel: torch.Tensor, ks: Sequence[int]) -> dict[str, torch.Tensor]:
-    """hits (B, Kmax) 0/1 of the top-Kmax list, n_rel (B,) -> per-user metric vectors."""
+def _rank_metrics(hits: torch.Tensor, n_rel: torch.Tensor, ks: Sequence[int], *, saito: bool = False
+                  ) -> dict[str, torch.Tensor]:
+    """hits (B, Kmax) of the top-Kmax list (0/1, or hit weights), n_rel (B,) -> per-user metric vectors; with
+    `saito` also Saito et al.'s protocol metrics (see the module docstring)."""
     kmax = hits.shape[1]
     ranks = torch.arange(1, kmax + 1, dtype=torch.float32, device=hits.device)
     discount = 1.0 / torch.log2(ranks + 1)                                     # (Kmax,)
@@ -114,6 +127,11 @@ def _rank_metrics(hits: torch.Tensor, n_rel: torch.Tensor, ks: Sequence[int]) ->
         out[metric_name("ndcg", k)] = dcg / ideal[denom.long() - 1]
         out[metric_name("map", k)] = (h * cum_hits[:, :k] / ranks[:k]).sum(1) / denom
         out[metric_name("mrr", k)] = torch.where(first <= k, 1.0 / first, torch.zeros_like(first))
+        if saito:
+            saito_discount = 1.0 / torch.log2(ranks[:k]).clamp_min(1.0)
+            out[metric_name("saito_dcg", k)] = (h * saito_discount).sum(1) / n_rel
+            out[metric_name("saito_recall", k)] = nh / n_rel
+            out[metric_name("saito_map", k)] = ((h > 0) * cum_hits[:, :k] / ranks[:k]).sum(1) / n_rel
     return out
 
 
@@ -192,10 +210,12 @@ class RankingEvaluator:
             if not rows.any():
                 continue
             hits = _member(tr_keys[sel], top_keys).float()                      # (B, Kmax)
-            metrics = _rank_metrics(hits[rows], n_rel[rows], self.ks)
+            metrics = _rank_metrics(hits[rows], n_rel[rows], self.ks, saito=es.saito)
             if name == "all" and es.item_weights is not None:
-                self._add_weighted(users, rows, hits, top, tr_r, tr_c, n_rel, normalise=True)
-                self._add_weighted(users, rows, hits, top, tr_r, tr_c, n_rel, normalise=False)
+                w_target = self._target_weights(users, tr_r, tr_c, tr_keys, I)
+                for normalise in (True, False):
+                    self._add_weighted(users, rows, hits, top_keys, tr_r, tr_keys, w_target, n_rel,
+                                       normalise=normalise)
             data = {"user": users[rows.cpu().numpy()], "slice": name, "n_relevant": n_rel[rows].cpu().numpy()}
             data.update({k: v.cpu().numpy() for k, v in metrics.items()})
             if self.auc:   # other slices' targets are neither positive nor negative
@@ -203,16 +223,44 @@ class RankingEvaluator:
                 data["auc"] = _auc(scores, tr_r, tr_c, positive, n_excluded)[rows].cpu().numpy()
             self._rows.append(pl.DataFrame(data))
 
-    def _add_weighted(self, users, rows, hits, top, tr_r, tr_c, n_rel, *, normalise: bool) -> None:
+    def _target_weights(self, users: np.ndarray, tr_r: torch.Tensor, tr_c: torch.Tensor, tr_keys: torch.Tensor,
+                        num_items: int) -> torch.Tensor:
+        """1/theta of every target (T,): from item weights (I,), dense pair weights (U, I), or sparse pair
+        weights holding a value at every relevant pair."""
+        w = self.eval_set.item_weights
+        dev = tr_keys.device
+        if sp.issparse(w):
+            sub = w.tocsr()[users]
+            sub.sort_indices()
+            coo = sub.tocoo()
+            keys = torch.from_numpy(coo.row.astype(np.int64) * num_items + coo.col.astype(np.int64)).to(dev)
+            vals = torch.from_numpy(coo.data.astype(np.float32)).to(dev)
+            if keys.numel() == 0:
+                raise ConfigError("no pair weights for this chunk's relevant pairs",
+                                  rule="sparse pair weights hold 1/theta at every relevant pair", fix="rebuild them")
+            idx = torch.searchsorted(keys, tr_keys).clamp(max=keys.numel() - 1)
+            found = keys[idx] == tr_keys
+            if not bool(found.all()):
+                raise ConfigError(f"{int((~found).sum())} relevant pairs have no weight",
+                                  rule="sparse pair weights hold 1/theta at every relevant pair",
+                                  fix="build them from the same relevant pairs as the truth")
+            return vals[idx]
+        w = torch.as_tensor(w, dtype=torch.float32, device=dev)
+        if w.ndim == 2:
+            return w[torch.as_tensor(users, device=dev)][tr_r, tr_c]
+        return w[tr_c]
+
+    def _add_weighted(self, users, rows, hits, top_keys, tr_r, tr_keys, w_target, n_rel, *, normalise: bool) -> None:
         """The "snips" (self-normalised per user) or "ips" (raw 1/theta weights) slice."""
-        w = torch.as_tensor(self.eval_set.item_weights, dtype=torch.float32, device=hits.device)
         if normalise:
-            w_sum = torch.zeros_like(n_rel).index_add_(0, tr_r, w[tr_c])         # (B,) sum of w over R_u
+            w_sum = torch.zeros_like(n_rel).index_add_(0, tr_r, w_target)       # (B,) sum of w over R_u
             scale = n_rel / w_sum.clamp_min(1e-12)
         else:
             scale = torch.ones_like(n_rel)
-        weighted = hits * w[top] * scale[:, None]                                # hit'_r, (B, Kmax)
-        metrics = _rank_metrics(weighted[rows], n_rel[rows], self.ks)
+        at = torch.searchsorted(tr_keys, top_keys).clamp(max=max(0, tr_keys.numel() - 1))   # the hit's target
+        w_top = torch.where(hits > 0, w_target[at], torch.zeros((), device=hits.device))
+        weighted = hits * w_top * scale[:, None]                                 # hit'_r, (B, Kmax)
+        metrics = _rank_metrics(weighted[rows], n_rel[rows], self.ks, saito=self.eval_set.saito)
         name = "snips" if normalise else "ips"
         data = {"user": users[rows.cpu().numpy()], "slice": name, "n_relevant": n_rel[rows].cpu().numpy()}
         data.update({k: v.cpu().numpy() for k, v in metrics.items()})
@@ -247,6 +295,8 @@ class RankingEvaluator:
             for col in metric_cols:
                 vals = part[col].drop_nans()
                 out[prefix + col] = float(vals.mean()) if vals.len() else float("nan")
+                if col.startswith("saito_") and vals.len():   # the protocol's users without a relevant item add 0
+                    out[prefix + col] = float(vals.sum()) / max(self.eval_set.protocol_users or 0, vals.len())
             if "auc" in metric_cols:
                 valid = part.filter(pl.col("auc").is_not_nan())
                 w = valid["n_relevant"]
@@ -255,10 +305,12 @@ class RankingEvaluator:
         return {k: v for k, v in out.items() if not np.isnan(v)}   # e.g. AUC is not defined for "snips"
 
 
-def report(frame: pl.DataFrame, *, activity_bins: int = 3) -> pl.DataFrame:
+def report(frame: pl.DataFrame, *, activity_bins: int = 3, protocol_users: int | None = None) -> pl.DataFrame:
     """Long report: slice, metric, value (mean), ci95 (normal half-width), num_users.
 
-    Adds user-activity slices ("users_q1".. by training-interaction quantile) over the "all" rows."""
+    Adds user-activity slices ("users_q1".. by training-interaction quantile) over the "all" rows. `protocol_users`
+    (an EvalSet's): the saito_* metrics of the whole-population slices average over that many users, the missing
+    ones (no relevant item) counting 0, as `RankingEvaluator.summary` does."""
     metric_cols = [c for c in frame.columns if c not in ("user", "slice", "n_relevant", "n_train")]
     parts = [frame]
     if "n_train" in frame.columns and activity_bins > 1:
@@ -267,10 +319,15 @@ def report(frame: pl.DataFrame, *, activity_bins: int = 3) -> pl.DataFrame:
         bucket = (q * activity_bins).floor().cast(pl.Int64) + 1
         parts.append(base.with_columns(pl.format("users_q{}", bucket).alias("slice")))
     long = pl.concat(parts).unpivot(index=["slice"], on=metric_cols, variable_name="metric").drop_nans("value")
+    # the saito_* metrics of whole-population slices count the protocol's users without a relevant item as zeros
+    long = long.with_columns((pl.col("metric").str.starts_with("saito_")
+                              & ~pl.col("slice").str.starts_with("users_q")).alias("padded"))
+    n = pl.when(pl.col("padded").first()).then(pl.max_horizontal(pl.len(), pl.lit(protocol_users or 0))).otherwise(pl.len())
+    mean = pl.col("value").sum() / n
+    var = ((pl.col("value") ** 2).sum() - n * mean**2) / (n - 1).clip(lower_bound=1)
     return (long.group_by("slice", "metric", maintain_order=True)
-            .agg(pl.col("value").mean().alias("value"),
-                 (1.96 * pl.col("value").std() / pl.len().sqrt()).fill_null(0.0).alias("ci95"),
-                 pl.len().alias("num_users")))
+            .agg(mean.alias("value"), (1.96 * (var.clip(lower_bound=0) / n).sqrt()).alias("ci95"),
+                 n.cast(pl.UInt32).alias("num_users")))
 
 
 def evaluate_scores(score_fn: Callable[[np.ndarray], torch.Tensor], eval_set: EvalSet,

@@ -19,10 +19,10 @@ from fbrec.losses.ordinal import (
 )
 from fbrec.losses.pointwise import bce_with_negatives, bpr
 from fbrec.losses.softmax import StreamingFrequencyEstimator, in_batch_softmax, info_nce, spread_out
-from fbrec.losses.unbiased import local_losses, relmf, relmf_pointwise, wmf
+from fbrec.losses.unbiased import local_losses, relmf, relmf_pointwise, ubpr, wmf
 
-LOSSES = {"bce": bce_with_negatives, "bpr": bpr, "relmf": relmf, "wmf": wmf}
-_BATCH_FIELDS = ("propensity",)   # losses that name these receive them from the batch
+LOSSES = {"bce": bce_with_negatives, "bpr": bpr, "relmf": relmf, "ubpr": ubpr, "wmf": wmf}
+_BATCH_FIELDS = ("propensity", "unlabeled_weight", "negative_ips")   # losses that name these receive them from the batch
 
 
 class BoundLoss:
@@ -52,4 +52,4 @@ def make_loss(name: str, **options) -> BoundLoss:
 
 __all__ = ["LOSSES", "BoundLoss", "alignment_nce", "StreamingFrequencyEstimator", "bce_with_negatives", "bpr", "category_probabilities", "check_scales",
            "cumulative_probabilities", "gnolr", "in_batch_softmax", "info_nce", "local_losses", "make_loss", "neural_olr", "relmf", "relmf_pointwise",
-           "spread_out", "thresholds_from_rates", "wmf"]
+           "spread_out", "thresholds_from_rates", "ubpr", "wmf"]

@@ -12,6 +12,18 @@ log-loss locals by evaluating them on probabilities clamped to [eps, 1 - eps] (e
 at most 6.9), which keeps the estimator exactly unbiased wherever the prediction lies inside that band; the squared
 locals ((1 - p)^2 and p^2, the paper's real-data code) are bounded by 1 and need no guard.
 
+Sampling. The ideal loss sums over every (user, item) pair, but a batch holds a click and N items drawn uniformly
+from the catalogue. Rewrite the ideal sum as  sum_all delta0 + sum_clicked (1/theta) (delta1 - delta0): a uniform
+draw for user u, weighted by unlabeled_weight = I / (N c_u) (c_u = u's training clicks), estimates u's share of the
+first sum without bias, and each click carries the second. Weighting sampled items 1 instead (`unlabeled:
+sampled`, the pre-0.3 estimator) puts N c_u / I on delta0 where the ideal puts about 1 - gamma: with 4 negatives and
+a sparse user the minimiser runs to p = 1 (the test in tests/test_losses.py shows both).
+
+UBPR (Saito, ICTIR 2020) is the pairwise counterpart: -(Y_i / theta_i) (1 - Y_j / theta_j) log sigmoid(s_i - s_j)
+over a click i and a uniformly drawn item j, unbiased for the ideal pairwise loss over relevant-vs-irrelevant pairs;
+Y_j / theta_j (`negative_ips`) is non-zero where j is another click of the user, which then enters with a negative
+weight (the paper's non-negative variant clips each term at -beta).
+
 WMF (Hu, Koren, Volinsky 2008) as a sampled pointwise loss on raw scores: confidence 1 + alpha for observed pairs
 with target 1, confidence 1 for unobserved pairs with target 0.
 """
@@ -19,8 +31,10 @@ with target 1, confidence 1 for unobserved pairs with target 0.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from fbrec._checks import check_fraction
+from fbrec.errors import ConfigError
 
 _EPS = 1e-3
 
@@ -46,15 +60,49 @@ def relmf_pointwise(logit: torch.Tensor, click: torch.Tensor, propensity: torch.
 
 
 def relmf(positive: torch.Tensor, negative: torch.Tensor, weight: torch.Tensor | None = None, *,
-          propensity: torch.Tensor, clip: float | None = None, kind: str = "log") -> torch.Tensor:
-    """Rel-MF on a sampled batch: clicked positives (B,) with their propensity (B,), unlabeled negatives (B, N).
+          propensity: torch.Tensor, unlabeled_weight: torch.Tensor | None = None, clip: float | None = None,
+          kind: str = "log", unlabeled: str = "reweighted") -> torch.Tensor:
+    """Rel-MF on a sampled batch: clicked positives (B,) with their propensity (B,), uniformly drawn items (B, N).
 
-    Unlabeled pairs have Y = 0, so their loss is delta0 whatever their propensity."""
+    unlabeled="reweighted" (default): the unbiased estimator of the ideal loss above, each drawn item's delta0
+    weighted by unlabeled_weight (B,); "sampled": drawn items are unclicked pairs with weight 1 (biased)."""
     if clip is not None:
         check_fraction("clip", clip, high_open=False)
-    pos = relmf_pointwise(positive, torch.ones_like(positive), propensity, clip=clip, kind=kind)
-    neg = local_losses(negative, kind)[1].sum(dim=1)
+    theta = propensity if clip is None else propensity.clamp_min(clip)
+    if unlabeled == "sampled":
+        pos = relmf_pointwise(positive, torch.ones_like(positive), propensity, clip=clip, kind=kind)
+        neg = local_losses(negative, kind)[1].sum(dim=1)
+    elif unlabeled == "reweighted":
+        if unlabeled_weight is None:
+            raise ConfigError("unlabeled='reweighted' without the batch's unlabeled_weight",
+                              rule="the reweighted estimator needs I / (N c_u) per example (FeedbackDataModule sets it)",
+                              fix="train through FeedbackDataModule, or pass unlabeled='sampled'")
+        d1, d0 = local_losses(positive, kind)
+        pos = (d1 - d0) / theta
+        neg = local_losses(negative, kind)[1].sum(dim=1) * unlabeled_weight
+    else:
+        raise ConfigError(f"unlabeled={unlabeled!r}", rule="unlabeled is 'reweighted' (unbiased) or 'sampled'",
+                          fix="set loss_options: {unlabeled: reweighted}")
     per = pos + neg
+    return per.mean() if weight is None else (per * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+def ubpr(positive: torch.Tensor, negative: torch.Tensor, weight: torch.Tensor | None = None, *,
+         propensity: torch.Tensor, negative_ips: torch.Tensor | None = None, clip: float | None = None,
+         beta: float | None = None) -> torch.Tensor:
+    """Unbiased BPR (Saito 2020): -(1/theta_i) (1 - Y_j/theta_j) log sigmoid(s_i - s_j), mean over the N drawn
+    items; negative_ips (B, N) = Y_j / theta_j (zeros when absent: every drawn item unclicked); beta clips each term
+    below at -beta (the paper's non-negative variant; None = no clipping)."""
+    if clip is not None:
+        check_fraction("clip", clip, high_open=False)
+    theta = propensity if clip is None else propensity.clamp_min(clip)
+    ips_j = torch.zeros_like(negative) if negative_ips is None else negative_ips
+    if clip is not None:
+        ips_j = ips_j.clamp(max=1.0 / clip)
+    term = (1.0 / theta)[:, None] * (1 - ips_j) * F.softplus(-(positive[:, None] - negative))   # (B, N)
+    if beta is not None:
+        term = term.clamp_min(-beta)
+    per = term.mean(dim=1)
     return per.mean() if weight is None else (per * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
