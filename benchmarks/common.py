@@ -73,16 +73,16 @@ def mean_sd(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.4f}"
 
 
-def write_card(recipe: str, body: str) -> None:
-    """Replace (or add) the results block of models/<recipe>/README.md."""
+def write_card(recipe: str, body: str, block: str = "results", heading: str = "Results") -> None:
+    """Replace (or add) the `block` section (results, tuning) of models/<recipe>/README.md."""
     path = RESULTS.parents[1] / "models" / recipe / "README.md"
     text = path.read_text() if path.exists() else f"# {recipe}\n"
-    start, end = "<!-- results -->", "<!-- /results -->"
-    block = f"{start}\n{body.strip()}\n{end}"
+    start, end = f"<!-- {block} -->", f"<!-- /{block} -->"
+    section = f"{start}\n{body.strip()}\n{end}"
     if start in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+        text = text[:text.index(start)] + section + text[text.index(end) + len(end):]
     else:
-        text = text.rstrip() + "\n\n## Results\n\n" + block + "\n"
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + section + "\n"
     path.write_text(text)
 
 

@@ -18,12 +18,11 @@ from fbrec.data.evalset import EvalSet, popularity_slices
 from fbrec.data.features import FeatureSet, FeatureSpec, build_features
 from fbrec.data.io import read_log, read_side_table
 from fbrec.data.levels import check_level_order
-from fbrec.data.propensities import attach_pair_propensities, read_pair_propensities
 from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare, prepare_raw
+from fbrec.data.propensities import attach_pair_propensities, read_pair_propensities
 from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.propensity import PopularityPropensity
 from fbrec.types import ITEM_INDEX, LABEL, LEVEL, USER_INDEX, WEIGHT, InteractionBatch
-
 
 PROPENSITIES = (None, "popularity", "dataset", "file")
 
