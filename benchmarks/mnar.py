@@ -21,13 +21,13 @@ WD = "model.init_args.weight_decay"
 OPTIONS = "model.init_args.loss_options"
 GRIDS = {
     "popularity": {},
-    "mf": {DIM: [16, 64, 200], LR: [0.05, 0.2], WD: [0.0, 1e-3]},
-    "wmf": {OPTIONS: ["{alpha: 1.0}", "{alpha: 5.0}"], LR: [0.05, 0.2], WD: [0.0, 1e-3]},
+    "mf": {DIM: [16, 64, 200], LR: [0.05, 0.2], WD: [0.0, 0.001, 0.01]},
+    "wmf": {OPTIONS: ["{alpha: 1.0}", "{alpha: 5.0}"], LR: [0.05, 0.2], WD: [0.0, 0.01]},
     "expomf": {DIM: [16, 64], "model.init_args.init_mu": [0.01, 0.1]},
-    "relmf": {DIM: [16, 64, 200], LR: [0.05, 0.2], OPTIONS: ["{kind: log}", "{kind: square}"]},
+    "relmf": {DIM: [64, 200], LR: [0.05, 0.2], OPTIONS: ["{kind: log}", "{kind: square}"], WD: [0.0, 0.01]},
     "relmf_clipped": {OPTIONS: ["{kind: log, clip: 0.01}", "{kind: log, clip: 0.05}", "{kind: square, clip: 0.01}",
                                 "{kind: square, clip: 0.05}"], LR: [0.05, 0.2]},
-    "ubpr": {DIM: [16, 64, 200], LR: [0.05, 0.2], OPTIONS: ["{}", "{beta: 0.0}"]},
+    "ubpr": {DIM: [64, 200], LR: [0.05, 0.2], OPTIONS: ["{}", "{beta: 0.0}"], WD: [0.0, 0.01]},
 }
 FAMILIES = {"coat": list(GRIDS), "ml100k_semisynthetic": [f for f in GRIDS if f != "ubpr"]}
 REFERENCE_ALS = 0.364   # issue 13: a widely used ALS (= WMF), reg chosen on validation, on the same protocol

@@ -162,3 +162,17 @@ def test_expomf_e_step_matches_the_posterior_formula():
     n0 = math.sqrt(2.0 / (2 * math.pi)) * math.exp(-0.5 * 2.0 * pred**2)
     assert p[0, 1].item() == pytest.approx(0.3 * n0 / (0.3 * n0 + 0.7), rel=1e-5)
     assert p[0, 0].item() == 1.0 and p[1, 2].item() == 1.0        # clicks were exposed
+
+
+def test_weight_decay_shrinks_the_embeddings_it_is_asked_to(planted_dir, tmp_path):
+    # fbgemm's fused CPU optimizers ignore their own weight_decay; fbrec's penalty on looked-up rows must act
+    norms = {}
+    for wd in (0.0, 0.05):
+        torch.manual_seed(0)
+        dm = _dm(planted_dir)
+        model = MatrixFactorizationModule(dm.num_users, dm.num_items, embedding_dim=16, loss="bpr",
+                                          learning_rate=0.2, weight_decay=wd, ks=(1, 5))
+        _trainer(tmp_path, 3, enable_checkpointing=False, limit_val_batches=0).fit(model, dm)
+        users, items = model.export_embeddings(dm.num_users, dm.num_items)
+        norms[wd] = float(np.linalg.norm(items, axis=1).mean())
+    assert norms[0.05] < 0.8 * norms[0.0], norms

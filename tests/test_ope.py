@@ -7,10 +7,12 @@ import pytest
 
 from fbrec.errors import DataValidationError
 from fbrec.evaluation.ope import (
+    DirectMethod,
     DoublyRobust,
     InverseProbabilityWeighting,
     LoggedFeedback,
     SelfNormalizedInverseProbabilityWeighting,
+    bootstrap,
     off_policy_report,
 )
 
@@ -62,6 +64,9 @@ def test_naive_average_reward_is_biased_where_the_estimators_are_not():
     (dict(pscore=np.zeros(3)), r"pscore has 3 values outside \(0, 1\]"),
     (dict(action=np.array([0, 1, 7])), r"actions must lie in \[0, 2\)"),
     (dict(action_dist=np.full((3, 2), 0.7)), r"not probability distributions"),
+    (dict(action_dist=np.full((3, 2, 2), 0.5)), r"action_dist has 3 dimensions and position is absent"),
+    (dict(action_dist=np.full((3, 2, 2), 0.5), position=np.array([0, 1, 2])), r"positions must be 3 slots in \[0, 2\)"),
+    (dict(estimated_rewards=np.ones((3, 3))), r"estimated_rewards has shape \(3, 3\), action_dist \(3, 2\)"),
 ])
 def test_bad_logged_feedback_is_rejected(change, pattern):
     base = dict(reward=np.ones(3), action=np.array([0, 1, 0]), pscore=np.full(3, 0.5),
@@ -72,5 +77,41 @@ def test_bad_logged_feedback_is_rejected(change, pattern):
 
 def test_dr_without_a_reward_model_says_what_is_missing():
     data, _, _ = logged_bandit(n=100)
-    with pytest.raises(DataValidationError, match="DR needs estimated_rewards"):
+    with pytest.raises(DataValidationError, match="DM and DR need estimated_rewards"):
         DoublyRobust().estimate_policy_value(data)
+
+
+def test_direct_method_is_as_good_as_its_reward_model_and_dr_corrects_a_biased_one():
+    data, q, truth = logged_bandit()
+    exact = LoggedFeedback(data.reward, data.action, data.pscore, data.action_dist, q)
+    assert DirectMethod().estimate_policy_value(exact) == pytest.approx(truth, abs=1e-12)
+    biased = LoggedFeedback(data.reward, data.action, data.pscore, data.action_dist, np.clip(q + 0.1, 0, 1))
+    assert DirectMethod().estimate_policy_value(biased) - truth > 0.05
+    assert DoublyRobust().estimate_policy_value(biased) == pytest.approx(truth, abs=0.02)
+
+
+def test_slate_positions_use_each_rounds_slot_of_the_target_policy():
+    # 3 slots: the target policy differs by slot; the logged slot picks which distribution weighs the round
+    rng = np.random.default_rng(3)
+    n, k, slots = 30_000, 4, 3
+    q = rng.uniform(0.1, 0.9, size=(k, slots))                       # click rate per action and slot
+    target = np.stack([np.eye(k)[s] * 0.7 + 0.3 / k for s in range(slots)], axis=-1)   # (K, L)
+    position = rng.integers(0, slots, n)
+    action = rng.integers(0, k, n)                                    # uniform logging: pscore 1/k
+    reward = (rng.random(n) < q[action, position]).astype(float)
+    data = LoggedFeedback(reward, action, np.full(n, 1 / k), np.broadcast_to(target, (n, k, slots)).copy(),
+                          np.broadcast_to(q, (n, k, slots)).copy(), position)
+    truth = float(np.mean([(target[:, p] * q[:, p]).sum() for p in position]))
+    assert DirectMethod().estimate_policy_value(data) == pytest.approx(truth, abs=1e-12)
+    assert InverseProbabilityWeighting().estimate_policy_value(data) == pytest.approx(truth, abs=0.02)
+    assert DoublyRobust().estimate_policy_value(data) == pytest.approx(truth, abs=0.01)
+
+
+def test_the_bootstrap_is_one_index_matrix_whatever_the_chunking():
+    rng = np.random.default_rng(0)
+    num, den = rng.random(500), rng.uniform(0.5, 2, 500)
+    whole = bootstrap((num, den), n_bootstrap=300, seed=4, chunk_elements=1 << 30)
+    chunked = bootstrap((num, den), n_bootstrap=300, seed=4, chunk_elements=7_000)   # 14 resamples per chunk
+    idx = np.random.default_rng(4).integers(0, 500, (300, 500))
+    np.testing.assert_allclose(whole, num[idx].sum(1) / den[idx].sum(1))
+    np.testing.assert_allclose(chunked, whole)

@@ -157,6 +157,7 @@ class EmbeddingModule(RankingModule):
             raise UnknownNameError("sparse optimizer", sparse_optimizer, SPARSE_OPTIMIZERS)
         check_positive("embedding_dim", embedding_dim)
         check_positive("learning_rate", learning_rate)
+        check_positive("weight_decay", weight_decay, strict=False)
         self.num_users, self.num_items, self.embedding_dim = num_users, num_items, embedding_dim
         self.sparse_optimizer, self.learning_rate, self.weight_decay = sparse_optimizer, learning_rate, weight_decay
         self.dense_learning_rate, self.sharding = dense_learning_rate, dict(sharding or {})
@@ -165,6 +166,7 @@ class EmbeddingModule(RankingModule):
         # RLMRec profile alignment (fbrec.models.alignment), an option of every embedding model
         self.alignment = ProfileAlignment.from_config(alignment)
         self._extra_parameters: list[nn.Parameter] = []
+        self._penalty: torch.Tensor | None = None     # this step's L2 penalty (embed_pairs), added in training_step
 
     def build_scorer(self) -> nn.Module:
         raise NotImplementedError
@@ -205,9 +207,10 @@ class EmbeddingModule(RankingModule):
         # our world-size-1 process group makes Lightning think every epoch-level log needs syncing
         warnings.filterwarnings("ignore", message="It is recommended to use `self.log")
         device = self.device if self.device.type != "meta" else torch.device("cpu")
+        # weight_decay is our L2 penalty on the rows a batch looks up (embed_pairs): fbgemm's fused CPU kernels
+        # ignore their own weight_decay (measured: no effect for sgd or rowwise_adagrad), so it is never passed on
         self.model = shard(self.build_scorer(), device=device, sharding=self.sharding,
-                           optimizer=self.sparse_optimizer, learning_rate=self.learning_rate,
-                           weight_decay=self.weight_decay)
+                           optimizer=self.sparse_optimizer, learning_rate=self.learning_rate)
 
     def sharding_plan(self) -> dict[str, str]:
         return plan_summary(self.model)
@@ -234,6 +237,10 @@ class EmbeddingModule(RankingModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}; "
                                      "lower learning_rate or check the input weights")
+        if self._penalty is not None:
+            self.log("train/l2_penalty", self._penalty.detach(), on_step=False, on_epoch=True,
+                     batch_size=len(batch.user))
+            loss, self._penalty = loss + self._penalty, None
         opt.zero_grad()
         self.manual_backward(loss)
         self._average_extra_gradients()
@@ -243,8 +250,13 @@ class EmbeddingModule(RankingModule):
 
     def embed_pairs(self, user: torch.Tensor, item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """user (B,), item (B,) or (B, M) -> user and item embeddings, both (B, D) or (B, M, D), through DMP
-        (sharded lookups, DDP hooks)."""
-        return self.model(user, item)
+        (sharded lookups, DDP hooks). In training with weight_decay > 0 it also adds weight_decay x the squared
+        norm of the looked-up rows per example to the step's loss (the usual "reg" of MF/BPR code)."""
+        p, q = self.model(user, item)
+        if self.training and self.weight_decay:
+            penalty = self.weight_decay * (p.pow(2).sum() + q.pow(2).sum()) / len(user)
+            self._penalty = penalty if self._penalty is None else self._penalty + penalty
+        return p, q
 
     def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
         return self.embed_pairs(users, torch.zeros_like(users))[0]
