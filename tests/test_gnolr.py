@@ -115,3 +115,30 @@ def test_learnable_thresholds_move_and_stay_ordered(leveled_dir, tmp_path):
     assert not torch.allclose(learned, model.thresholds.clamp_min(1e-3), atol=1e-4), "thresholds were trained"
     assert (learned[1:] > learned[:-1]).all()
     assert trainer.callback_metrics["val/hit_rate_at_5"] >= 0.5
+
+
+def test_pooled_level_auc_scores_every_logged_row_against_all_others(leveled_dir, tmp_path):
+    # the papers' protocol: one AUC per level over all logged test rows, each row scored with its level query
+    from sklearn.metrics import roc_auc_score
+
+    model, dm, trainer = _fit(leveled_dir, tmp_path)
+    trainer.test(model, dm, verbose=False)
+    logged = dm.logged_levels("test").tocoo()
+    with torch.no_grad():
+        query = model.user_embeddings_at_level(torch.as_tensor(logged.row, dtype=torch.long), 2)
+        items = model.item_embeddings(torch.as_tensor(logged.col, dtype=torch.long))
+    expected = roc_auc_score(logged.data >= 2, (query * items).sum(-1).numpy())
+    got = trainer.callback_metrics["test/level_buy/pooled_auc"].item()
+    assert got == pytest.approx(expected, abs=1e-6) and got > 0.6
+    assert trainer.callback_metrics["test/pooled_auc_product"].item() == pytest.approx(got, abs=1e-6)
+
+
+def test_pooled_auc_counts_ties_as_half_like_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    from fbrec.evaluation.pooled import pooled_auc
+
+    rng = np.random.default_rng(0)
+    scores, labels = rng.integers(0, 4, 300).astype(float), rng.random(300) < 0.3   # many ties
+    assert pooled_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores))
+    assert np.isnan(pooled_auc(scores, np.ones(300, bool)))

@@ -308,6 +308,14 @@ class FeedbackDataModule(L.LightningDataModule):
         return EvalSet(exclude, truth, slices, np.diff(train.indptr), weights, saito=saito,
                        protocol_users=protocol_users)
 
+    def logged_levels(self, stage: str) -> sp.csr_matrix:
+        """(U, I) level 1..K of every logged row of the split (val or test), 0 elsewhere: the rows the pooled
+        per-level AUC (fbrec.evaluation.pooled) scores."""
+        d = self.data
+        frame = d.val if stage == "val" else d.test
+        return sp.csr_matrix((self._levels(frame), (frame[USER_INDEX].to_numpy(), frame[ITEM_INDEX].to_numpy())),
+                             shape=(d.num_users, d.num_items))
+
     def train_dataloader(self) -> DataLoader:
         self.setup()
         return DataLoader(self._train, batch_size=None)

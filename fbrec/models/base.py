@@ -22,6 +22,7 @@ from fbrec._checks import check_ks, check_positive
 from fbrec.embeddings import SPARSE_OPTIMIZERS, combined_optimizer, plan_summary, shard
 from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.evaluation import RankingEvaluator
+from fbrec.evaluation.pooled import PooledLevelAUC
 from fbrec.models.alignment import ProfileAlignment
 from fbrec.types import InteractionBatch
 
@@ -36,6 +37,7 @@ class RankingModule(L.LightningModule):
         self._evaluator: RankingEvaluator | None = None
         self._item_embeddings: torch.Tensor | None = None
         self._level_evaluators: dict[tuple[int, str], RankingEvaluator] = {}
+        self._pooled: PooledLevelAUC | None = None
         self.last_evaluators: dict[str, RankingEvaluator] = {}
         self.eval_users_on_this_rank = 0
 
@@ -77,6 +79,8 @@ class RankingModule(L.LightningModule):
         level_sets = {(k, names[k - 1]): dm.eval_set(stage, level=k) for k in range(2, len(names) + 1)}
         self._level_evaluators = {key: RankingEvaluator(es, self.ks, auc=self.auc)
                                   for key, es in level_sets.items() if es.truth.nnz}
+        # the ordinal papers' metric: per-level AUC pooled over the split's logged rows (fbrec.evaluation.pooled)
+        self._pooled = PooledLevelAUC(dm.logged_levels(stage)) if self._level_evaluators else None
         self._item_embeddings = self._all(self.item_embeddings, dm.num_items)
 
     def score_users(self, users: torch.Tensor, item_embeddings: torch.Tensor, level: int | None = None
@@ -92,9 +96,12 @@ class RankingModule(L.LightningModule):
         with torch.no_grad():
             self._evaluator.update(lookup[real], self.score_users(lookup, self._item_embeddings)[real])
             for (k, _), evaluator in self._level_evaluators.items():
-                evaluator.update(lookup[real], self.score_users(lookup, self._item_embeddings, k)[real])
+                scores = self.score_users(lookup, self._item_embeddings, k)[real]
+                evaluator.update(lookup[real], scores)
+                if self._pooled is not None:
+                    self._pooled.add(k, lookup[real], scores)
 
-    def _gather(self, evaluator: RankingEvaluator) -> None:
+    def _gather(self, evaluator: RankingEvaluator | PooledLevelAUC) -> None:
         """Every rank evaluated its own users: give every rank all the per-user rows (so logged values agree)."""
         world = self.trainer.world_size if self._trainer is not None else 1
         if world > 1 and torch.distributed.is_initialized():
@@ -112,6 +119,13 @@ class RankingModule(L.LightningModule):
             level_summary = evaluator.summary()
             summary.update({f"level_{name}/{k}": v for k, v in level_summary.items() if "/" not in k})
             self.last_evaluators[f"{stage}/level_{name}"] = evaluator
+        if self._pooled is not None:
+            self._gather(self._pooled)
+            pooled = {name: self._pooled.summary().get(k, float("nan")) for k, name in self._level_evaluators}
+            summary.update({f"level_{name}/pooled_auc": v for name, v in pooled.items() if np.isfinite(v)})
+            if pooled and all(np.isfinite(v) for v in pooled.values()):
+                # the GNOLR paper's model-selection score: the product of the per-level pooled AUCs
+                summary["pooled_auc_product"] = float(np.prod(list(pooled.values())))
         # every rank now holds every user's rows, so values agree and sync_dist's mean leaves them unchanged
         seconds = time.perf_counter() - self._eval_started
         self.log_dict({f"{stage}/{k}": v for k, v in summary.items() if "num_users" not in k}, sync_dist=True)
