@@ -35,7 +35,8 @@ class InteractionBatch(NamedTuple):
     unlabeled_weight: (B,) float, num_items / (num_negatives * the user's training positives): the weight that
         makes the uniformly sampled negatives an unbiased estimate of a sum over all of the user's items;
     negative_ips: (B, N) float, Y / theta of each sampled negative: 1 / propensity where it is one of the user's
-        training positives, else 0 (what UBPR needs).
+        training positives, else 0 (what UBPR needs);
+    pool: (B, k) long, k of the user's training items (data.positive_pool > 0), PLD's candidate positives.
     """
 
     user: torch.Tensor
@@ -46,3 +47,4 @@ class InteractionBatch(NamedTuple):
     level: torch.Tensor
     unlabeled_weight: torch.Tensor | None = None
     negative_ips: torch.Tensor | None = None
+    pool: torch.Tensor | None = None

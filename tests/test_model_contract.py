@@ -33,6 +33,10 @@ RECIPES = {
                                                   learning_rate=0.1, dense_learning_rate=1e-2, ks=(1, 5),
                                                   feature_dropout=0.3,   # so the default embeddings train too
                                                   alignment={"profiles": str(p), "weight": 0.1}),
+    # PLD denoising: the positive is drawn from a pool of the user's items after one plain epoch
+    "mf_pld": lambda dm, p: MatrixFactorizationModule(dm.num_users, dm.num_items, embedding_dim=16, loss="bpr",
+                                                      learning_rate=0.2, ks=(1, 5),
+                                                      denoise={"method": "pld", "warmup": 1}),
     "lightgcn_gen": lambda dm, p: LightGCNModule(dm.num_users, dm.num_items, embedding_dim=16, num_layers=2,
                                                  learning_rate=0.2, ks=(1, 5),
                                                  alignment={"profiles": str(p), "mode": "gen", "weight": 0.1,
@@ -49,7 +53,7 @@ def _trainer(tmp_path, epochs: int, **kw) -> L.Trainer:
 
 def _dm(planted_dir, **kw) -> FeedbackDataModule:
     # side features are read only by the feature towers; the id-only models ignore them
-    return FeedbackDataModule(prepared_dir=str(planted_dir), batch_size=64, num_negatives=4,
+    return FeedbackDataModule(prepared_dir=str(planted_dir), batch_size=64, num_negatives=4, positive_pool=5,
                               item_features=PLANTED_ITEM_FEATURES, **kw)
 
 

@@ -20,6 +20,7 @@ from fbrec.data.io import read_log, read_side_table
 from fbrec.data.levels import check_level_order
 from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare, prepare_raw
 from fbrec.data.propensities import attach_pair_propensities, read_pair_propensities
+from fbrec.data.transforms import inject_noise
 from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.propensity import PopularityPropensity
 from fbrec.types import ITEM_INDEX, LABEL, LEVEL, USER_INDEX, WEIGHT, InteractionBatch
@@ -34,8 +35,10 @@ class _NegativeSampled(IterableDataset):
     draws exactly what the uninterrupted run drew."""
 
     def __init__(self, user: torch.Tensor, item: torch.Tensor, weight: torch.Tensor, propensity: torch.Tensor,
-                 level: torch.Tensor, num_items: int, num_negatives: int, batch_size: int, seed: int):
+                 level: torch.Tensor, num_items: int, num_negatives: int, batch_size: int, seed: int,
+                 positive_pool: int = 0):
         self.user, self.item, self.weight, self.propensity, self.level = user, item, weight, propensity, level
+        self.positive_pool = positive_pool
         self.num_items, self.num_negatives, self.batch_size, self.seed = num_items, num_negatives, batch_size, seed
         self.epoch, self.rank, self.world = 0, 0, 1
         self.trainer = None
@@ -45,6 +48,10 @@ class _NegativeSampled(IterableDataset):
         keys = user * num_items + item
         self.pair_keys, order = keys.sort()
         self.pair_ips = (1.0 / propensity.double()).float()[order]                        # aligned to pair_keys
+        # each user's training items, contiguous (pair_keys is sorted by user, then item): PLD's candidate pools
+        self.user_items = self.pair_keys % num_items
+        self.user_start = torch.searchsorted(self.pair_keys, torch.arange(len(clicks)) * num_items)
+        self.user_count = torch.bincount(user, minlength=len(clicks))
 
     def __len__(self) -> int:
         return (len(self.user) // self.world + self.batch_size - 1) // self.batch_size
@@ -68,7 +75,14 @@ class _NegativeSampled(IterableDataset):
             idx = perm[start:start + self.batch_size]
             user, neg = self.user[idx], negatives[start:start + len(idx)]
             yield InteractionBatch(user, self.item[idx], neg, self.weight[idx], self.propensity[idx], self.level[idx],
-                                   self.unlabeled_weight[user], self._negative_ips(user, neg))
+                                   self.unlabeled_weight[user], self._negative_ips(user, neg), self._pool(user, g))
+
+    def _pool(self, user: torch.Tensor, g: torch.Generator) -> torch.Tensor | None:
+        """(B, positive_pool) of each user's training items, drawn uniformly with replacement."""
+        if not self.positive_pool:
+            return None
+        draw = (torch.rand(len(user), self.positive_pool, generator=g) * self.user_count[user, None]).long()
+        return self.user_items[self.user_start[user, None] + draw]
 
 
 class FeedbackDataModule(L.LightningDataModule):
@@ -106,6 +120,11 @@ class FeedbackDataModule(L.LightningDataModule):
             the CSV separator (detected from the header when None), a strftime format for timestamp strings, the
             unit of numeric timestamps ("s", "ms", "us", "ns"), and whether ids are integers (default: text, so
             "05" and "5" are two users).
+        noise_rate: the denoising protocol (PLD, T-CE): add floor(noise_rate x |u's training items|) random items u
+            never interacted with to u's training pairs (validation and test stay clean; evaluation masks them as
+            seen, like every training pair). 0 = none.
+        positive_pool: k > 0 adds to every batch a pool of k of the user's training items (drawn with replacement)
+            for PLD's resampling of the positive (fbrec.models.denoise).
         seed: seed of the validation carve-out / split, negative sampling and shuffling. None (the default) = the
             run's `seed_everything`, so one seed drives initialisation and the data stream; set it to vary the
             data stream apart from the initialisation.
@@ -121,7 +140,7 @@ class FeedbackDataModule(L.LightningDataModule):
                  cold_max_interactions: int = 5, item_features: list[FeatureSpec] | None = None,
                  user_features: list[FeatureSpec] | None = None,
                  propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
-                 propensity_path: str | None = None,
+                 propensity_path: str | None = None, noise_rate: float = 0.0, positive_pool: int = 0,
                  eval_candidates: str = "all", label: str = "binary", seed: int | None = None,
                  separator: str | None = None, timestamp_format: str | None = None, timestamp_unit: str = "s",
                  integer_ids: bool = False):
@@ -152,6 +171,11 @@ class FeedbackDataModule(L.LightningDataModule):
         self._feature_sets: dict[str, FeatureSet] = {}
         if propensity not in PROPENSITIES:
             raise UnknownNameError("propensity source", str(propensity), [p for p in PROPENSITIES if p])
+        check_positive("positive_pool", positive_pool, strict=False)
+        if noise_rate and propensity in ("dataset", "file"):
+            raise ConfigError(f"noise_rate={noise_rate} with propensity={propensity!r}",
+                              rule="injected noise pairs have no logged propensity",
+                              fix="use propensity: popularity (or none) with noise_rate")
         if (propensity == "file") != (propensity_path is not None):
             raise ConfigError(f"propensity={propensity!r} with propensity_path={propensity_path!r}",
                               rule="propensity_path goes with propensity: file, and only with it",
@@ -163,6 +187,8 @@ class FeedbackDataModule(L.LightningDataModule):
         self.propensity_name, self.eval_candidates, self.label = propensity, eval_candidates, label
         self.propensity = PopularityPropensity(propensity_eta, min_propensity) if propensity == "popularity" else None
         self.propensity_path = propensity_path
+        self.noise_rate, self.positive_pool = noise_rate, positive_pool
+        self._noise: tuple[np.ndarray, np.ndarray] | None = None
         self._pairs: pl.DataFrame | None = None
         self._data: PreparedDataset | None = None
         self._train: _NegativeSampled | None = None
@@ -202,20 +228,41 @@ class FeedbackDataModule(L.LightningDataModule):
         d = self.data
         if self._train is None:
             weight = d.train[WEIGHT].to_numpy() if WEIGHT in d.train.columns else np.ones(d.train.height, np.float32)
-            items = d.train[ITEM_INDEX].to_numpy()
+            users, items = d.train[USER_INDEX].to_numpy(), d.train[ITEM_INDEX].to_numpy()
+            levels = self._levels(d.train)
+            noise_users, noise_items = self.noise_pairs()
+            if len(noise_users):   # noisy pairs look like any training positive
+                users, items = np.concatenate([users, noise_users]), np.concatenate([items, noise_items])
+                weight = np.concatenate([weight, np.ones(len(noise_users), weight.dtype)])
+                levels = np.concatenate([levels, np.ones(len(noise_users), levels.dtype)])
             theta = np.ones(len(items))
             if self.propensity is not None:   # estimated on the training split only
                 theta = self.propensity.fit(items, d.num_items).item_propensity_[items]
             elif self.propensity_name is not None:
                 theta = attach_pair_propensities(d.train, self.pair_propensities(), what="training")
-            self._train = _NegativeSampled(torch.from_numpy(d.train[USER_INDEX].to_numpy().copy()),
-                                           torch.from_numpy(items.copy()), torch.as_tensor(weight, dtype=torch.float32),
+            self._train = _NegativeSampled(torch.from_numpy(users.astype(np.int64)),
+                                           torch.from_numpy(items.astype(np.int64)),
+                                           torch.as_tensor(weight, dtype=torch.float32),
                                            torch.as_tensor(theta, dtype=torch.float32),
-                                           torch.as_tensor(self._levels(d.train), dtype=torch.long), d.num_items,
-                                           self.num_negatives, self.batch_size, self.seed)
+                                           torch.as_tensor(levels, dtype=torch.long), d.num_items,
+                                           self.num_negatives, self.batch_size, self.seed, self.positive_pool)
         if self.trainer is not None:
             self._train.rank, self._train.world = self.trainer.global_rank, self.trainer.world_size
             self._train.trainer = self.trainer
+
+    def noise_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The injected noisy training pairs (user_index, item_index) for noise_rate > 0 (empty otherwise), drawn
+        once from the data seed among items the user has in no split."""
+        if self._noise is None:
+            d = self.data
+            if not self.noise_rate:
+                self._noise = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+            else:
+                seen = np.concatenate([f[USER_INDEX].to_numpy().astype(np.int64) * d.num_items
+                                       + f[ITEM_INDEX].to_numpy() for f in (d.train, d.val, d.test)])
+                self._noise = inject_noise(d.train[USER_INDEX].to_numpy(), d.train[ITEM_INDEX].to_numpy(),
+                                           d.num_users, d.num_items, self.noise_rate, self.seed, interacted=seen)
+        return self._noise
 
     def level_names(self) -> list[str]:
         """The ordinal labels 1..K as level names (empty for binary data)."""
@@ -280,6 +327,10 @@ class FeedbackDataModule(L.LightningDataModule):
             return frame if level is None else frame.filter(pl.Series(self._levels(frame) >= level))
 
         train = interactions_csr(d.train, d.num_users, d.num_items)
+        noise_users, noise_items = self.noise_pairs()
+        if len(noise_users):   # injected pairs are training pairs: masked like them
+            train = (train + sp.csr_matrix((np.ones(len(noise_users), np.float32), (noise_users, noise_items)),
+                                           shape=train.shape)).tocsr()
         if stage == "val":
             relevant = at_level(d.val)
             exclude, truth = train, interactions_csr(relevant, d.num_users, d.num_items)
