@@ -127,3 +127,13 @@ def test_a_dataset_without_pair_propensities_says_which_have_them():
     dm = FeedbackDataModule("synthetic", propensity="dataset", dataset_options={"num_users": 50, "num_items": 40})
     with pytest.raises(ConfigError, match=r"dataset 'synthetic' ships no pair propensities.*\['coat'\]"):
         dm.setup()
+
+
+def test_popularity_normalised_by_users_is_the_items_click_rate():
+    est = PopularityPropensity(eta=1.0, min_propensity=0.01, normalise="users", num_users=8)
+    est.fit(np.array([0, 0, 0, 0, 1, 2, 2]), num_items=4)
+    np.testing.assert_allclose(est.item_propensity_, [0.5, 0.125, 0.25, 0.01])
+    with pytest.raises(ConfigError, match="normalise='users' without num_users"):
+        PopularityPropensity(normalise="users").fit(np.array([0]), num_items=2)
+    with pytest.raises(Exception, match="propensity normalisation"):
+        PopularityPropensity(normalise="mean")

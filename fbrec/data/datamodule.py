@@ -108,8 +108,8 @@ class FeedbackDataModule(L.LightningDataModule):
         item_features / user_features: side features of the item and user towers (see fbrec.data.features),
             e.g. [{column: genres, kind: multi}, {column: year, kind: bucket}]; the id is always the first feature.
         propensity: the exposure probability carried in every batch (losses) and divided by in the SNIPS metrics:
-            "popularity" estimates each item's on the training split ((n_i / max n)^propensity_eta, floored at
-            min_propensity); "dataset" takes the pair propensities the dataset ships (Coat's); "file" reads a
+            "popularity" estimates each item's on the training split ((n_i / N)^propensity_eta, floored at
+            min_propensity, N = max_j n_j or, with propensity_normalise: users, the number of users); "dataset" takes the pair propensities the dataset ships (Coat's); "file" reads a
             (user, item, propensity) table from propensity_path (parquet/CSV/NDJSON, names mapped by `columns`);
             None = 1 everywhere.
         label: "binary" (every positive is 1) or "level": each positive is labelled with its ordinal level 1..K
@@ -140,7 +140,7 @@ class FeedbackDataModule(L.LightningDataModule):
                  cold_max_interactions: int = 5, item_features: list[FeatureSpec] | None = None,
                  user_features: list[FeatureSpec] | None = None,
                  propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
-                 propensity_path: str | None = None, noise_rate: float = 0.0, positive_pool: int = 0,
+                 propensity_normalise: str = "max", propensity_path: str | None = None, noise_rate: float = 0.0, positive_pool: int = 0,
                  eval_candidates: str = "all", label: str = "binary", seed: int | None = None,
                  separator: str | None = None, timestamp_format: str | None = None, timestamp_unit: str = "s",
                  integer_ids: bool = False):
@@ -185,7 +185,8 @@ class FeedbackDataModule(L.LightningDataModule):
         if label not in ("binary", "level"):
             raise UnknownNameError("label kind", label, ["binary", "level"])
         self.propensity_name, self.eval_candidates, self.label = propensity, eval_candidates, label
-        self.propensity = PopularityPropensity(propensity_eta, min_propensity) if propensity == "popularity" else None
+        self.propensity = (PopularityPropensity(propensity_eta, min_propensity, propensity_normalise)
+                           if propensity == "popularity" else None)
         self.propensity_path = propensity_path
         self.noise_rate, self.positive_pool = noise_rate, positive_pool
         self._noise: tuple[np.ndarray, np.ndarray] | None = None
@@ -237,6 +238,7 @@ class FeedbackDataModule(L.LightningDataModule):
                 levels = np.concatenate([levels, np.ones(len(noise_users), levels.dtype)])
             theta = np.ones(len(items))
             if self.propensity is not None:   # estimated on the training split only
+                self.propensity.num_users = d.num_users
                 theta = self.propensity.fit(items, d.num_items).item_propensity_[items]
             elif self.propensity_name is not None:
                 theta = attach_pair_propensities(d.train, self.pair_propensities(), what="training")

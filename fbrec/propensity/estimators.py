@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fbrec._checks import check_fraction, check_positive
-from fbrec.errors import DataValidationError
+from fbrec.errors import ConfigError, DataValidationError, UnknownNameError
 
 
 def check_propensity(theta: np.ndarray, *, name: str = "propensity") -> np.ndarray:
@@ -30,19 +30,26 @@ def check_propensity(theta: np.ndarray, *, name: str = "propensity") -> np.ndarr
 
 @dataclass
 class PopularityPropensity:
-    """theta_i = max((n_i / max_j n_j) ** eta, min_propensity), n_i = training clicks of item i.
+    """theta_i = max((n_i / N) ** eta, min_propensity), n_i = training clicks of item i, and N = max_j n_j
+    (normalise="max", Saito et al. WSDM 2020's code: the most clicked item is always exposed) or N = the number of
+    users (normalise="users", the item's click rate, Saito ICTIR 2020's Coat code): the max form is right in ranking,
+    far too large in scale when exposure is rare (benchmarks/RESULTS.md, mnar-propensity-scale).
 
-    eta = 0.5 follows Saito et al. (WSDM 2020)'s code. Items with no clicks get the floor, not a NaN: counting with
-    bincount(minlength=num_items) avoids the misaligned array that `np.unique` counts give (research note)."""
+    eta = 0.5 follows both. Items with no clicks get the floor, not a NaN: counting with bincount(minlength=
+    num_items) avoids the misaligned array that `np.unique` counts give (research note)."""
 
     eta: float = 0.5
     min_propensity: float = 1e-3
+    normalise: str = "max"
+    num_users: int | None = None
     item_counts_: np.ndarray = field(default=None, init=False, repr=False)
     item_propensity_: np.ndarray = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         check_positive("eta", self.eta, strict=False)
         check_fraction("min_propensity", self.min_propensity, high_open=False)
+        if self.normalise not in ("max", "users"):
+            raise UnknownNameError("propensity normalisation", self.normalise, ["max", "users"])
 
     def fit(self, item_index: np.ndarray, num_items: int) -> PopularityPropensity:
         counts = np.bincount(np.asarray(item_index, dtype=np.int64), minlength=num_items).astype(np.float64)
@@ -50,8 +57,11 @@ class PopularityPropensity:
             raise DataValidationError("no training clicks to estimate propensities from",
                                       rule="fit needs at least one click", fix="check the training split")
         self.item_counts_ = counts
-        self.item_propensity_ = check_propensity(np.maximum((counts / counts.max()) ** self.eta,
-                                                            self.min_propensity))
+        if self.normalise == "users" and not self.num_users:
+            raise ConfigError("normalise='users' without num_users", rule="the click rate divides by the users",
+                              fix="pass num_users= (FeedbackDataModule does)")
+        scale = counts.max() if self.normalise == "max" else float(self.num_users)
+        self.item_propensity_ = check_propensity(np.clip((counts / scale) ** self.eta, self.min_propensity, 1.0))
         return self
 
 
