@@ -185,7 +185,7 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
     best_epoch = checkpoint_epoch(best) if best else None
     trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
     side_by_side = None
-    if getattr(dm, "propensity", None) is not None and dm.data.val.height:
+    if getattr(dm, "propensity_name", None) is not None and dm.data.val.height:
         # the same checkpoint on validation (MNAR clicks, naive and SNIPS-corrected) next to the test report
         trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)
         side_by_side = model.last_evaluators["val"].summary()
