@@ -187,3 +187,33 @@ def test_ssl_two_tower_recipe_logs_head_tail_cold_reports_and_serves_its_item_to
     exact = served.recommend(user, 5, exact=True)
     assert [i for i, _ in through_index] == [i for i, _ in exact], "the item tower's Flat index is exact"
     assert np.isfinite([s for _, s in through_index]).all()
+
+
+def test_refit_trains_again_on_train_plus_validation_for_the_chosen_epoch_count(mlflow_store, tiny_config, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from fbrec.data.datamodule import FeedbackDataModule
+
+    code, out = _run(["train", "--config", str(tiny_config), "--refit", "--trainer.enable_progress_bar=false"],
+                     capsys)
+    assert code == 0, out
+    client = MlflowClient(mlflow_store)
+    runs = client.search_runs(client.get_experiment_by_name("fbrec").experiment_id, order_by=["start_time ASC"])
+    selection, refit = runs[-2], runs[-1]
+    best = int(selection.data.tags["best_epoch"])
+    assert refit.data.tags["refit_of"] == selection.info.run_id
+    assert refit.data.tags["refit_epochs"] == str(best + 1) and f"for {best + 1} epochs" in out
+    assert refit.data.tags["best_epoch"] == str(best)                 # trained exactly that many epochs
+    assert "val/ndcg_at_5" not in refit.data.metrics and "test/ndcg_at_5" in refit.data.metrics
+    opts = {"num_users": 120, "num_items": 80, "sessions_per_user": 12, "seed": 0}
+    plain = FeedbackDataModule("synthetic", dataset_options=opts, seed=0).data
+    merged = FeedbackDataModule("synthetic", dataset_options=opts, seed=0, merge_validation=True).data
+    assert merged.train.height == plain.train.height + plain.val.height and merged.val.height == 0
+    assert merged.test.equals(plain.test)
+
+
+def test_refit_needs_a_validation_split(mlflow_store, tmp_path, capsys):
+    config = tmp_path / "noval.yaml"
+    config.write_text(TINY + "  val_fraction: 0.0\n")
+    code, out = _run(["train", "--config", str(config), "--refit", "--trainer.enable_progress_bar=false"], capsys)
+    assert code != 0 and "has no epoch chosen on validation" in out

@@ -88,11 +88,20 @@ def recipe_name(path: Path) -> str:
     return (path.parent.name or "config") if path.name in ("config.yaml", "config.yml") else path.stem
 
 
-def run_training(config: str | None, overrides: list[str], *, resume: str | None = None) -> str | None:
+def run_training(config: str | None, overrides: list[str], *, resume: str | None = None,
+                 refit: bool = False) -> str | None:
     """Train, select the best epoch on validation, test it, log everything; returns the MLflow run id (rank 0).
 
     resume: an earlier run's id; its logged config is rebuilt (`overrides` still apply) and training continues
-    from its last saved epoch in the same MLflow run."""
+    from its last saved epoch in the same MLflow run.
+    refit: after that run, train again on training + validation pairs for the chosen number of epochs (a second
+    run, tagged refit_of=<the selection run>), and test and export that model; returns the refit run's id."""
+    if refit:
+        if resume is not None:
+            raise ConfigError("--refit with --resume", rule="a refit follows a finished selection run",
+                              fix="resume first, then train again with --refit")
+        selected = run_training(config, overrides)
+        return _refit(config, overrides, selected)
     from fbrec.tracking import default_tracking_uri, mark_dead_runs_in_store
 
     uri = default_tracking_uri()
@@ -109,6 +118,39 @@ def run_training(config: str | None, overrides: list[str], *, resume: str | None
             path = resolve_config(config)
             recipe = recipe_name(path)
         return _run(_build(path, overrides), recipe, uri, resume, last)
+
+
+def _refit(config: str, overrides: list[str], selected: str | None) -> str | None:
+    """Rank 0 knows the selection run's best epoch; every rank needs it to build the refit run."""
+    import torch.distributed as dist
+
+    from fbrec.api.config import resolve_config
+    from fbrec.tracking import default_tracking_uri
+
+    uri = default_tracking_uri()
+    epoch = -1
+    if _is_rank_zero():
+        from fbrec.tracking import find_run
+
+        tags = find_run(selected, uri).data.tags
+        if "best_epoch" not in tags or not any(k.startswith("best_val_") for k in tags):
+            raise ConfigError(f"run {selected} has no epoch chosen on validation",
+                              rule="--refit reuses the epoch count validation chose",
+                              fix="use a recipe with a validation split, or train without --refit")
+        epoch = int(tags["best_epoch"])
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        box = [epoch]
+        dist.broadcast_object_list(box, src=0)
+        epoch = box[0]
+    path = resolve_config(config)
+    console.print(f"refit: training on training + validation pairs for {epoch + 1} epochs (the selected count)")
+    cli = _build(path, [*overrides, "--data.merge_validation=true", f"--trainer.max_epochs={epoch + 1}"])
+    run_id = _run(cli, recipe_name(path), uri, None, None)
+    if _is_rank_zero():
+        from fbrec.tracking import set_run_tags
+
+        set_run_tags(run_id, {"refit_of": selected, "refit_epochs": str(epoch + 1)}, uri)
+    return run_id
 
 
 def _build(path: Path, overrides: list[str]):

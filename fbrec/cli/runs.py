@@ -19,7 +19,10 @@ def register(app: typer.Typer) -> None:
     def train(ctx: typer.Context,
               config: str = typer.Option(None, "--config", "-c", help="models/<recipe>/config.yaml or a recipe name"),
               resume: str = typer.Option(None, "--resume", help="continue the run with this MLflow id from its "
-                                         "last saved epoch (after a crash or kill), in the same run")) -> None:
+                                         "last saved epoch (after a crash or kill), in the same run"),
+              refit: bool = typer.Option(False, "--refit", help="then train again on training + validation pairs "
+                                         "for the epoch count validation chose, and test and export that model "
+                                         "(a second MLflow run, tagged refit_of)")) -> None:
         """Train a recipe. Extra arguments override the YAML, LightningCLI style: --trainer.max_epochs 5."""
         from fbrec.api.training import run_training
         from fbrec.errors import ConfigError
@@ -27,7 +30,7 @@ def register(app: typer.Typer) -> None:
         if (config is None) == (resume is None):
             raise ConfigError("pass exactly one of --config and --resume", rule="a run starts from a recipe or "
                               "continues a run", fix="fbrec train --config bpr_synthetic, or --resume RUN_ID")
-        run_training(config, list(ctx.args), resume=resume)
+        run_training(config, list(ctx.args), resume=resume, refit=refit)
 
     @app.command()
     def evaluate(run: str = typer.Option(..., "--run", help="MLflow run id printed by `fbrec train`"),

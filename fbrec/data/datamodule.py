@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -120,6 +121,8 @@ class FeedbackDataModule(L.LightningDataModule):
             the CSV separator (detected from the header when None), a strftime format for timestamp strings, the
             unit of numeric timestamps ("s", "ms", "us", "ns"), and whether ids are integers (default: text, so
             "05" and "5" are two users).
+        merge_validation: train on the training and validation pairs together, leaving no validation split: the
+            refit after settings and the epoch count were chosen on validation (`fbrec train --refit`).
         noise_rate: the denoising protocol (PLD, T-CE): add floor(noise_rate x |u's training items|) random items u
             never interacted with to u's training pairs (validation and test stay clean; evaluation masks them as
             seen, like every training pair). 0 = none.
@@ -140,7 +143,8 @@ class FeedbackDataModule(L.LightningDataModule):
                  cold_max_interactions: int = 5, item_features: list[FeatureSpec] | None = None,
                  user_features: list[FeatureSpec] | None = None,
                  propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
-                 propensity_normalise: str = "max", propensity_path: str | None = None, noise_rate: float = 0.0, positive_pool: int = 0,
+                 propensity_normalise: str = "max", propensity_path: str | None = None, merge_validation: bool = False,
+                 noise_rate: float = 0.0, positive_pool: int = 0,
                  eval_candidates: str = "all", label: str = "binary", seed: int | None = None,
                  separator: str | None = None, timestamp_format: str | None = None, timestamp_unit: str = "s",
                  integer_ids: bool = False):
@@ -188,7 +192,7 @@ class FeedbackDataModule(L.LightningDataModule):
         self.propensity = (PopularityPropensity(propensity_eta, min_propensity, propensity_normalise)
                            if propensity == "popularity" else None)
         self.propensity_path = propensity_path
-        self.noise_rate, self.positive_pool = noise_rate, positive_pool
+        self.noise_rate, self.positive_pool, self.merge_validation = noise_rate, positive_pool, merge_validation
         self._noise: tuple[np.ndarray, np.ndarray] | None = None
         self._pairs: pl.DataFrame | None = None
         self._data: PreparedDataset | None = None
@@ -214,6 +218,9 @@ class FeedbackDataModule(L.LightningDataModule):
                 if self.levels is not None:   # a recipe's level list must follow the dataset's declared order
                     declared = data.train.schema[LEVEL].categories.to_list() if LEVEL in data.train.columns else []
                     check_level_order(declared, self.levels)
+            if self.merge_validation:   # the refit: validation pairs become training pairs
+                data = replace(data, train=pl.concat([data.train, data.val.select(data.train.columns)]),
+                               val=data.val.head(0))
             self._data = data   # only once every check passed
         return self._data
 

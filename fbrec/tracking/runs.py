@@ -207,6 +207,12 @@ def log_bundle(run_id: str, bundle_dir: str | Path, tracking_uri: str | None = N
     MlflowClient(tracking_uri or mlflow.get_tracking_uri()).log_artifacts(run_id, str(bundle_dir), "bundle")
 
 
+def set_run_tags(run_id: str, tags: dict[str, str], tracking_uri: str | None = None) -> None:
+    client = MlflowClient(tracking_uri or default_tracking_uri())
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
 def log_table(run_id: str, frame: pl.DataFrame, artifact_file: str, tracking_uri: str | None = None) -> None:
     """A polars frame as a CSV artifact (e.g. "report/biased_vs_unbiased.csv")."""
     client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
