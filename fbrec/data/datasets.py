@@ -309,7 +309,7 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 _load_movielens_semisynthetic, None,
                 {"min_rating": 1.0, "split": "external", "min_user": 1, "min_item": 1}),
     DatasetSpec("coat", "Coat shopping: MNAR self-selected ratings for training, MCAR ratings of 16 random items per "
-                "user for testing", "Schnabel et al. 2016 (Cornell)", "no stated terms; treat as research-only",
+                "user for testing; ships pair propensities (data.propensity: dataset)", "Schnabel et al. 2016 (Cornell)", "no stated terms; treat as research-only",
                 False, _load_coat, None, {"min_rating": 4.0, "split": "external", "min_user": 1, "min_item": 1}),
     DatasetSpec("taobao-userbehavior-sample", "Prefix sample of Alibaba's UserBehavior log: pv < fav/cart < buy",
                 "Alibaba Tianchi UserBehavior", "no stated terms; treat as research-only", False, _load_taobao,
