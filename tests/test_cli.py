@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fbrec.cli.main import main
@@ -217,3 +218,26 @@ def test_refit_needs_a_validation_split(mlflow_store, tmp_path, capsys):
     config.write_text(TINY + "  val_fraction: 0.0\n")
     code, out = _run(["train", "--config", str(config), "--refit", "--trainer.enable_progress_bar=false"], capsys)
     assert code != 0 and "has no epoch chosen on validation" in out
+
+
+def test_validation_on_a_user_sample_says_so_in_its_metric_names(mlflow_store, tiny_config, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from fbrec.data.datamodule import FeedbackDataModule
+
+    code, out = _run(["train", "--config", str(tiny_config), "--data.val_users=20",
+                      "--trainer.enable_progress_bar=false"], capsys)
+    assert code == 0, out
+    client = MlflowClient(mlflow_store)
+    run = client.search_runs(client.get_experiment_by_name("fbrec").experiment_id)[0]
+    metrics = run.data.metrics
+    assert "val_users20/ndcg_at_5" in metrics and not any(k.startswith("val/") for k in metrics)
+    assert "best_val_users20_ndcg_at_5" in run.data.tags and "chosen on val_users20/ndcg_at_5" in out
+    opts = {"num_users": 120, "num_items": 80, "sessions_per_user": 12, "seed": 0}
+    dm = FeedbackDataModule("synthetic", dataset_options=opts, seed=0, val_users=20)
+    sample = dm.eval_users("val")
+    assert len(sample) == 20 and set(sample) <= set(dm.eval_set("val").users)
+    np.testing.assert_array_equal(sample, FeedbackDataModule("synthetic", dataset_options=opts, seed=0,
+                                                             val_users=20).eval_users("val"))
+    assert len(dm.eval_users("test")) == len(dm.eval_set("test").users)     # the test ranks every user
+    assert "users ranked" in out and " 20 users ranked" in out

@@ -171,6 +171,11 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None) -> s
     if ckpt is not None:
         if ckpt.monitor is None and dm.data.val.height:
             ckpt.monitor = f"val/ndcg_at_{model.ks[0]}"
+        prefix = dm.metric_prefix("val") if dm.data.val.height else "val"
+        if ckpt.monitor is not None and prefix != "val" and ckpt.monitor.startswith("val/"):
+            ckpt.monitor = prefix + ckpt.monitor.removeprefix("val")
+            console.print(f"validation ranks a seeded sample of {dm.val_users} of {len(dm.eval_set('val').users)} "
+                          f"users: its metrics are logged as {prefix}/*, and the epoch is chosen on {ckpt.monitor}")
         monitor = ckpt.monitor
     if cli.config.get("patience") is not None:
         _add_early_stopping(trainer, monitor, cli.config["patience"])

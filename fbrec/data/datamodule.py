@@ -121,6 +121,9 @@ class FeedbackDataModule(L.LightningDataModule):
             the CSV separator (detected from the header when None), a strftime format for timestamp strings, the
             unit of numeric timestamps ("s", "ms", "us", "ns"), and whether ids are integers (default: text, so
             "05" and "5" are two users).
+        val_users: validate each epoch on a seeded sample of this many validation users (all when None or when
+            there are fewer); the metrics then say so in their prefix, `val_users<N>/...` instead of `val/...`.
+            The test always ranks for every user.
         merge_validation: train on the training and validation pairs together, leaving no validation split: the
             refit after settings and the epoch count were chosen on validation (`fbrec train --refit`).
         noise_rate: the denoising protocol (PLD, T-CE): add floor(noise_rate x |u's training items|) random items u
@@ -144,6 +147,7 @@ class FeedbackDataModule(L.LightningDataModule):
                  user_features: list[FeatureSpec] | None = None,
                  propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
                  propensity_normalise: str = "max", propensity_path: str | None = None, merge_validation: bool = False,
+                 val_users: int | None = None,
                  noise_rate: float = 0.0, positive_pool: int = 0,
                  eval_candidates: str = "all", label: str = "binary", seed: int | None = None,
                  separator: str | None = None, timestamp_format: str | None = None, timestamp_unit: str = "s",
@@ -193,6 +197,9 @@ class FeedbackDataModule(L.LightningDataModule):
                            if propensity == "popularity" else None)
         self.propensity_path = propensity_path
         self.noise_rate, self.positive_pool, self.merge_validation = noise_rate, positive_pool, merge_validation
+        if val_users is not None:
+            check_positive("val_users", val_users)
+        self.val_users = val_users
         self._noise: tuple[np.ndarray, np.ndarray] | None = None
         self._pairs: pl.DataFrame | None = None
         self._data: PreparedDataset | None = None
@@ -384,12 +391,27 @@ class FeedbackDataModule(L.LightningDataModule):
         """This rank's share of the evaluation users (every world-th, so activity is balanced), padded with -1 to
         the same length on every rank: sharded tables need every rank in every lookup. Padding is scored and
         dropped; the model gathers the ranks' results."""
-        users = torch.from_numpy(self.eval_set(stage).users.copy())
+        users = torch.from_numpy(self.eval_users(stage).copy())
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         mine = users[rank::world]
         padded = torch.full(((len(users) + world - 1) // world,), -1, dtype=users.dtype)
         padded[: len(mine)] = mine
         return DataLoader(list(padded.split(self.eval_batch_size)), batch_size=None)
+
+    def eval_users(self, stage: str) -> np.ndarray:
+        """The users an evaluation ranks for: every user with a relevant item, or for validation with val_users
+        a sample of them drawn once from the data seed (the same users every epoch, sorted)."""
+        users = self.eval_set(stage).users
+        if stage != "val" or self.val_users is None or self.val_users >= len(users):
+            return users
+        rng = np.random.default_rng([self.seed, 7])
+        return np.sort(rng.choice(users, self.val_users, replace=False))
+
+    def metric_prefix(self, stage: str) -> str:
+        """`val`, `test`, or `val_users<N>` when validation ranks a sample of N users."""
+        if stage == "val" and self.val_users is not None and self.val_users < len(self.eval_set("val").users):
+            return f"val_users{self.val_users}"
+        return stage
 
     def val_dataloader(self) -> DataLoader:
         if self.data.val.height == 0:

@@ -128,8 +128,10 @@ class RankingModule(L.LightningModule):
                 summary["pooled_auc_product"] = float(np.prod(list(pooled.values())))
         # every rank now holds every user's rows, so values agree and sync_dist's mean leaves them unchanged
         seconds = time.perf_counter() - self._eval_started
-        self.log_dict({f"{stage}/{k}": v for k, v in summary.items() if "num_users" not in k}, sync_dist=True)
-        self.log(f"{stage}/eval_seconds", seconds, sync_dist=True)   # what evaluation costs, per run and epoch
+        dm = self.trainer.datamodule
+        prefix = dm.metric_prefix(stage) if hasattr(dm, "metric_prefix") else stage   # val_users<N>: a sample
+        self.log_dict({f"{prefix}/{k}": v for k, v in summary.items() if "num_users" not in k}, sync_dist=True)
+        self.log(f"{prefix}/eval_seconds", seconds, sync_dist=True)   # what evaluation costs, per run and epoch
         users = int(summary.get("num_users", 0))
         where = f"epoch {self.current_epoch}" if stage == "val" else "the selected checkpoint"
         rank_zero_info(f"{stage} of {where}: {users} users ranked over {self._item_embeddings.shape[0]} items in "
