@@ -36,16 +36,23 @@ def logged(rounds: int, actions: int = 80, slots: int = 3, seed: int = 0):
 
 
 def loop_bootstrap(estimator, data, n_bootstrap: int, seed: int = 0) -> np.ndarray:
-    """What fbrec did before: every resample slices every array and recomputes the estimate."""
-    from fbrec.evaluation.ope import LoggedFeedback
-
+    """What fbrec did before: every resample re-indexes the (n, K) arrays (copies) and recomputes the estimate;
+    the per-slot arrays are taken at each round's slot once, as the old 2-d interface required."""
     rng = np.random.default_rng(seed)
+    rows = np.arange(len(data.reward))
+    pi, q = data._at_slot(data.action_dist), data._at_slot(data.estimated_rewards)
     out = []
     for _ in range(n_bootstrap):
-        i = rng.integers(0, len(data.reward), len(data.reward))
-        sub = LoggedFeedback(data.reward[i], data.action[i], data.pscore[i], data.action_dist[i],
-                             data.estimated_rewards[i], data.position[i])
-        out.append(estimator.estimate_policy_value(sub))
+        i = rng.integers(0, len(rows), len(rows))
+        w, r = pi[i, data.action[i]] / data.pscore[i], data.reward[i]
+        name = estimator.estimator_name
+        if name == "ipw":
+            out.append((w * r).mean())
+        elif name == "snipw":
+            out.append((w * r).sum() / w.sum())
+        else:
+            direct = (pi[i] * q[i]).sum(1)
+            out.append(direct.mean() if name == "dm" else (direct + w * (r - q[i, data.action[i]])).mean())
     return np.array(out)
 
 
