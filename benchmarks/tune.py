@@ -77,7 +77,9 @@ def write_setting(path: Path, setting: dict[str, str]) -> None:
         if len(pattern.findall(text)) != 1:
             raise SystemExit(f"{path}: {name!r} must appear exactly once to be rewritten; edit the recipe by hand")
         text = pattern.sub(lambda m, v=value: f"{m.group(1)}{v}{m.group(3)}", text)
-    path.write_text(text)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)   # the recipe is the old or the new one, never half-written
 
 
 def main() -> None:

@@ -135,3 +135,11 @@ def test_ubpr_by_hand_and_its_negative_weight_on_clicked_draws():
     assert ubpr(pos, neg, propensity=torch.tensor([0.5]), negative_ips=torch.tensor([[0.0, 4.0]]), beta=0.0
                 ).item() == pytest.approx(2 * bpr_term / 2)                  # non-negative variant clips at 0
     assert ubpr(pos, neg, propensity=torch.ones(1)).item() == pytest.approx(bpr_term)   # = BPR at theta = 1
+
+
+def test_a_loss_whose_batch_field_is_missing_says_how_to_get_it():
+    from fbrec.types import InteractionBatch
+    batch = InteractionBatch(None, None, None, torch.ones(1), torch.tensor([0.5]), torch.ones(1, dtype=torch.long),
+                             torch.ones(1))
+    with pytest.raises(ConfigError, match=r"loss 'ubpr' needs the batch field 'negative_ips'.*request_batch_fields"):
+        make_loss("ubpr")(torch.tensor([0.1]), torch.tensor([[0.2]]), batch)

@@ -95,6 +95,8 @@ def test_coat_pair_propensities_reach_batches_and_the_snips_weights(shared_data)
     train = dm.data.train
     np.testing.assert_allclose(dm._train.propensity.numpy(), raw[train[USER].to_numpy(), train[ITEM].to_numpy()],
                                rtol=1e-6)
+    assert next(iter(dm.train_dataloader())).negative_ips is None      # computed only when a loss asks
+    dm.request_batch_fields({"negative_ips"})
     batch = next(iter(dm.train_dataloader()))
     clicks = np.bincount(train[USER_INDEX].to_numpy(), minlength=dm.num_users)
     np.testing.assert_allclose(batch.unlabeled_weight.numpy(), 300 / (4 * clicks[batch.user.numpy()]), rtol=1e-6)
@@ -115,6 +117,8 @@ def test_coat_pair_propensities_reach_batches_and_the_snips_weights(shared_data)
     ({"propensity": "file"}, ConfigError, r"propensity_path goes with propensity: file"),
     ({"propensity": "popularity", "propensity_path": "x.csv"}, ConfigError, r"and only with it"),
     ({"propensity": "pairs"}, Exception, r"propensity source"),
+    ({"noise_rate": 1.5}, ConfigError, r"noise_rate=1.5.*lies in \[0, 1\)"),
+    ({"val_users": 0}, ConfigError, r"val_users"),
 ])
 def test_propensity_settings_are_checked_before_any_data_is_read(kwargs, error, pattern):
     from fbrec.data.datamodule import FeedbackDataModule
@@ -137,3 +141,13 @@ def test_popularity_normalised_by_users_is_the_items_click_rate():
         PopularityPropensity(normalise="users").fit(np.array([0]), num_items=2)
     with pytest.raises(Exception, match="propensity normalisation"):
         PopularityPropensity(normalise="mean")
+
+
+def test_a_dense_propensity_matrix_with_a_bad_cell_names_its_line_and_column():
+    from fbrec.data.propensities import dense_pair_propensities
+
+    matrix = np.full((3, 4), 0.5)
+    matrix[2, 1] = 0.0
+    with pytest.raises(DataValidationError, match=r"1 cells are not in \(0, 1\] \(line 3, column 2: 0.0\)"):
+        dense_pair_propensities(matrix, source="m")
+    assert dense_pair_propensities(np.full((2, 2), 0.5), source="m").height == 4

@@ -88,12 +88,13 @@ def test_bpr_on_movielens_beats_the_popularity_baseline(shared_data, mlflow_stor
     assert bpr_ndcg > pop_ndcg * 1.2, (bpr_ndcg, pop_ndcg)
 
 
-def test_relmf_on_coat_logs_the_biased_vs_unbiased_report(shared_data, mlflow_store):
+@pytest.mark.parametrize("recipe", ["relmf_clipped_coat", "ubpr_coat"])
+def test_unbiased_recipes_on_coat_log_the_biased_vs_unbiased_report(recipe, shared_data, mlflow_store):
     from mlflow.tracking import MlflowClient
 
     from fbrec.api.training import run_training
 
-    run = run_training("relmf_clipped_coat", ["--trainer.enable_progress_bar=false", "--trainer.max_epochs=3"])
+    run = run_training(recipe, ["--trainer.enable_progress_bar=false", "--trainer.max_epochs=3"])
     client = MlflowClient(mlflow_store)
     metrics = client.get_run(run).data.metrics
     assert {"test/dcg_at_5", "val/snips/dcg_at_5", "val/dcg_at_5", "val/snips/saito_dcg_at_5",

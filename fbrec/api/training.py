@@ -17,8 +17,10 @@ console = Console()
 
 
 def summary_table(title: str, summary: dict[str, float], ks=(10,)) -> Table:
+    from fbrec.evaluation.ranking import SAITO_METRICS
+
     table = Table("metric", *[f"@{k}" for k in ks], title=title)
-    saito = [m for m in ("saito_dcg", "saito_recall", "saito_map") if f"{m}_at_{ks[0]}" in summary]
+    saito = [m for m in SAITO_METRICS if f"{m}_at_{ks[0]}" in summary]
     for metric in ("recall", "ndcg", "map", "mrr", "hit_rate", "precision", *saito):   # saito_*: the papers' protocol
         table.add_row(metric, *[f"{summary.get(f'{metric}_at_{k}', float('nan')):.4f}" for k in ks])
     if "auc" in summary:
@@ -30,8 +32,10 @@ def biased_vs_unbiased(val: dict[str, float], test: dict[str, float], ks):
     """metric | val_naive (MNAR clicks) | val_snips (IPS-corrected) | test, as a polars frame."""
     import polars as pl
 
+    from fbrec.evaluation.ranking import SAITO_METRICS
+
     rows = []
-    saito = [m for m in ("saito_dcg", "saito_recall", "saito_map") if f"snips/{m}_at_{ks[0]}" in val]
+    saito = [m for m in SAITO_METRICS if f"snips/{m}_at_{ks[0]}" in val]
     for metric in ("dcg", "ndcg", "recall", "map", *saito):
         for k in ks:
             key = f"{metric}_at_{k}"

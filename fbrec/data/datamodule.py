@@ -43,6 +43,7 @@ class _NegativeSampled(IterableDataset):
         self.num_items, self.num_negatives, self.batch_size, self.seed = num_items, num_negatives, batch_size, seed
         self.epoch, self.rank, self.world = 0, 0, 1
         self.trainer = None
+        self.negative_ips_wanted = False   # a per-batch lookup (~40% of the sampler's time): only when a loss asks
         # unbiased-estimator inputs (fbrec.losses.unbiased): I / (N c_u) per user, and each training pair's 1 / theta
         clicks = torch.bincount(user, minlength=int(user.max()) + 1 if len(user) else 1).clamp_min(1)
         self.unlabeled_weight = num_items / (num_negatives * clicks.float())              # (U,)
@@ -76,7 +77,9 @@ class _NegativeSampled(IterableDataset):
             idx = perm[start:start + self.batch_size]
             user, neg = self.user[idx], negatives[start:start + len(idx)]
             yield InteractionBatch(user, self.item[idx], neg, self.weight[idx], self.propensity[idx], self.level[idx],
-                                   self.unlabeled_weight[user], self._negative_ips(user, neg), self._pool(user, g))
+                                   self.unlabeled_weight[user],
+                                   self._negative_ips(user, neg) if self.negative_ips_wanted else None,
+                                   self._pool(user, g))
 
     def _pool(self, user: torch.Tensor, g: torch.Generator) -> torch.Tensor | None:
         """(B, positive_pool) of each user's training items, drawn uniformly with replacement."""
@@ -110,8 +113,8 @@ class FeedbackDataModule(L.LightningDataModule):
             e.g. [{column: genres, kind: multi}, {column: year, kind: bucket}]; the id is always the first feature.
         propensity: the exposure probability carried in every batch (losses) and divided by in the SNIPS metrics:
             "popularity" estimates each item's on the training split ((n_i / N)^propensity_eta, floored at
-            min_propensity, N = max_j n_j or, with propensity_normalise: users, the number of users); "dataset" takes the pair propensities the dataset ships (Coat's); "file" reads a
-            (user, item, propensity) table from propensity_path (parquet/CSV/NDJSON, names mapped by `columns`);
+            min_propensity, N = max_j n_j or, with propensity_normalise: users, the number of users); "dataset"
+            takes the pair propensities the dataset ships (Coat's); "file" reads a (user, item, propensity) table from propensity_path (parquet/CSV/NDJSON, names mapped by `columns`);
             None = 1 everywhere.
         label: "binary" (every positive is 1) or "level": each positive is labelled with its ordinal level 1..K
             counted from min_level (the highest level the pair reached), for ordinal recipes such as GNOLR.
@@ -180,6 +183,9 @@ class FeedbackDataModule(L.LightningDataModule):
         if propensity not in PROPENSITIES:
             raise UnknownNameError("propensity source", str(propensity), [p for p in PROPENSITIES if p])
         check_positive("positive_pool", positive_pool, strict=False)
+        if not 0 <= noise_rate < 1:   # checked before any data is read (inject_noise checks it again)
+            raise ConfigError(f"noise_rate={noise_rate}", rule="the share of noisy pairs added per user lies in [0, 1)",
+                              fix="use e.g. noise_rate: 0.3")
         if noise_rate and propensity in ("dataset", "file"):
             raise ConfigError(f"noise_rate={noise_rate} with propensity={propensity!r}",
                               rule="injected noise pairs have no logged propensity",
@@ -201,6 +207,7 @@ class FeedbackDataModule(L.LightningDataModule):
             check_positive("val_users", val_users)
         self.val_users = val_users
         self._noise: tuple[np.ndarray, np.ndarray] | None = None
+        self._batch_fields: set[str] = set()
         self._pairs: pl.DataFrame | None = None
         self._data: PreparedDataset | None = None
         self._train: _NegativeSampled | None = None
@@ -262,9 +269,16 @@ class FeedbackDataModule(L.LightningDataModule):
                                            torch.as_tensor(theta, dtype=torch.float32),
                                            torch.as_tensor(levels, dtype=torch.long), d.num_items,
                                            self.num_negatives, self.batch_size, self.seed, self.positive_pool)
+            self._train.negative_ips_wanted = "negative_ips" in self._batch_fields
         if self.trainer is not None:
             self._train.rank, self._train.world = self.trainer.global_rank, self.trainer.world_size
             self._train.trainer = self.trainer
+
+    def request_batch_fields(self, fields: set[str]) -> None:
+        """The optional batch fields a model's loss reads (EmbeddingModule.setup asks); others stay None."""
+        self._batch_fields = set(fields)
+        if self._train is not None:
+            self._train.negative_ips_wanted = "negative_ips" in self._batch_fields
 
     def noise_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """The injected noisy training pairs (user_index, item_index) for noise_rate > 0 (empty otherwise), drawn

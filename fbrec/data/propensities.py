@@ -15,6 +15,7 @@ import polars as pl
 
 from fbrec.data.io import read_side_table
 from fbrec.errors import DataValidationError
+from fbrec.propensity import invalid_propensities
 from fbrec.types import ITEM, PROPENSITY, USER
 
 RULE = "a propensity is the probability of exposure, a finite number in (0, 1]"
@@ -29,8 +30,7 @@ def check_pair_propensities(pairs: pl.DataFrame, *, source: str, first_line: int
                                   rule="a propensity table has one row per (user, item) with a propensity column",
                                   fix=f"add the column, or map it with columns: {{{missing[0]}: YOUR_COLUMN}}")
     pairs = pairs.select(USER, ITEM, pl.col(PROPENSITY).cast(pl.Float64, strict=False))
-    theta = pairs[PROPENSITY].to_numpy()
-    bad = np.flatnonzero(~np.isfinite(theta) | (theta <= 0) | (theta > 1))
+    bad = np.flatnonzero(invalid_propensities(pairs[PROPENSITY].to_numpy()))
     where = (lambda i: f"line {i + first_line}") if first_line is not None else (lambda i: f"row {i + 1}")
     if len(bad):
         raw = pairs[PROPENSITY].cast(pl.String)
@@ -58,16 +58,14 @@ def read_pair_propensities(path: str | Path, *, columns: dict[str, str] | None =
 
 def dense_pair_propensities(matrix: np.ndarray, *, source: str) -> pl.DataFrame:
     """One row per cell of a (users x items) matrix whose row/column indices are the raw ids (Coat's layout)."""
-    users, items = np.indices(matrix.shape)
-    frame = pl.DataFrame({USER: users.ravel().astype(np.int64), ITEM: items.ravel().astype(np.int64),
-                          PROPENSITY: matrix.ravel().astype(np.float64)})
-    bad = np.flatnonzero(~np.isfinite(frame[PROPENSITY].to_numpy()) | (frame[PROPENSITY].to_numpy() <= 0)
-                         | (frame[PROPENSITY].to_numpy() > 1))
+    bad = np.argwhere(invalid_propensities(matrix))
     if len(bad):
-        u, i = divmod(int(bad[0]), matrix.shape[1])
+        u, i = bad[0]
         raise DataValidationError(f"{source}: {len(bad)} cells are not in (0, 1] (line {u + 1}, column {i + 1}: "
-                                  f"{matrix[u, i]!r})", rule=RULE, fix="restore the original file")
-    return frame
+                                  f"{float(matrix[u, i])!r})", rule=RULE, fix="restore the original file")
+    users, items = np.indices(matrix.shape)
+    return pl.DataFrame({USER: users.ravel().astype(np.int64), ITEM: items.ravel().astype(np.int64),
+                         PROPENSITY: matrix.ravel().astype(np.float64)})
 
 
 def attach_pair_propensities(frame: pl.DataFrame, pairs: pl.DataFrame, *, what: str) -> np.ndarray:

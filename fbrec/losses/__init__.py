@@ -42,6 +42,12 @@ class BoundLoss:
 
     def __call__(self, positive, negative, batch):
         extra = {f: getattr(batch, f) for f in self.batch_fields}
+        missing = [f for f in self.batch_fields if f != "unlabeled_weight" and extra[f] is None]
+        if missing:   # (unlabeled_weight may be absent: relmf's `unlabeled: sampled` does without it)
+            raise ConfigError(f"loss {self.name!r} needs the batch field {missing[0]!r}, which the batch lacks",
+                              rule="FeedbackDataModule fills optional fields a model asks for in its setup",
+                              fix="train through fbrec (EmbeddingModule.setup asks), or call "
+                                  "datamodule.request_batch_fields({'" + missing[0] + "'})")
         return LOSSES[self.name](positive, negative, batch.weight, **self.options, **extra)
 
 

@@ -121,7 +121,8 @@ class RankingModule(L.LightningModule):
             self.last_evaluators[f"{stage}/level_{name}"] = evaluator
         if self._pooled is not None:
             self._gather(self._pooled)
-            pooled = {name: self._pooled.summary().get(k, float("nan")) for k, name in self._level_evaluators}
+            aucs = self._pooled.summary()
+            pooled = {name: aucs.get(k, float("nan")) for k, name in self._level_evaluators}
             summary.update({f"level_{name}/pooled_auc": v for name, v in pooled.items() if np.isfinite(v)})
             if pooled and all(np.isfinite(v) for v in pooled.values()):
                 # the GNOLR paper's model-selection score: the product of the per-level pooled AUCs
@@ -187,11 +188,19 @@ class EmbeddingModule(RankingModule):
     def build_scorer(self) -> nn.Module:
         raise NotImplementedError
 
+    def batch_fields(self) -> set[str]:
+        """The optional InteractionBatch fields this model's losses read (e.g. negative_ips for UBPR)."""
+        losses = (getattr(self, "_loss", None), getattr(self, "_pair_loss", None))
+        return {f for loss in losses for f in getattr(loss, "batch_fields", ())}
+
     def prepare_from(self, datamodule) -> None:
         """Read what the scorer needs from the data before it is built (side features, rates); called in setup."""
 
     def setup(self, stage: str) -> None:
-        self.prepare_from(self.trainer.datamodule)
+        dm = self.trainer.datamodule
+        if hasattr(dm, "request_batch_fields"):   # optional batch fields cost sampler time: only those asked for
+            dm.request_batch_fields(self.batch_fields())
+        self.prepare_from(dm)
         if self.alignment is not None:
             self.alignment.attach(self.trainer.datamodule.data, self.cf_dim)
 
@@ -269,7 +278,7 @@ class EmbeddingModule(RankingModule):
         (sharded lookups, DDP hooks). In training with weight_decay > 0 it also adds weight_decay x the squared
         norm of the looked-up rows per example to the step's loss (the usual "reg" of MF/BPR code)."""
         p, q = self.model(user, item)
-        if self.training and self.weight_decay:
+        if self.training and self.weight_decay and torch.is_grad_enabled():   # not for no-grad lookups (PLD)
             penalty = self.weight_decay * (p.pow(2).sum() + q.pow(2).sum()) / len(user)
             self._penalty = penalty if self._penalty is None else self._penalty + penalty
         return p, q

@@ -41,6 +41,9 @@ class MatrixFactorizationModule(EmbeddingModule):
         self.loss_name, self.loss_options, self.init_std = loss, dict(loss_options or {}), init_std
         self._loss = make_loss(loss, **self.loss_options)
         self.denoise = Denoise.from_config(denoise, loss)
+        if self.denoise is not None and self.alignment is not None:
+            raise ConfigError("denoise together with alignment", rule="one of the two per recipe",
+                              fix="drop alignment or denoise")
         self.save_hyperparameters()
 
     def build_scorer(self) -> nn.Module:
@@ -49,9 +52,6 @@ class MatrixFactorizationModule(EmbeddingModule):
 
     def loss(self, batch: InteractionBatch):
         if self.denoise is not None:
-            if self.alignment is not None:
-                raise ConfigError("denoise together with alignment", rule="one of the two per recipe",
-                                  fix="drop alignment or denoise")
             epoch = self.current_epoch
             item = self.denoise.pick_positive(self.embed_pairs, batch.user, batch.pool, batch.negatives[:, 0],
                                               batch.item, epoch)

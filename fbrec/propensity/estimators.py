@@ -15,10 +15,16 @@ from fbrec._checks import check_fraction, check_positive
 from fbrec.errors import ConfigError, DataValidationError, UnknownNameError
 
 
+def invalid_propensities(theta: np.ndarray) -> np.ndarray:
+    """Boolean mask of the values that are not finite probabilities in (0, 1]."""
+    theta = np.asarray(theta, dtype=np.float64)
+    return ~np.isfinite(theta) | (theta <= 0) | (theta > 1)
+
+
 def check_propensity(theta: np.ndarray, *, name: str = "propensity") -> np.ndarray:
     """Raise naming the offending items unless every value is finite and in (0, 1]."""
     theta = np.asarray(theta, dtype=np.float64)
-    bad = ~np.isfinite(theta) | (theta <= 0) | (theta > 1)
+    bad = invalid_propensities(theta)
     if bad.any():
         idx = np.flatnonzero(bad)
         examples = ", ".join(f"item {i}: {float(theta[i])!r}" for i in idx[:5])
