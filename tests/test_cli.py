@@ -70,6 +70,13 @@ def test_train_evaluate_export_retrieve_from_the_command_line(mlflow_store, tiny
     noise = [line for line in train.stderr.splitlines() if "Warning" in line or "WARNING" in line or "Tip:" in line]
     assert noise == [], "a one-process run prints no third-party warnings"
     assert "val/eval_seconds" in run.data.metrics and "test/eval_seconds" in run.data.metrics
+    # per-stage wall time in the run and one console line; validation is the sum of the epochs' evaluations
+    times = {k.removeprefix("time/"): v for k, v in run.data.metrics.items() if k.startswith("time/")}
+    assert set(times) == {f"{s}_seconds" for s in ("prepare", "train", "validation", "test", "export")}
+    val = sum(m.value for m in client.get_metric_history(run_id, "val/eval_seconds"))
+    assert times["validation_seconds"] == pytest.approx(val, rel=1e-6)
+    assert times["test_seconds"] >= run.data.metrics["test/eval_seconds"]
+    assert "time: read + prepare data" in train.stdout and "validation (3x)" in train.stdout
     import re
     assert re.search(r"val of epoch 2: \d+ users ranked over \d+ items in [\d.]+ s", train.stdout + train.stderr), \
         "the console says what each validation cost"
@@ -218,6 +225,20 @@ def test_refit_needs_a_validation_split(mlflow_store, tmp_path, capsys):
     config.write_text(TINY + "  val_fraction: 0.0\n")
     code, out = _run(["train", "--config", str(config), "--refit", "--trainer.enable_progress_bar=false"], capsys)
     assert code != 0 and "has no epoch chosen on validation" in out
+
+
+def test_sampled_metrics_are_asked_for_named_so_and_never_reach_the_test(mlflow_store, tiny_config, capsys):
+    from mlflow.tracking import MlflowClient
+
+    code, out = _run(["train", "--config", str(tiny_config), "--data.sampled_metrics=10",
+                      "--trainer.enable_progress_bar=false"], capsys)
+    assert code == 0, out
+    client = MlflowClient(mlflow_store)
+    metrics = client.search_runs(client.get_experiment_by_name("fbrec").experiment_id)[0].data.metrics
+    assert "val_sampled10/ndcg_at_5" in metrics and not any(k.startswith("val/") for k in metrics)
+    assert "sampled metrics, not full ranking" in out and "chosen on val_sampled10/ndcg_at_5" in out
+    # among ~10 candidates a hit is far likelier than among the whole catalogue; the test ranks every item
+    assert metrics["val_sampled10/recall_at_5"] > metrics["test/recall_at_5"]
 
 
 def test_validation_on_a_user_sample_says_so_in_its_metric_names(mlflow_store, tiny_config, capsys):

@@ -123,15 +123,20 @@ def test_checkpoint_round_trip_restores_identical_embeddings_and_metrics(recipe,
     assert set(restored) == set(metrics)
 
 
-def test_exported_embeddings_reproduce_the_trainer_test_metrics(planted_dir, tmp_path):
+@pytest.mark.parametrize("auc", [True, False])   # without AUC the trainer ranks by masked FAISS search
+def test_exported_embeddings_reproduce_the_trainer_test_metrics(planted_dir, tmp_path, auc, monkeypatch):
+    monkeypatch.setattr(MatrixFactorizationModule, "masked_search_min_items", 0)   # the large-catalogue path
     dm = _dm(planted_dir)
-    model = RECIPES["mf_bce"](dm, None)
+    model = MatrixFactorizationModule(dm.num_users, dm.num_items, embedding_dim=16, loss="bce", learning_rate=0.2,
+                                      ks=(1, 5), auc=auc)
     trainer = _trainer(tmp_path, 5, enable_checkpointing=False)
     trainer.fit(model, dm)
     trained = trainer.test(model, dm, verbose=False)[0]
     users, items = model.export_embeddings(dm.num_users, dm.num_items)
     offline = evaluate_scores(embedding_scorer(users, items), dm.eval_set("test"), ks=(1, 5)).summary()
     assert offline["ndcg_at_5"] == pytest.approx(trained["test/ndcg_at_5"], abs=1e-6)
+    assert offline["recall_at_1"] == pytest.approx(trained["test/recall_at_1"], abs=1e-6)
+    assert ("test/auc" in trained) == auc
 
 
 def test_popularity_baseline_counts_training_items(planted_dir, tmp_path):

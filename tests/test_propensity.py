@@ -119,6 +119,7 @@ def test_coat_pair_propensities_reach_batches_and_the_snips_weights(shared_data)
     ({"propensity": "pairs"}, Exception, r"propensity source"),
     ({"noise_rate": 1.5}, ConfigError, r"noise_rate=1.5.*lies in \[0, 1\)"),
     ({"val_users": 0}, ConfigError, r"val_users"),
+    ({"sampled_metrics": 0}, ConfigError, r"sampled_metrics"),
 ])
 def test_propensity_settings_are_checked_before_any_data_is_read(kwargs, error, pattern):
     from fbrec.data.datamodule import FeedbackDataModule

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -168,7 +169,10 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None) -> s
     from fbrec.tracking import checkpoint_dir, end_run, make_logger, mark_dead_runs, owner_tags, reopen_run
 
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
-    tags = {"recipe": recipe, "model": type(model).__name__, "dataset": dm.data.name,
+    started = time.perf_counter()
+    data = dm.data   # read and prepare (timed as its own stage)
+    model.stage_seconds = {"prepare": time.perf_counter() - started}
+    tags = {"recipe": recipe, "model": type(model).__name__, "dataset": data.name,
             "fbrec_version": fbrec.__version__, "world_size": str(trainer.world_size),
             "seed": str(cli.config["seed_everything"]), "data_seed": str(dm.seed), **owner_tags()}
     ckpt, monitor = trainer.checkpoint_callback, None   # settings are checked before a run is created
@@ -178,8 +182,8 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None) -> s
         prefix = dm.metric_prefix("val") if dm.data.val.height else "val"
         if ckpt.monitor is not None and prefix != "val" and ckpt.monitor.startswith("val/"):
             ckpt.monitor = prefix + ckpt.monitor.removeprefix("val")
-            console.print(f"validation ranks a seeded sample of {dm.val_users} of {len(dm.eval_set('val').users)} "
-                          f"users: its metrics are logged as {prefix}/*, and the epoch is chosen on {ckpt.monitor}")
+            console.print(f"validation ranks {_sample_words(dm)}: its metrics are logged as {prefix}/*, and the "
+                          f"epoch is chosen on {ckpt.monitor}; the test ranks every item for every user")
         monitor = ckpt.monitor
     if cli.config.get("patience") is not None:
         _add_early_stopping(trainer, monitor, cli.config["patience"])
@@ -215,6 +219,22 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None) -> s
     return result
 
 
+def stage_line(stages: dict[str, float], validations: int) -> str:
+    """One console line of where the run's time went (also logged as time/<stage>_seconds)."""
+    names = {"prepare": "read + prepare data", "train": "train", "validation": f"validation ({validations}x)",
+             "test": "test", "export": "reports + embeddings + logging"}
+    return "time: " + ", ".join(f"{names[k]} {v:.1f} s" for k, v in stages.items() if k in names)
+
+
+def _sample_words(dm) -> str:
+    users = len(dm.eval_set("val").users)
+    who = (f"a seeded sample of {dm.val_users} of {users} users" if dm.val_users and dm.val_users < users
+           else f"all {users} users")
+    what = (f"their relevant items among {dm.sampled_metrics} sampled items each (sampled metrics, not full "
+            "ranking)" if getattr(dm, "sampled_metrics", None) else "every item")
+    return f"{who}, {what}"
+
+
 def _add_early_stopping(trainer, monitor: str | None, patience: int) -> None:
     from lightning.pytorch.callbacks import EarlyStopping
 
@@ -231,10 +251,17 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
     from fbrec.models.selection import checkpoint_epoch
     from fbrec.tracking import log_model_artifacts, log_report, log_table
 
+    stages = model.stage_seconds
+    started = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last is not None else None)
+    stages["validation"] = model.eval_seconds.get("val", 0.0)
+    stages["train"] = time.perf_counter() - started - stages["validation"]
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
     best_epoch = checkpoint_epoch(best) if best else None
+    started = time.perf_counter()
     trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
+    stages["test"] = time.perf_counter() - started
+    started = time.perf_counter()
     side_by_side = None
     if getattr(dm, "propensity_name", None) is not None and dm.data.val.height:
         # the same checkpoint on validation (MNAR clicks, naive and SNIPS-corrected) next to the test report
@@ -280,6 +307,10 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
         console.print(f"no validation split: the last epoch ({best_epoch}) is tested and exported")
     if hasattr(model, "sharding_plan"):
         client.set_tag(run_id, "sharding_plan", str(model.sharding_plan()))
+    stages["export"] = time.perf_counter() - started
+    for stage, seconds in stages.items():   # per-stage wall time of the run, in the run
+        client.log_metric(run_id, f"time/{stage}_seconds", seconds)
+    console.print(stage_line(stages, model.eval_counts.get("val", 0)))
     trainer.loggers[0].finalize("success")
     console.print(summary_table(f"test metrics: {recipe} on {dm.data.name}", summary, model.ks))
     console.print(f"MLflow run {run_id} in {uri}  (view: mlflow ui --backend-store-uri {uri})")

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from fbrec._checks import check_positive
 from fbrec.data.datasets import RawDataset, load_pair_propensities
-from fbrec.data.evalset import EvalSet, popularity_slices
+from fbrec.data.evalset import EvalSet, popularity_slices, sample_candidates
 from fbrec.data.features import FeatureSet, FeatureSpec, build_features
 from fbrec.data.io import read_log, read_side_table
 from fbrec.data.levels import check_level_order
@@ -127,6 +127,10 @@ class FeedbackDataModule(L.LightningDataModule):
         val_users: validate each epoch on a seeded sample of this many validation users (all when None or when
             there are fewer); the metrics then say so in their prefix, `val_users<N>/...` instead of `val/...`.
             The test always ranks for every user.
+        sampled_metrics: validate by ranking each user's relevant items among this many items drawn uniformly
+            from those the user never interacted with (seeded by the data seed, drawn once) instead of the whole
+            catalogue; the metrics say so, `val_sampled<N>/...`. Cheap on huge catalogues but not consistent with
+            full ranking (Krichene & Rendle, KDD 2020), so it is never a default and the test ranks every item.
         merge_validation: train on the training and validation pairs together, leaving no validation split: the
             refit after settings and the epoch count were chosen on validation (`fbrec train --refit`).
         noise_rate: the denoising protocol (PLD, T-CE): add floor(noise_rate x |u's training items|) random items u
@@ -150,7 +154,7 @@ class FeedbackDataModule(L.LightningDataModule):
                  user_features: list[FeatureSpec] | None = None,
                  propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
                  propensity_normalise: str = "max", propensity_path: str | None = None, merge_validation: bool = False,
-                 val_users: int | None = None,
+                 val_users: int | None = None, sampled_metrics: int | None = None,
                  noise_rate: float = 0.0, positive_pool: int = 0,
                  eval_candidates: str = "all", label: str = "binary", seed: int | None = None,
                  separator: str | None = None, timestamp_format: str | None = None, timestamp_unit: str = "s",
@@ -206,6 +210,9 @@ class FeedbackDataModule(L.LightningDataModule):
         if val_users is not None:
             check_positive("val_users", val_users)
         self.val_users = val_users
+        if sampled_metrics is not None:
+            check_positive("sampled_metrics", sampled_metrics)
+        self.sampled_metrics = sampled_metrics
         self._noise: tuple[np.ndarray, np.ndarray] | None = None
         self._batch_fields: set[str] = set()
         self._pairs: pl.DataFrame | None = None
@@ -386,8 +393,10 @@ class FeedbackDataModule(L.LightningDataModule):
         mcar = stage == "test" and self.eval_candidates == "test_items"
         saito = mcar or (stage == "val" and self.propensity_name is not None)
         protocol_users = d.test[USER_INDEX].n_unique() if mcar else None
+        candidates = (sample_candidates(exclude, truth, self.sampled_metrics, self.seed)
+                      if stage == "val" and self.sampled_metrics else None)
         return EvalSet(exclude, truth, slices, np.diff(train.indptr), weights, saito=saito,
-                       protocol_users=protocol_users)
+                       protocol_users=protocol_users, candidates=candidates)
 
     def logged_levels(self, stage: str) -> sp.csr_matrix:
         """(U, I) level 1..K of every logged row of the split (val or test), 0 elsewhere: the rows the pooled
@@ -422,10 +431,16 @@ class FeedbackDataModule(L.LightningDataModule):
         return np.sort(rng.choice(users, self.val_users, replace=False))
 
     def metric_prefix(self, stage: str) -> str:
-        """`val`, `test`, or `val_users<N>` when validation ranks a sample of N users."""
-        if stage == "val" and self.val_users is not None and self.val_users < len(self.eval_set("val").users):
-            return f"val_users{self.val_users}"
-        return stage
+        """`val`, `test`, or for validation on samples `val_users<N>` (N users), `val_sampled<M>` (M sampled
+        candidate items per user), `val_users<N>_sampled<M>` (both)."""
+        if stage != "val":
+            return stage
+        prefix = stage
+        if self.val_users is not None and self.val_users < len(self.eval_set("val").users):
+            prefix += f"_users{self.val_users}"
+        if self.sampled_metrics:
+            prefix += f"_sampled{self.sampled_metrics}"
+        return prefix
 
     def val_dataloader(self) -> DataLoader:
         if self.data.val.height == 0:

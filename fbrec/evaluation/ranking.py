@@ -26,6 +26,11 @@ index (the lower index first; `topk_by_index`), so a metric@K never depends on w
 a constant scorer ranks items 0, 1, 2, ... of the candidates. A slice (e.g. tail items) restricts R_u to the slice's items while
 ranking still runs over the whole catalogue; users with no relevant item in the slice are skipped for it.
 
+Sampled metrics (an explicit option, `EvalSet.candidates`, e.g. `data.sampled_metrics: 100`, named
+`val_sampled100/...`): each user's relevant items are ranked among n sampled items instead of the whole catalogue.
+They are cheap and not consistent with full ranking (Krichene & Rendle, KDD 2020: they can order models
+differently), so fbrec uses them only when asked, only for validation, and the test always ranks the whole catalogue.
+
 Unbiased (SNIPS) variants on MNAR test data, reported as the slice "snips" when inverse propensities w_i = 1/theta_i
 are given: each hit counts w_i * |R_u| / sum_{j in R_u} w_j instead of 1 (Saito et al.'s self-normalised IPS), so
   snips Recall@K = sum_{i in top-K and R_u} w_i / sum_{i in R_u} w_i,  snips DCG@K = sum_r hit'_r / log2(r + 1),
@@ -183,26 +188,60 @@ class RankingEvaluator:
                               rule="k <= num_items", fix="lower the largest k")
         self._rows: list[pl.DataFrame] = []
 
-    def update(self, users: np.ndarray | torch.Tensor, scores: torch.Tensor) -> None:
-        """users (B,) indices, scores (B, I) for all items; excluded items are masked here."""
+    def update(self, users: np.ndarray | torch.Tensor, scores: torch.Tensor, *, owned: bool = False) -> None:
+        """users (B,) indices, scores (B, I) for all items; excluded items are masked here. `owned`: the caller
+        hands the tensor over (it is masked in place, saving a copy of a (B, I) matrix)."""
         users = users.cpu().numpy() if isinstance(users, torch.Tensor) else np.asarray(users)
-        es = self.eval_set
-        keep = np.diff(es.truth.indptr)[users] > 0
+        keep = np.diff(self.eval_set.truth.indptr)[users] > 0
         if not keep.any():
             return
-        # boolean indexing copies, so masking below never touches the caller's tensor
-        users, scores = users[keep], scores[torch.from_numpy(keep).to(scores.device)].float()
+        if keep.all():
+            scores = scores.float() if owned or scores.dtype != torch.float32 else scores.clone()
+        else:   # boolean indexing copies, so masking below never touches the caller's tensor
+            users, scores = users[keep], scores[torch.from_numpy(keep).to(scores.device)].float()
         B, I = scores.shape
         dev = scores.device
-        ex_r, ex_c = _coords(es.exclude, users, dev)
+        if self.eval_set.candidates is None:
+            ex_r, ex_c = _coords(self.eval_set.exclude, users, dev)
+            scores.index_put_((ex_r, ex_c), torch.tensor(float("-inf"), device=dev))
+            n_excluded = torch.bincount(ex_r, minlength=B)
+        else:   # sampled metrics: only the user's candidates keep their scores
+            c_r, c_c = _coords(self.eval_set.candidates, users, dev)
+            kept = scores[c_r, c_c]
+            scores.fill_(float("-inf"))
+            scores[c_r, c_c] = kept
+            ex_r = ex_c = torch.zeros(0, dtype=torch.long, device=dev)   # candidates hold no excluded item
+            n_excluded = I - torch.bincount(c_r, minlength=B)
+        top = topk_by_index(scores, max(self.ks))                               # (B, Kmax)
+        self._record(users, top, ex_r, ex_c, n_excluded, scores if self.auc else None)
+
+    def update_top(self, users: np.ndarray | torch.Tensor, top: np.ndarray | torch.Tensor) -> None:
+        """users (B,) with their ranked top items (B, >= max k), excluded items already left out, ties by the lower
+        index, -1 where a user has fewer candidates (e.g. from `fbrec.retrieval.masked_topk`): the same metrics
+        as `update` without a (B, I) score matrix; AUC needs every score, so an AUC evaluator refuses it."""
+        if self.auc or self.eval_set.candidates is not None:
+            raise ConfigError("update_top on an evaluator with auc=True or sampled candidates",
+                              rule="AUC needs every item's score; sampled metrics rank the candidates' scores",
+                              fix="use update(users, scores)")
+        users = users.cpu().numpy() if isinstance(users, torch.Tensor) else np.asarray(users)
+        top = torch.as_tensor(top)[:, :max(self.ks)].long()
+        keep = np.diff(self.eval_set.truth.indptr)[users] > 0
+        if not keep.any():
+            return
+        users, top = users[keep], top[torch.from_numpy(keep)]
+        ex_r, ex_c = _coords(self.eval_set.exclude, users, top.device)
+        self._record(users, top, ex_r, ex_c, None, None)
+
+    def _record(self, users: np.ndarray, top: torch.Tensor, ex_r: torch.Tensor, ex_c: torch.Tensor,
+                n_excluded: torch.Tensor | None, scores: torch.Tensor | None) -> None:
+        """Per-user metrics of the ranked top (B, Kmax) for every slice; AUC from the masked scores when given."""
+        es = self.eval_set
+        B, I, dev = len(users), es.num_items, top.device
         tr_r, tr_c = _coords(es.truth, users, dev)
         ex_keys, tr_keys = ex_r * I + ex_c, tr_r * I + tr_c                      # (row, item) as one int64
         relevant = ~_member(ex_keys, tr_keys)                                    # a seen item is never a target
         tr_r, tr_c, tr_keys = tr_r[relevant], tr_c[relevant], tr_keys[relevant]
-        scores.index_put_((ex_r, ex_c), torch.tensor(float("-inf"), device=dev))
-        top = topk_by_index(scores, max(self.ks))                               # (B, Kmax)
-        top_keys = torch.arange(B, device=dev)[:, None] * I + top
-        n_excluded = torch.bincount(ex_r, minlength=B)
+        top_keys = torch.where(top >= 0, torch.arange(B, device=dev)[:, None] * I + top, -1)
         for name, item_mask in {"all": None, **es.item_slices}.items():
             sel = slice(None) if item_mask is None else torch.from_numpy(item_mask).to(dev)[tr_c]
             n_rel = torch.bincount(tr_r[sel], minlength=B).float()
@@ -218,7 +257,7 @@ class RankingEvaluator:
                                        normalise=normalise)
             data = {"user": users[rows.cpu().numpy()], "slice": name, "n_relevant": n_rel[rows].cpu().numpy()}
             data.update({k: v.cpu().numpy() for k, v in metrics.items()})
-            if self.auc:   # other slices' targets are neither positive nor negative
+            if scores is not None:   # other slices' targets are neither positive nor negative
                 positive = torch.ones_like(tr_r, dtype=torch.bool) if item_mask is None else sel
                 data["auc"] = _auc(scores, tr_r, tr_c, positive, n_excluded)[rows].cpu().numpy()
             self._rows.append(pl.DataFrame(data))
@@ -340,16 +379,24 @@ def evaluate_scores(score_fn: Callable[[np.ndarray], torch.Tensor], eval_set: Ev
     b = batch_size or max(1, min(4096, memory_budget_bytes // max(1, bytes_per_row)))
     for start in range(0, len(users), b):
         chunk = users[start:start + b]
-        evaluator.update(chunk, score_fn(chunk))
+        evaluator.update(chunk, score_fn(chunk), owned=isinstance(score_fn, EmbeddingScorer))
     return evaluator
 
 
+class EmbeddingScorer:
+    """Inner-product scores: (B, D) x (D, I) -> (B, I), a fresh tensor per call (the evaluator masks it in place)."""
+
+    def __init__(self, user_embeddings: np.ndarray | torch.Tensor, item_embeddings: np.ndarray | torch.Tensor):
+        self.user_embeddings = torch.as_tensor(user_embeddings, dtype=torch.float32)
+        self.item_embeddings = torch.as_tensor(item_embeddings, dtype=torch.float32)
+
+    def __call__(self, users: np.ndarray) -> torch.Tensor:
+        return self.user_embeddings[torch.as_tensor(users, dtype=torch.long)] @ self.item_embeddings.T
+
+
 def embedding_scorer(user_embeddings: np.ndarray | torch.Tensor, item_embeddings: np.ndarray | torch.Tensor
-                     ) -> Callable[[np.ndarray], torch.Tensor]:
-    """Inner-product scores: (B, D) x (D, I) -> (B, I)."""
-    u = torch.as_tensor(user_embeddings, dtype=torch.float32)
-    it = torch.as_tensor(item_embeddings, dtype=torch.float32)
-    return lambda users: u[torch.as_tensor(users, dtype=torch.long)] @ it.T
+                     ) -> EmbeddingScorer:
+    return EmbeddingScorer(user_embeddings, item_embeddings)
 
 
 def metric_curves(summary: Mapping[str, float]) -> dict[str, list[tuple[int, float]]]:

@@ -30,6 +30,8 @@ from fbrec.types import InteractionBatch
 class RankingModule(L.LightningModule):
     """Validation and test rank every item for each evaluation user; metrics go to `val/...` and `test/...`."""
 
+    masked_search_min_items = 32_768   # from this catalogue size on, evaluation without AUC ranks by FAISS search
+
     def __init__(self, ks: Sequence[int] = (10, 20, 50), auc: bool = True):
         super().__init__()
         self.ks = check_ks(ks)
@@ -40,6 +42,9 @@ class RankingModule(L.LightningModule):
         self._pooled: PooledLevelAUC | None = None
         self.last_evaluators: dict[str, RankingEvaluator] = {}
         self.eval_users_on_this_rank = 0
+        self.eval_seconds: dict[str, float] = {}   # per stage, summed over the run's evaluations
+        self.eval_counts: dict[str, int] = {}
+        self.stage_seconds: dict[str, float] = {}
 
     # --- what subclasses provide -------------------------------------------------------------------------
     def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:  # (B,) -> (B, D)
@@ -82,6 +87,13 @@ class RankingModule(L.LightningModule):
         # the ordinal papers' metric: per-level AUC pooled over the split's logged rows (fbrec.evaluation.pooled)
         self._pooled = PooledLevelAUC(dm.logged_levels(stage)) if self._level_evaluators else None
         self._item_embeddings = self._all(self.item_embeddings, dm.num_items)
+        # inner-product models without AUC on CPU, large catalogues: the top-k comes from FAISS's blocked search
+        # (fbrec.retrieval.masked_topk), never a (B, I) score matrix (benchmarks/evaluation.py: dense rows win below)
+        self._queries: list[tuple[torch.Tensor, torch.Tensor]] | None = (
+            [] if (not self.auc and not self._level_evaluators and self.device.type == "cpu"
+                   and self._evaluator.eval_set.candidates is None
+                   and dm.num_items >= self.masked_search_min_items
+                   and type(self).score_users is RankingModule.score_users) else None)
 
     def score_users(self, users: torch.Tensor, item_embeddings: torch.Tensor, level: int | None = None
                     ) -> torch.Tensor:
@@ -94,6 +106,9 @@ class RankingModule(L.LightningModule):
         real = users >= 0
         lookup = users.clamp_min(0)
         with torch.no_grad():
+            if self._queries is not None:   # ranked at the end, in one blocked search (`_rank_queries`)
+                self._queries.append((lookup[real], self.user_embeddings(lookup)[real].float()))
+                return
             self._evaluator.update(lookup[real], self.score_users(lookup, self._item_embeddings)[real])
             for (k, _), evaluator in self._level_evaluators.items():
                 scores = self.score_users(lookup, self._item_embeddings, k)[real]
@@ -109,7 +124,22 @@ class RankingModule(L.LightningModule):
             torch.distributed.all_gather_object(parts, evaluator.rows())
             evaluator.replace_rows([row for part in parts for row in part])
 
+    def _rank_queries(self) -> None:
+        """The fast path of `_start_eval`: every collected user's top max(k) items by masked FAISS search."""
+        from fbrec.retrieval import masked_topk
+
+        users = torch.cat([u for u, _ in self._queries]).cpu().numpy() if self._queries else np.zeros(0, np.int64)
+        if len(users):
+            queries = torch.cat([q for _, q in self._queries]).cpu().numpy()
+            top = masked_topk(queries, self._item_embeddings.float().cpu().numpy(), max(self.ks),
+                              self._evaluator.eval_set.exclude[users], threads=torch.get_num_threads())
+            for start in range(0, len(users), 65_536):
+                self._evaluator.update_top(users[start:start + 65_536], top[start:start + 65_536])
+        self._queries = None
+
     def _end_eval(self, stage: str) -> None:
+        if self._queries is not None:
+            self._rank_queries()
         self.eval_users_on_this_rank = sum(r.filter(r["slice"] == "all").height for r in self._evaluator.rows())
         for evaluator in (self._evaluator, *self._level_evaluators.values()):
             self._gather(evaluator)
@@ -129,6 +159,8 @@ class RankingModule(L.LightningModule):
                 summary["pooled_auc_product"] = float(np.prod(list(pooled.values())))
         # every rank now holds every user's rows, so values agree and sync_dist's mean leaves them unchanged
         seconds = time.perf_counter() - self._eval_started
+        self.eval_seconds[stage] = self.eval_seconds.get(stage, 0.0) + seconds
+        self.eval_counts[stage] = self.eval_counts.get(stage, 0) + 1
         dm = self.trainer.datamodule
         prefix = dm.metric_prefix(stage) if hasattr(dm, "metric_prefix") else stage   # val_users<N>: a sample
         self.log_dict({f"{prefix}/{k}": v for k, v in summary.items() if "num_users" not in k}, sync_dist=True)

@@ -14,6 +14,7 @@ from fbrec.retrieval.index import (
                                    to_gpu,
                                    write_index,
 )
+from fbrec.retrieval.masked import masked_topk
 
-__all__ = ["METRICS", "build_index", "exact_topk", "gpu_available", "index_shape", "read_index", "recall_vs_exact",
+__all__ = ["METRICS", "build_index", "exact_topk", "gpu_available", "index_shape", "masked_topk", "read_index", "recall_vs_exact",
            "search", "set_search_params", "set_search_threads", "to_gpu", "write_index"]
