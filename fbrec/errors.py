@@ -40,3 +40,13 @@ class UnknownNameError(ConfigError):
         hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(known)}"
         super().__init__(f"unknown {kind} {name!r}", rule=f"known {kind}s: {', '.join(known)}", fix=hint)
         self.suggestion = close[0] if close else None
+
+
+class MissingExtraError(ConfigError):
+    """An optional package a command needs is not installed: names the package and the extra that brings it."""
+
+    def __init__(self, package: str, extra: str, purpose: str):
+        super().__init__(f"{purpose} needs the package {package!r}, which is not installed",
+                         rule=f"it comes with fbrec's {extra!r} extra",
+                         fix=f"pip install 'fbrec[{extra}]' (or FBREC_EXTRAS=...,{extra} scripts/install.sh)")
+        self.package, self.extra = package, extra

@@ -23,10 +23,14 @@ def register(app: typer.Typer) -> None:
               access_log: bool = typer.Option(True, "--access-log/--no-access-log",
                                               help="log each request to stdout (as uvicorn does)")) -> None:
         """Answer top-k requests over HTTP (JSON; OpenAPI at /docs); reload with POST /admin/reload or SIGHUP."""
-        import uvicorn
-
         from fbrec.bundle import Bundle
-        from fbrec.errors import ConfigError
+        from fbrec.errors import ConfigError, MissingExtraError
+
+        try:
+            import fastapi  # noqa: F401
+            import uvicorn
+        except ImportError as exc:
+            raise MissingExtraError(exc.name or "fastapi", "serve", "fbrec serve") from exc
         from fbrec.serving import ServeSettings, create_app
 
         for name, value in (("--workers", workers), ("--max-k", max_k), ("--max-batch", max_batch),

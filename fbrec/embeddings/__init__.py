@@ -1,5 +1,12 @@
 """The only TorchRec importer: table specs -> collections, sharding plans, DMP, the Lightning strategy."""
 
+try:
+    import fbgemm_gpu  # noqa: F401  (TorchRec's kernels: fbgemm-gpu-cpu or fbgemm-gpu)
+except ImportError as exc:
+    from fbrec.errors import MissingExtraError
+
+    raise MissingExtraError("fbgemm-gpu-cpu", "cpu", "TorchRec embedding tables (training, evaluation)") from exc
+
 from fbrec.embeddings.sharding import (
            SHARDING_TYPES,
            SPARSE_OPTIMIZERS,

@@ -87,7 +87,12 @@ class TextEncoder:
     def model(self):
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")   # belt and braces: the folder is local anyway
-            from sentence_transformers import SentenceTransformer
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                from fbrec.errors import MissingExtraError
+
+                raise MissingExtraError("sentence-transformers", "llm", "text encoding") from exc
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()   # the weight-loading bar; encoding has its own (progress=True)

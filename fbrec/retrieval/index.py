@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faiss
 import numpy as np
 
-from fbrec.errors import ConfigError, UnknownNameError
+from fbrec.errors import ConfigError, MissingExtraError, UnknownNameError
+
+try:
+    import faiss
+except ImportError as exc:   # the cpu or gpu extra brings it
+    raise MissingExtraError("faiss", "cpu", "FAISS indexes (fbrec export, retrieve, serve, evaluation search)") from exc
 
 METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 

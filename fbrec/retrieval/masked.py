@@ -11,9 +11,10 @@ items beyond the fetch and is recomputed over the whole row.
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 import scipy.sparse as sp
+
+from fbrec.retrieval.index import faiss
 
 
 def _ranked(scores: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,12 @@ class QueryTower:
     """Encodes raw feature values exactly as training did (fbrec.data.features.encode_row), then runs the tower."""
 
     def __init__(self, onnx_path: Path, features_path: Path):
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            from fbrec.errors import MissingExtraError
+
+            raise MissingExtraError("onnxruntime", "serve", "a bundle's user tower") from exc
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1   # requests run concurrently; one thread each
