@@ -18,32 +18,41 @@ from fbrec.api.runs import Evaluation, evaluate_run, export_run
 
 @dataclass
 class TrainResult:
-    """A finished training run: its MLflow id and store, the epoch selected on validation, every logged metric."""
+    """A finished training run: its MLflow id and store, the epoch selected on validation, every logged metric, and
+    the trained model (the selected epoch's weights, a LightningModule) with its data module."""
 
     run_id: str
     tracking_uri: str
     best_epoch: int | None
     metrics: dict[str, float]
+    model: object = None
+    datamodule: object = None
 
 
-def train(config: str, overrides: Mapping[str, object] | Sequence[str] = (), *,
+def train(config: str, overrides: Mapping[str, object] | Sequence[str] = (), *, log: str | Path | None = None,
           resume: str | None = None) -> TrainResult | None:
     """Train a recipe (a name under models/ or a YAML path), select the best epoch on validation, test it, log it.
 
     overrides: {"trainer.max_epochs": 5, "model.init_args.embedding_dim": 64} or CLI-style ["--trainer.max_epochs=5"].
+    log: your own click log (parquet/CSV/NDJSON with user, item[, timestamp, level] columns; see fbrec.read_log)
+        instead of the recipe's dataset: the same as {"data.log_path": log}.
     resume: continue that run from its last saved epoch instead (config is then ignored). Returns None on ranks > 0.
     """
     from fbrec.api.training import run_training
     from fbrec.tracking import default_tracking_uri, find_run
 
     args = list(overrides) if not isinstance(overrides, Mapping) else [f"--{k}={v}" for k, v in overrides.items()]
-    run_id = run_training(config if resume is None else None, args, resume=resume)
+    if log is not None:
+        args.append(f"--data.log_path={Path(log).resolve()}")
+    objects: dict = {}
+    run_id = run_training(config if resume is None else None, args, resume=resume, objects=objects)
     if run_id is None:
         return None
     uri = default_tracking_uri()
     run = find_run(run_id, uri)
     best = run.data.tags.get("best_epoch")
-    return TrainResult(run_id, uri, int(best) if best not in (None, "None") else None, dict(run.data.metrics))
+    return TrainResult(run_id, uri, int(best) if best not in (None, "None") else None, dict(run.data.metrics),
+                       objects.get("model"), objects.get("datamodule"))
 
 
 def evaluate(run_id: str, *, stage: str = "test", k: Sequence[int] = (10, 20, 50),

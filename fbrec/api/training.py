@@ -94,19 +94,20 @@ def recipe_name(path: Path) -> str:
 
 
 def run_training(config: str | None, overrides: list[str], *, resume: str | None = None,
-                 refit: bool = False) -> str | None:
+                 refit: bool = False, objects: dict | None = None) -> str | None:
     """Train, select the best epoch on validation, test it, log everything; returns the MLflow run id (rank 0).
 
     resume: an earlier run's id; its logged config is rebuilt (`overrides` still apply) and training continues
     from its last saved epoch in the same MLflow run.
     refit: after that run, train again on training + validation pairs for the chosen number of epochs (a second
-    run, tagged refit_of=<the selection run>), and test and export that model; returns the refit run's id."""
+    run, tagged refit_of=<the selection run>), and test and export that model; returns the refit run's id.
+    objects: filled with the trained "model" (the selected checkpoint's weights) and its "datamodule"."""
     if refit:
         if resume is not None:
             raise ConfigError("--refit with --resume", rule="a refit follows a finished selection run",
                               fix="resume first, then train again with --refit")
         selected = run_training(config, overrides)
-        return _refit(config, overrides, selected)
+        return _refit(config, overrides, selected, objects)
     from fbrec.tracking import default_tracking_uri, mark_dead_runs_in_store
 
     uri = default_tracking_uri()
@@ -122,10 +123,13 @@ def run_training(config: str | None, overrides: list[str], *, resume: str | None
 
             path = resolve_config(config)
             recipe = recipe_name(path)
-        return _run(_build(path, overrides), recipe, uri, resume, last)
+        cli = _build(path, overrides)
+        if objects is not None:
+            objects.update(model=cli.model, datamodule=cli.datamodule)
+        return _run(cli, recipe, uri, resume, last)
 
 
-def _refit(config: str, overrides: list[str], selected: str | None) -> str | None:
+def _refit(config: str, overrides: list[str], selected: str | None, objects: dict | None = None) -> str | None:
     """Rank 0 knows the selection run's best epoch; every rank needs it to build the refit run."""
     import torch.distributed as dist
 
@@ -150,6 +154,8 @@ def _refit(config: str, overrides: list[str], selected: str | None) -> str | Non
     path = resolve_config(config)
     console.print(f"refit: training on training + validation pairs for {epoch + 1} epochs (the selected count)")
     cli = _build(path, [*overrides, "--data.merge_validation=true", f"--trainer.max_epochs={epoch + 1}"])
+    if objects is not None:
+        objects.update(model=cli.model, datamodule=cli.datamodule)
     run_id = _run(cli, recipe_name(path), uri, None, None)
     if _is_rank_zero():
         from fbrec.tracking import set_run_tags
