@@ -99,7 +99,7 @@ def run(rows: int, tmp: Path, client, processes: int, accelerator: str) -> list:
     start = time.perf_counter()
     times = train(config, client)
     total = time.perf_counter() - start
-    stages.append(("`fbrec train`: read + prepare", times["prepare"]))
+    stages.append(("`fbrec train`: config + read + prepare + build model", times["prepare"]))
     stages.append(("`fbrec train`: train 1 epoch (+ checkpoint)", times["train"]))
     stages.append(("`fbrec train`: validate (5,000-user sample)", times["validation"]))
     stages.append(("`fbrec train`: test (every user, full ranking)", times["test"]))

@@ -76,7 +76,7 @@ def test_train_evaluate_export_retrieve_from_the_command_line(mlflow_store, tiny
     val = sum(m.value for m in client.get_metric_history(run_id, "val/eval_seconds"))
     assert times["validation_seconds"] == pytest.approx(val, rel=1e-6)
     assert times["test_seconds"] >= run.data.metrics["test/eval_seconds"]
-    assert "time: read + prepare data" in train.stdout and "validation (3x)" in train.stdout
+    assert "time: config + read + prepare data" in train.stdout and "validation (3x)" in train.stdout
     import re
     assert re.search(r"val of epoch 2: \d+ users ranked over \d+ items in [\d.]+ s", train.stdout + train.stderr), \
         "the console says what each validation cost"

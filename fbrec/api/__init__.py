@@ -30,13 +30,14 @@ class TrainResult:
 
 
 def train(config: str, overrides: Mapping[str, object] | Sequence[str] = (), *, log: str | Path | None = None,
-          resume: str | None = None) -> TrainResult | None:
+          resume: str | None = None, register: str | None = None) -> TrainResult | None:
     """Train a recipe (a name under models/ or a YAML path), select the best epoch on validation, test it, log it.
 
     overrides: {"trainer.max_epochs": 5, "model.init_args.embedding_dim": 64} or CLI-style ["--trainer.max_epochs=5"].
     log: your own click log (parquet/CSV/NDJSON with user, item[, timestamp, level] columns; see fbrec.read_log)
         instead of the recipe's dataset: the same as {"data.log_path": log}.
     resume: continue that run from its last saved epoch instead (config is then ignored). Returns None on ranks > 0.
+    register: also register the run's MLflow model (its bundle as a pyfunc) under this model-registry name.
     """
     from fbrec.api.training import run_training
     from fbrec.tracking import default_tracking_uri, find_run
@@ -45,7 +46,8 @@ def train(config: str, overrides: Mapping[str, object] | Sequence[str] = (), *, 
     if log is not None:
         args.append(f"--data.log_path={Path(log).resolve()}")
     objects: dict = {}
-    run_id = run_training(config if resume is None else None, args, resume=resume, objects=objects)
+    run_id = run_training(config if resume is None else None, args, resume=resume, objects=objects,
+                          register=register)
     if run_id is None:
         return None
     uri = default_tracking_uri()

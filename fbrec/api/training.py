@@ -94,20 +94,22 @@ def recipe_name(path: Path) -> str:
 
 
 def run_training(config: str | None, overrides: list[str], *, resume: str | None = None,
-                 refit: bool = False, objects: dict | None = None) -> str | None:
+                 refit: bool = False, objects: dict | None = None, register: str | None = None) -> str | None:
     """Train, select the best epoch on validation, test it, log everything; returns the MLflow run id (rank 0).
 
     resume: an earlier run's id; its logged config is rebuilt (`overrides` still apply) and training continues
     from its last saved epoch in the same MLflow run.
     refit: after that run, train again on training + validation pairs for the chosen number of epochs (a second
     run, tagged refit_of=<the selection run>), and test and export that model; returns the refit run's id.
-    objects: filled with the trained "model" (the selected checkpoint's weights) and its "datamodule"."""
+    objects: filled with the trained "model" (the selected checkpoint's weights) and its "datamodule".
+    register: also register the run's MLflow model (the bundle as a pyfunc) under this registry name (with refit:
+    the refit run's)."""
     if refit:
         if resume is not None:
             raise ConfigError("--refit with --resume", rule="a refit follows a finished selection run",
                               fix="resume first, then train again with --refit")
         selected = run_training(config, overrides)
-        return _refit(config, overrides, selected, objects)
+        return _refit(config, overrides, selected, objects, register)
     from fbrec.tracking import default_tracking_uri, mark_dead_runs_in_store
 
     uri = default_tracking_uri()
@@ -126,10 +128,11 @@ def run_training(config: str | None, overrides: list[str], *, resume: str | None
         cli = _build(path, overrides)
         if objects is not None:
             objects.update(model=cli.model, datamodule=cli.datamodule)
-        return _run(cli, recipe, uri, resume, last)
+        return _run(cli, recipe, uri, resume, last, register)
 
 
-def _refit(config: str, overrides: list[str], selected: str | None, objects: dict | None = None) -> str | None:
+def _refit(config: str, overrides: list[str], selected: str | None, objects: dict | None = None,
+           register: str | None = None) -> str | None:
     """Rank 0 knows the selection run's best epoch; every rank needs it to build the refit run."""
     import torch.distributed as dist
 
@@ -156,7 +159,7 @@ def _refit(config: str, overrides: list[str], selected: str | None, objects: dic
     cli = _build(path, [*overrides, "--data.merge_validation=true", f"--trainer.max_epochs={epoch + 1}"])
     if objects is not None:
         objects.update(model=cli.model, datamodule=cli.datamodule)
-    run_id = _run(cli, recipe_name(path), uri, None, None)
+    run_id = _run(cli, recipe_name(path), uri, None, None, register)
     if _is_rank_zero():
         from fbrec.tracking import set_run_tags
 
@@ -165,19 +168,33 @@ def _refit(config: str, overrides: list[str], selected: str | None, objects: dic
 
 
 def _build(path: Path, overrides: list[str]):
+    """The LightningCLI objects; building them reads and prepares the data (the model's sizes come from it)."""
     from fbrec.api.config import build_cli
 
-    return build_cli(["--config", str(path), *overrides])
+    started = time.perf_counter()
+    cli = build_cli(["--config", str(path), *overrides])
+    cli.fbrec_build_seconds = time.perf_counter() - started
+    return cli
 
 
-def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None) -> str | None:
+def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None, register: str | None = None
+         ) -> str | None:
     import fbrec
-    from fbrec.tracking import checkpoint_dir, end_run, make_logger, mark_dead_runs, owner_tags, reopen_run
+    from fbrec.tracking import (
+        checkpoint_dir,
+        end_run,
+        flat_params,
+        log_dataset_inputs,
+        make_logger,
+        mark_dead_runs,
+        owner_tags,
+        reopen_run,
+    )
 
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
     started = time.perf_counter()
-    data = dm.data   # read and prepare (timed as its own stage)
-    model.stage_seconds = {"prepare": time.perf_counter() - started}
+    data = dm.data   # read and prepare: usually done while building (the model's sizes come from it)
+    model.stage_seconds = {"prepare": getattr(cli, "fbrec_build_seconds", 0.0) + time.perf_counter() - started}
     tags = {"recipe": recipe, "model": type(model).__name__, "dataset": data.name,
             "fbrec_version": fbrec.__version__, "world_size": str(trainer.world_size),
             "seed": str(cli.config["seed_everything"]), "data_seed": str(dm.seed), **owner_tags()}
@@ -214,9 +231,9 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None) -> s
     try:
         if rank0 and resume is None:
             client.log_text(run_id, cli.parser.dump(cli.config, skip_none=False, skip_check=True), "config.yaml")
-            logger.log_hyperparams({"recipe": recipe, "data": dict(cli.config["data"]), "data.seed": dm.seed,
-                                    "trainer.max_epochs": cli.config["trainer"]["max_epochs"]})
-        result = _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, uri, cli)
+            logger.log_params(flat_params(cli.config, recipe, dm.seed))   # each once, flat
+            log_dataset_inputs(run_id, dm.data, _data_source(dm), uri)
+        result = _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, uri, cli, register)
     except BaseException as exc:
         if rank0:
             end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED",
@@ -225,9 +242,44 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None) -> s
     return result
 
 
+def _log_mlflow_model(run_id, model, dm, user_emb, item_emb, tower_files, out: Path, uri: str,
+                      register: str | None) -> None:
+    """The run's model the way MLflow users expect it: a Flat-index bundle logged as a pyfunc (fbrec.tracking.model),
+    registered when asked."""
+    import polars as pl
+
+    from fbrec.bundle import write_bundle
+    from fbrec.tracking.model import log_bundle_model  # mlflow.pyfunc: imported only here
+
+    seen = dm.data.train.select("user_index", "item_index")
+    if dm.data.val.height:
+        seen = pl.concat([seen, dm.data.val.select("user_index", "item_index")])
+    tower = {Path(f).name: Path(f).read_bytes() for f in tower_files} or None
+    write_bundle(out, user_embeddings=user_emb, item_embeddings=item_emb, user_map=dm.data.user_map,
+                 item_map=dm.data.item_map, seen=seen, model=type(model).__name__, run_id=run_id,
+                 dataset=dm.data.name, items=dm.data.items, levels=dm.level_names(), user_tower=tower,
+                 recall_queries=100)
+    id_type = "long" if dm.data.user_map.raw.dtype.is_integer() else "string"
+    item_type = "long" if dm.data.item_map.raw.dtype.is_integer() else "string"
+    uri_logged = log_bundle_model(run_id, out, uri, user_id_type=id_type, item_id_type=item_type, register=register)
+    if register:
+        console.print(f"registered {uri_logged} as model {register!r} in the MLflow model registry")
+
+
+def _data_source(dm) -> str:
+    """Where the run's data came from: the log file, the prepared folder, or the registered dataset's folder."""
+    from fbrec.data.datasets import data_dir
+
+    if getattr(dm, "log_path", None):
+        return str(Path(dm.log_path).resolve())
+    if getattr(dm, "prepared_dir", None):
+        return str(Path(dm.prepared_dir).resolve())
+    return str(data_dir(getattr(dm, "data_dir", None)) / dm.data.name)
+
+
 def stage_line(stages: dict[str, float], validations: int) -> str:
     """One console line of where the run's time went (also logged as time/<stage>_seconds)."""
-    names = {"prepare": "read + prepare data", "train": "train", "validation": f"validation ({validations}x)",
+    names = {"prepare": "config + read + prepare data + build model", "train": "train", "validation": f"validation ({validations}x)",
              "test": "test", "export": "reports + embeddings + logging"}
     return "time: " + ", ".join(f"{names[k]} {v:.1f} s" for k, v in stages.items() if k in names)
 
@@ -252,7 +304,8 @@ def _add_early_stopping(trainer, monitor: str | None, patience: int) -> None:
     trainer.callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=patience))
 
 
-def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, uri, cli) -> str | None:
+def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, uri, cli, register=None
+                     ) -> str | None:
     from fbrec.evaluation import report
     from fbrec.models.selection import checkpoint_epoch
     from fbrec.tracking import log_model_artifacts, log_report, log_table
@@ -301,6 +354,7 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
                                                                            "seed": dm.seed},
                             user_embeddings=user_emb, item_embeddings=item_emb, dataset_card=dm.data.card(),
                             config_yaml=None, tracking_uri=uri, files=files)
+        _log_mlflow_model(run_id, model, dm, user_emb, item_emb, files, Path(tmp) / "bundle", uri, register)
     if best:
         client.set_tag(run_id, "best_checkpoint", best)
         client.set_tag(run_id, "best_epoch", str(best_epoch))

@@ -22,7 +22,10 @@ def register(app: typer.Typer) -> None:
                                          "last saved epoch (after a crash or kill), in the same run"),
               refit: bool = typer.Option(False, "--refit", help="then train again on training + validation pairs "
                                          "for the epoch count validation chose, and test and export that model "
-                                         "(a second MLflow run, tagged refit_of)")) -> None:
+                                         "(a second MLflow run, tagged refit_of)"),
+              register: str = typer.Option(None, "--register", help="also register the run's MLflow model (the "
+                                           "bundle as a pyfunc) under this name in the MLflow model registry")
+              ) -> None:
         """Train a recipe. Extra arguments override the YAML, LightningCLI style: --trainer.max_epochs 5."""
         from fbrec.api.training import run_training
         from fbrec.errors import ConfigError
@@ -30,7 +33,7 @@ def register(app: typer.Typer) -> None:
         if (config is None) == (resume is None):
             raise ConfigError("pass exactly one of --config and --resume", rule="a run starts from a recipe or "
                               "continues a run", fix="fbrec train --config bpr_synthetic, or --resume RUN_ID")
-        run_training(config, list(ctx.args), resume=resume, refit=refit)
+        run_training(config, list(ctx.args), resume=resume, refit=refit, register=register)
 
     @app.command()
     def evaluate(run: str = typer.Option(..., "--run", help="MLflow run id printed by `fbrec train`"),

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from fbrec.errors import ConfigError
 
 DEFAULT_EXPERIMENT = "fbrec"
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 def default_tracking_uri(root: str | Path | None = None) -> str:
@@ -49,6 +50,8 @@ def tracking_setup(experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | Non
         exp = client.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp else client.create_experiment(experiment,
                                                                         artifact_location=_artifact_root(uri))
+        if exp is None or EXPERIMENT_KIND[0] not in exp.tags:   # the UI's model-training views, not GenAI's
+            client.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
     return uri, exp_id
 
 
@@ -69,11 +72,79 @@ def _store_lock(uri: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+class FbrecMLFlowLogger(MLFlowLogger):
+    """Lightning's MLflow logger minus its automatic hyperparameters: Lightning would log the model's and the data
+    module's arguments (the data ones twice, plus LightningCLI's `_instantiator`); fbrec logs one flat, readable
+    set itself (`log_params`)."""
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        return None
+
+    def log_params(self, params: dict[str, object]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):   # MLflow's batch limit
+            self.experiment.log_batch(self.run_id, params=items[start:start + 100])
+
+
+def flat_params(config, recipe: str, data_seed: int | None) -> dict[str, object]:
+    """The run's params, each once: recipe, model (class), model.<arg>, data.<arg> (those set), seed, data.seed,
+    trainer.<basics>. Nested options become dotted names (model.loss_options.beta); lists become JSON."""
+    def plain(value):
+        return value.as_dict() if hasattr(value, "as_dict") else value
+
+    out: dict[str, object] = {}
+
+    def flat(prefix: str, value) -> None:
+        value = plain(value)
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not str(k).startswith("_"):
+                    flat(f"{prefix}.{k}", v)
+        elif value is not None:
+            out[prefix] = value if isinstance(value, int | float | bool | str) else json.dumps(value, default=str)
+
+    model = plain(config["model"]) or {}
+    out["recipe"] = recipe
+    out["model"] = str(model.get("class_path", "")).rsplit(".", 1)[-1]
+    flat("model", model.get("init_args", {}))
+    flat("data", config["data"])
+    out["seed"] = config.get("seed_everything")
+    out["data.seed"] = data_seed
+    trainer = plain(config["trainer"]) or {}
+    for key in ("max_epochs", "accelerator", "devices", "precision", "check_val_every_n_epoch"):
+        if trainer.get(key) is not None:
+            out[f"trainer.{key}"] = trainer[key]
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def log_dataset_inputs(run_id: str, data, source: str, tracking_uri: str | None = None) -> None:
+    """The prepared splits as the run's MLflow dataset inputs (name, digest, source, schema, row counts), with the
+    context tags train / validation / test MLflow shows in its dataset views."""
+    import warnings
+
+    import mlflow.data
+    from mlflow.entities import DatasetInput, InputTag
+
+    client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    inputs = []
+    for context, frame in (("train", data.train), ("validation", data.val), ("test", data.test)):
+        if frame.height == 0:
+            continue
+        with warnings.catch_warnings():   # a local path matches two equivalent source resolvers
+            warnings.simplefilter("ignore")
+            ds = mlflow.data.from_polars(frame, source=source, name=f"{data.name}/{context}",
+                                         digest=f"{data.checksum[:16]}-{context}")
+        inputs.append(DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", context)]))
+    client.log_inputs(run_id, datasets=inputs)
+
+
 def make_logger(experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None, tags: dict | None = None,
-                tracking_uri: str | None = None, run_id: str | None = None) -> MLFlowLogger:
+                tracking_uri: str | None = None, run_id: str | None = None) -> FbrecMLFlowLogger:
     """A Lightning MLflow logger for a new run, or (run_id) for continuing an existing one."""
     uri, _ = tracking_setup(experiment, tracking_uri)
-    return MLFlowLogger(experiment_name=experiment, run_name=None if run_id else run_name, tracking_uri=uri,
+    return FbrecMLFlowLogger(experiment_name=experiment, run_name=None if run_id else run_name, tracking_uri=uri,
                         tags=None if run_id else tags, artifact_location=_artifact_root(uri), run_id=run_id)
 
 

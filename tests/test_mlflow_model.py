@@ -1,0 +1,81 @@
+"""MLflow the way its users expect: params once and flat, the data as dataset inputs, the model as a pyfunc that
+loads and answers, registered on request."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pandas as pd
+import pytest
+from test_cli import TINY
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One `fbrec train --register` run for the module (a fresh store in its own folder)."""
+    from mlflow.tracking import MlflowClient
+
+    from fbrec.cli.main import main
+
+    tmp = tmp_path_factory.mktemp("mlflow_model")
+    (tmp / "mlruns").mkdir()
+    uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    (tmp / "tiny.yaml").write_text(TINY)
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.chdir(tmp)
+        with contextlib.suppress(SystemExit):
+            main(["train", "--config", str(tmp / "tiny.yaml"), "--register", "tiny-mf", "--trainer.max_epochs=2",
+                  "--trainer.enable_progress_bar=false"])
+        client = MlflowClient(uri)
+        run = client.search_runs(client.get_experiment_by_name("fbrec").experiment_id)[0]
+        yield client, run, out.getvalue()
+
+
+def test_params_are_logged_once_each_flat_and_readable(trained):
+    _, run, _ = trained
+    params = run.data.params
+    assert not any(k.startswith("_") or "/" in k for k in params), sorted(params)
+    assert params["recipe"] == "tiny" and params["model"] == "MatrixFactorizationModule"
+    assert params["model.embedding_dim"] == "8" and params["model.ks"] == "[5, 10]"
+    assert params["data.dataset"] == "synthetic" and params["data.dataset_options.num_users"] == "120"
+    assert params["data.seed"] == "0" and params["seed"] == "0" and params["trainer.max_epochs"] == "2"
+    # every name appears under one prefix only: no bare duplicates of data or model arguments
+    bare = {k for k in params if "." not in k}
+    assert bare == {"recipe", "model", "seed"}
+    assert not any(v == "None" for v in params.values())
+
+
+def test_the_experiment_is_a_model_training_one(trained):
+    client, run, _ = trained
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_the_prepared_splits_are_the_runs_dataset_inputs(trained):
+    _, run, _ = trained
+    inputs = {[t.value for t in d.tags if t.key == "mlflow.data.context"][0]: d.dataset for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "validation", "test"}
+    train = inputs["train"]
+    assert train.name == "synthetic/train" and train.digest.endswith("-train") and "user_index" in train.schema
+    assert train.source_type == "local" and inputs["test"].digest != train.digest
+
+
+def test_the_logged_model_loads_as_a_pyfunc_recommends_and_is_registered(trained):
+    import mlflow
+    import mlflow.pyfunc
+
+    client, run, out = trained
+    mlflow.set_tracking_uri(client.tracking_uri)
+    (logged,) = client.search_logged_models([run.info.experiment_id])
+    assert logged.source_run_id == run.info.run_id and logged.name == "fbrec_bundle"
+    model = mlflow.pyfunc.load_model(logged.model_uri)
+    bundle_users = model.unwrap_python_model().bundle.user_map.raw.to_list()
+    frame = model.predict(pd.DataFrame({"user": bundle_users[:2]}), params={"k": 3})
+    assert list(frame.columns) == ["user", "rank", "item", "score"] and len(frame) == 6
+    assert frame.groupby("user")["score"].apply(lambda s: s.is_monotonic_decreasing).all()
+    expected = model.unwrap_python_model().bundle.recommend(bundle_users[0], 3)
+    assert [i for i, _ in expected] == frame[frame["user"] == bundle_users[0]]["item"].tolist()
+    (version,) = client.search_model_versions("name='tiny-mf'")
+    assert version.run_id == run.info.run_id and "registered" in out and "tiny-mf" in out
