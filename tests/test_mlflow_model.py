@@ -79,3 +79,13 @@ def test_the_logged_model_loads_as_a_pyfunc_recommends_and_is_registered(trained
     assert [i for i, _ in expected] == frame[frame["user"] == bundle_users[0]]["item"].tolist()
     (version,) = client.search_model_versions("name='tiny-mf'")
     assert version.run_id == run.info.run_id and "registered" in out and "tiny-mf" in out
+
+
+def test_plots_learning_curves_and_slices_in_a_stable_order(trained, tmp_path):
+    from fbrec.tracking.runs import _slice_key
+
+    client, run, _ = trained
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "curves")}
+    assert "curves/learning_curves.png" in artifacts
+    names = ["users_q2", "tail", "snips", "all", "users_q1", "cold", "head"]
+    assert sorted(names, key=_slice_key) == ["all", "head", "tail", "cold", "snips", "users_q1", "users_q2"]

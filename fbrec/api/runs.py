@@ -43,7 +43,7 @@ def evaluate_run(run_id: str, *, stage: str = "test", k=(10, 20, 50), out: str |
     result = Evaluation(evaluator.summary(frame), report(frame, protocol_users=evaluator.eval_set.protocol_users),
                         frame)
     log_report(run_id, f"evaluate_{stage}", result.summary, result.report, frame, default_tracking_uri(),
-               main_k=min(k))
+               main_k=min(k), title=f"run {run_id[:8]} ({art.model}) on {dm.data.name}")
     if out:
         write_new_file(out, result.report.write_csv)
     return result

@@ -308,7 +308,7 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
                      ) -> str | None:
     from fbrec.evaluation import report
     from fbrec.models.selection import checkpoint_epoch
-    from fbrec.tracking import log_model_artifacts, log_report, log_table
+    from fbrec.tracking import log_learning_curves, log_model_artifacts, log_report, log_table
 
     stages = model.stage_seconds
     started = time.perf_counter()
@@ -337,8 +337,10 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
             frame = evaluator.frame()
             summaries[key] = evaluator.summary(frame)
             log_report(run_id, key.replace("/", "_"), summaries[key],
-                       report(frame, protocol_users=evaluator.eval_set.protocol_users), frame, uri, main_k=model.ks[0])
+                       report(frame, protocol_users=evaluator.eval_set.protocol_users), frame, uri, main_k=model.ks[0],
+                       title=f"{recipe} on {dm.data.name}")
     summary = summaries["test"]
+    log_learning_curves(run_id, monitor, uri, title=f"{recipe} on {dm.data.name}")
     if side_by_side is not None:
         table = biased_vs_unbiased(side_by_side, summary, model.ks)
         log_table(run_id, table, "report/biased_vs_unbiased.csv", uri)

@@ -17,6 +17,7 @@ from fbrec.tracking.runs import (
                                  flat_params,
                                  log_bundle,
                                  log_dataset_inputs,
+                                 log_learning_curves,
                                  log_model_artifacts,
                                  log_report,
                                  log_run,
@@ -29,5 +30,5 @@ from fbrec.tracking.runs import (
 )
 
 __all__ = ["checkpoint_dir", "download_config", "end_run", "mark_dead_runs", "mark_dead_runs_in_store", "owner_tags",
-           "reopen_run", "store_root", "RunArtifacts", "default_tracking_uri", "find_run", "flat_params", "log_bundle", "log_dataset_inputs", "log_model_artifacts", "log_report", "log_run", "log_sessions",
+           "reopen_run", "store_root", "RunArtifacts", "default_tracking_uri", "find_run", "flat_params", "log_bundle", "log_dataset_inputs", "log_learning_curves", "log_model_artifacts", "log_report", "log_run", "log_sessions",
            "log_table", "make_logger", "read_run_artifacts", "set_run_tags", "tracking_setup"]

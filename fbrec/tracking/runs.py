@@ -148,58 +148,115 @@ def make_logger(experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = Non
                         tags=None if run_id else tags, artifact_location=_artifact_root(uri), run_id=run_id)
 
 
-def _plot_curves(summary: dict[str, float], path: Path, title: str) -> None:
+UNBOUNDED = ("dcg",)          # metric@K families that exceed 1 (plotted on their own axis)
+SLICE_ORDER = ("all", "head", "tail", "cold", "snips", "ips")
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _plot_curves(summary: dict[str, float], path: Path, title: str) -> None:
+    """metric@K: bounded metrics on one [0, 1] axis, DCG (unbounded) on its own."""
     from fbrec.evaluation.ranking import metric_curves
 
+    plt = _pyplot()
     curves = metric_curves(summary)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for metric, points in curves.items():
-        ks, vals = zip(*points, strict=True)
-        ax.plot(ks, vals, marker="o", label=metric)
-    ax.set_xlabel("K")
-    ax.set_ylabel("value")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    bounded = {m: v for m, v in sorted(curves.items()) if m not in UNBOUNDED}
+    unbounded = {m: v for m, v in sorted(curves.items()) if m in UNBOUNDED}
+    fig, axes = plt.subplots(1, 2 if unbounded else 1, figsize=(10 if unbounded else 6.5, 4.2), squeeze=False)
+    for ax, group, ylabel in ((axes[0, 0], bounded, "value (0-1)"), (axes[0, -1], unbounded, "DCG")):
+        if not group:
+            continue
+        for metric, points in group.items():
+            ks, vals = zip(*points, strict=True)
+            ax.plot(ks, vals, marker="o", label=metric)
+        ax.set_xlabel("K")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(sorted({k for pts in group.values() for k, _ in pts}))
+        if group is bounded:
+            ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _plot_slices(report: pl.DataFrame, metric: str, path: Path) -> None:
-    import matplotlib
+def _slice_key(name: str) -> tuple[int, str]:
+    return (SLICE_ORDER.index(name), name) if name in SLICE_ORDER else (len(SLICE_ORDER), name)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    rows = report.filter(pl.col("metric") == metric)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar(rows["slice"].to_list(), rows["value"].to_list(), yerr=rows["ci95"].to_list(), capsize=4)
+def _plot_slices(report: pl.DataFrame, metric: str, path: Path, title: str) -> None:
+    """One bar per slice in a fixed order (all, head, tail, cold, snips, ips, users_q1, ...), n under each label."""
+    plt = _pyplot()
+    rows = report.filter(pl.col("metric") == metric).to_dicts()
+    rows.sort(key=lambda r: _slice_key(r["slice"]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.2))
+    labels = [f"{r['slice']}\nn={r['num_users']:,}" for r in rows]
+    ax.bar(range(len(rows)), [r["value"] for r in rows], yerr=[r["ci95"] for r in rows], capsize=4)
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} by slice (95% CI)")
+    if not any(metric.startswith(m) for m in UNBOUNDED):
+        ax.set_ylim(0, max(1e-9, min(1.0, 1.15 * max((r["value"] + r["ci95"] for r in rows), default=1.0))))
+    ax.set_title(f"{title}: {metric} by slice (95% CI)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def log_learning_curves(run_id: str, monitor: str | None, tracking_uri: str | None = None, *, title: str = "") -> None:
+    """curves/learning_curves.png: the training loss per epoch and the monitored validation metric per epoch."""
+    client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    loss = client.get_metric_history(run_id, "train/loss_epoch")
+    val = client.get_metric_history(run_id, monitor) if monitor else []
+    epochs = client.get_metric_history(run_id, "epoch")
+    if not loss and not val:
+        return
+    epoch_at = {m.step: m.value for m in epochs}
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2 if val else 1, figsize=(10 if val else 6, 3.8), squeeze=False)
+    for ax, history, label in ((axes[0, 0], loss, "train loss (epoch mean)"), (axes[0, -1], val, monitor)):
+        if not history:
+            continue
+        history = sorted(history, key=lambda m: m.step)
+        ax.plot([epoch_at.get(m.step, i) for i, m in enumerate(history)], [m.value for m in history], marker="o")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{title}: learning curves" if title else "learning curves", fontsize=10)
+    fig.tight_layout()
+    with tempfile.TemporaryDirectory() as tmp:
+        fig.savefig(Path(tmp) / "learning_curves.png", dpi=110)
+        plt.close(fig)
+        client.log_artifact(run_id, str(Path(tmp) / "learning_curves.png"), artifact_path="curves")
 
 
 def log_report(run_id: str, stage: str, summary: dict[str, float], report: pl.DataFrame,
-               per_user: pl.DataFrame | None = None, tracking_uri: str | None = None, main_k: int = 10) -> None:
-    """Report table (CSV + parquet), per-user frame, metric@K curve and slice bars under `<stage>/`."""
+               per_user: pl.DataFrame | None = None, tracking_uri: str | None = None, main_k: int = 10,
+               title: str = "") -> None:
+    """Report table (CSV + parquet), per-user frame, metric@K curve and slice bars under `<stage>/`; `title`
+    (recipe on dataset) heads the plots."""
     client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    heading = f"{title} - {stage}" if title else stage
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         report.write_csv(d / f"{stage}_report.csv")
         if per_user is not None:
             per_user.write_parquet(d / f"{stage}_per_user.parquet")
-        _plot_curves(summary, d / f"{stage}_metric_at_k.png", f"{stage}: metric@K (all items)")
+        _plot_curves(summary, d / f"{stage}_metric_at_k.png", f"{heading}: metric@K (all items)")
         metric = f"ndcg_at_{main_k}"
         if report.filter(pl.col("metric") == metric).height:
-            _plot_slices(report, metric, d / f"{stage}_slices.png")
+            _plot_slices(report, metric, d / f"{stage}_slices.png", heading)
         client.log_artifacts(run_id, str(d), artifact_path=stage)
 
 
