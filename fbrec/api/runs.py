@@ -20,9 +20,9 @@ class Evaluation:
 
 
 def _datamodule(data_args: dict):
-    from fbrec.data.datamodule import FeedbackDataModule
+    from fbrec.data.feedback import FeedbackData
 
-    return FeedbackDataModule(**data_args)
+    return FeedbackData(**data_args)   # no torch or Lightning: export and evaluate read data, they do not train
 
 
 def evaluate_run(run_id: str, *, stage: str = "test", k=(10, 20, 50), out: str | Path | None = None) -> Evaluation:

@@ -52,7 +52,7 @@ def profiles(out: Path = typer.Option(..., "--out", help="profile folder to writ
     User profiles use training items only, and the folder is bound to that split: a run on another split refuses it.
     """
     from fbrec._atomic import check_replaceable
-    from fbrec.data.datamodule import FeedbackDataModule
+    from fbrec.data.feedback import FeedbackData
     from fbrec.errors import ConfigError
     from fbrec.llm import TextEncoder, make_backend, write_profiles
 
@@ -67,7 +67,7 @@ def profiles(out: Path = typer.Option(..., "--out", help="profile folder to writ
     recipe_data_seed = data_args.pop("seed", None)
     data_seed = seed if seed is not None else recipe_data_seed if recipe_data_seed is not None else recipe_seed
     try:
-        dm = FeedbackDataModule(**data_args, seed=data_seed)
+        dm = FeedbackData(**data_args, seed=data_seed)
     except TypeError as exc:
         raise ConfigError(f"data options {sorted(data_args)}: {exc}", rule="the data block of a recipe",
                           fix="fix --config") from None

@@ -18,7 +18,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import polars as pl
-from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.tracking import MlflowClient
 
 from fbrec.errors import ConfigError
@@ -70,22 +69,6 @@ def _store_lock(uri: str):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-
-
-class FbrecMLFlowLogger(MLFlowLogger):
-    """Lightning's MLflow logger minus its automatic hyperparameters: Lightning would log the model's and the data
-    module's arguments (the data ones twice, plus LightningCLI's `_instantiator`); fbrec logs one flat, readable
-    set itself (`log_params`)."""
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        return None
-
-    def log_params(self, params: dict[str, object]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        for start in range(0, len(items), 100):   # MLflow's batch limit
-            self.experiment.log_batch(self.run_id, params=items[start:start + 100])
 
 
 def flat_params(config, recipe: str, data_seed: int | None) -> dict[str, object]:
@@ -141,8 +124,10 @@ def log_dataset_inputs(run_id: str, data, source: str, tracking_uri: str | None 
 
 
 def make_logger(experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None, tags: dict | None = None,
-                tracking_uri: str | None = None, run_id: str | None = None) -> FbrecMLFlowLogger:
-    """A Lightning MLflow logger for a new run, or (run_id) for continuing an existing one."""
+                tracking_uri: str | None = None, run_id: str | None = None):
+    """A Lightning MLflow logger (fbrec.tracking.logger) for a new run, or (run_id) for continuing an existing one."""
+    from fbrec.tracking.logger import FbrecMLFlowLogger  # Lightning is imported only by commands that train
+
     uri, _ = tracking_setup(experiment, tracking_uri)
     return FbrecMLFlowLogger(experiment_name=experiment, run_name=None if run_id else run_name, tracking_uri=uri,
                         tags=None if run_id else tags, artifact_location=_artifact_root(uri), run_id=run_id)

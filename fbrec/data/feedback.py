@@ -1,0 +1,379 @@
+"""FeedbackData: a prepared dataset, its splits, evaluation sets and propensities — numpy, scipy and polars only.
+
+FeedbackDataModule (fbrec.data.datamodule) adds the torch loaders on top; commands that only read a run's data
+(export, evaluate, the service's tools) use this class and never import torch or Lightning."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from fbrec._checks import check_positive
+from fbrec.data.datasets import RawDataset, load_pair_propensities
+from fbrec.data.evalset import EvalSet, popularity_slices, sample_candidates
+from fbrec.data.features import FeatureSet, FeatureSpec, build_features
+from fbrec.data.io import read_log, read_side_table
+from fbrec.data.levels import check_level_order
+from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare, prepare_raw
+from fbrec.data.propensities import attach_pair_propensities, read_pair_propensities
+from fbrec.data.transforms import inject_noise
+from fbrec.errors import ConfigError, UnknownNameError
+from fbrec.propensity import PopularityPropensity
+from fbrec.types import ITEM_INDEX, LABEL, LEVEL, USER_INDEX, WEIGHT
+
+PROPENSITIES = (None, "popularity", "dataset", "file")
+
+
+class FeedbackData:
+    """A prepared dataset and everything evaluation needs from it, without torch or Lightning (`fbrec export`,
+    `fbrec evaluate` and the Python API read it directly; FeedbackDataModule adds the loaders).
+
+    Args:
+        dataset: registry name ("synthetic", "movielens-100k", "coat", ...).
+        data_dir: folder with the real datasets (default: FBREC_DATA_DIR or ../shared/data).
+        dataset_options: generator settings for "synthetic" (num_users, num_items, seed, ...).
+        prepared_dir: read a dataset written by `fbrec data prepare` instead of preparing it again.
+        log_path: train on your own click log (parquet/csv/ndjson) instead of a registered dataset.
+        columns: for log_path, canonical -> file column names, e.g. {"user": "uid", "item": "sku"}.
+        items_path / users_path: for log_path, side tables (one row per item / user id) the feature towers read.
+        levels: for log_path, the ordered feedback level names of its `level` column, lowest first; for a
+            registered dataset, a check that these names exist and follow the dataset's declared order.
+        min_level / min_rating / min_user / min_item / split / test_fraction / val_fraction: preprocessing
+            (None = the dataset's default, see `fbrec data describe NAME`).
+        num_negatives: uniformly sampled negatives per positive.
+        batch_size: training examples per step (per process).
+        eval_batch_size: users per full-ranking chunk.
+        head_fraction: share of items (by training popularity) in the "head" slice; the rest is "tail", and
+            items with at most `cold_max_interactions` training interactions also form the "cold" slice.
+        item_features / user_features: side features of the item and user towers (see fbrec.data.features),
+            e.g. [{column: genres, kind: multi}, {column: year, kind: bucket}]; the id is always the first feature.
+        propensity: the exposure probability carried in every batch (losses) and divided by in the SNIPS metrics:
+            "popularity" estimates each item's on the training split ((n_i / N)^propensity_eta, floored at
+            min_propensity, N = max_j n_j or, with propensity_normalise: users, the number of users); "dataset"
+            takes the pair propensities the dataset ships (Coat's); "file" reads a (user, item, propensity) table from propensity_path (parquet/CSV/NDJSON, names mapped by `columns`);
+            None = 1 everywhere.
+        label: "binary" (every positive is 1) or "level": each positive is labelled with its ordinal level 1..K
+            counted from min_level (the highest level the pair reached), for ordinal recipes such as GNOLR.
+        eval_candidates: "all" ranks the whole catalogue at test time; "test_items" ranks only each user's logged
+            test items (the MCAR protocol of Coat / Yahoo! R3, whose test files hold rated-but-irrelevant items).
+        separator / timestamp_format / timestamp_unit / integer_ids: how log_path is read (see fbrec.data.read_log):
+            the CSV separator (detected from the header when None), a strftime format for timestamp strings, the
+            unit of numeric timestamps ("s", "ms", "us", "ns"), and whether ids are integers (default: text, so
+            "05" and "5" are two users).
+        val_users: validate each epoch on a seeded sample of this many validation users (all when None or when
+            there are fewer); the metrics then say so in their prefix, `val_users<N>/...` instead of `val/...`.
+            The test always ranks for every user.
+        sampled_metrics: validate by ranking each user's relevant items among this many items drawn uniformly
+            from those the user never interacted with (seeded by the data seed, drawn once) instead of the whole
+            catalogue; the metrics say so, `val_sampled<N>/...`. Cheap on huge catalogues but not consistent with
+            full ranking (Krichene & Rendle, KDD 2020), so it is never a default and the test ranks every item.
+        merge_validation: train on the training and validation pairs together, leaving no validation split: the
+            refit after settings and the epoch count were chosen on validation (`fbrec train --refit`).
+        noise_rate: the denoising protocol (PLD, T-CE): add floor(noise_rate x |u's training items|) random items u
+            never interacted with to u's training pairs (validation and test stay clean; evaluation masks them as
+            seen, like every training pair). 0 = none.
+        positive_pool: k > 0 adds to every batch a pool of k of the user's training items (drawn with replacement)
+            for PLD's resampling of the positive (fbrec.models.denoise).
+        seed: seed of the validation carve-out / split, negative sampling and shuffling. None (the default) = the
+            run's `seed_everything`, so one seed drives initialisation and the data stream; set it to vary the
+            data stream apart from the initialisation.
+    """
+
+    def __init__(self, dataset: str = "synthetic", data_dir: str | None = None, dataset_options: dict | None = None,
+                 prepared_dir: str | None = None, log_path: str | None = None, items_path: str | None = None,
+                 users_path: str | None = None,
+                 columns: dict[str, str] | None = None, levels: list[str] | None = None,
+                 min_level: str | None = None, min_rating: float | None = None, min_user: int | None = None, min_item: int | None = None, split: str | None = None,
+                 test_fraction: float = 0.2, val_fraction: float = 0.1, num_negatives: int = 1,
+                 batch_size: int = 1024, eval_batch_size: int = 256, head_fraction: float = 0.2,
+                 cold_max_interactions: int = 5, item_features: list[FeatureSpec] | None = None,
+                 user_features: list[FeatureSpec] | None = None,
+                 propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
+                 propensity_normalise: str = "max", propensity_path: str | None = None, merge_validation: bool = False,
+                 val_users: int | None = None, sampled_metrics: int | None = None,
+                 noise_rate: float = 0.0, positive_pool: int = 0,
+                 eval_candidates: str = "all", label: str = "binary", seed: int | None = None,
+                 separator: str | None = None, timestamp_format: str | None = None, timestamp_unit: str = "s",
+                 integer_ids: bool = False):
+        super().__init__()
+        check_positive("num_negatives", num_negatives)
+        check_positive("batch_size", batch_size)
+        check_positive("eval_batch_size", eval_batch_size)
+        check_positive("cold_max_interactions", cold_max_interactions, strict=False)
+        if hasattr(self, "save_hyperparameters"):   # as a LightningDataModule: hparams in checkpoints
+            self.save_hyperparameters()
+        # seed_everything (LightningCLI runs it before building this module) exports PL_GLOBAL_SEED
+        seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        self.dataset_name, self.data_dir, self.dataset_options = dataset, data_dir, dict(dataset_options or {})
+        self.prepared_dir = prepared_dir
+        self.log_path, self.columns, self.levels = log_path, dict(columns or {}), levels
+        self.read_options = {"separator": separator, "timestamp_format": timestamp_format,
+                             "timestamp_unit": timestamp_unit, "integer_ids": integer_ids}
+        self.items_path, self.users_path = items_path, users_path
+        if (items_path or users_path) and not log_path:
+            raise ConfigError(f"items_path={items_path!r}, users_path={users_path!r} without log_path",
+                              rule="side tables accompany your own click log; registered datasets bring theirs",
+                              fix="set log_path, or drop items_path/users_path")
+        self.prepare_config = PrepareConfig(min_level, min_rating, min_user, min_item, split, test_fraction,
+                                            val_fraction, seed)
+        self.num_negatives, self.batch_size, self.eval_batch_size = num_negatives, batch_size, eval_batch_size
+        self.head_fraction, self.cold_max_interactions, self.seed = head_fraction, cold_max_interactions, seed
+        self.item_feature_specs = [s if isinstance(s, FeatureSpec) else FeatureSpec(**s) for s in item_features or ()]
+        self.user_feature_specs = [s if isinstance(s, FeatureSpec) else FeatureSpec(**s) for s in user_features or ()]
+        self._feature_sets: dict[str, FeatureSet] = {}
+        if propensity not in PROPENSITIES:
+            raise UnknownNameError("propensity source", str(propensity), [p for p in PROPENSITIES if p])
+        check_positive("positive_pool", positive_pool, strict=False)
+        if not 0 <= noise_rate < 1:   # checked before any data is read (inject_noise checks it again)
+            raise ConfigError(f"noise_rate={noise_rate}", rule="the share of noisy pairs added per user lies in [0, 1)",
+                              fix="use e.g. noise_rate: 0.3")
+        if noise_rate and propensity in ("dataset", "file"):
+            raise ConfigError(f"noise_rate={noise_rate} with propensity={propensity!r}",
+                              rule="injected noise pairs have no logged propensity",
+                              fix="use propensity: popularity (or none) with noise_rate")
+        if (propensity == "file") != (propensity_path is not None):
+            raise ConfigError(f"propensity={propensity!r} with propensity_path={propensity_path!r}",
+                              rule="propensity_path goes with propensity: file, and only with it",
+                              fix="set both (propensity: file, propensity_path: PATH) or neither")
+        if eval_candidates not in ("all", "test_items"):
+            raise UnknownNameError("eval_candidates value", eval_candidates, ["all", "test_items"])
+        if label not in ("binary", "level"):
+            raise UnknownNameError("label kind", label, ["binary", "level"])
+        self.propensity_name, self.eval_candidates, self.label = propensity, eval_candidates, label
+        self.propensity = (PopularityPropensity(propensity_eta, min_propensity, propensity_normalise)
+                           if propensity == "popularity" else None)
+        self.propensity_path = propensity_path
+        self.noise_rate, self.positive_pool, self.merge_validation = noise_rate, positive_pool, merge_validation
+        if val_users is not None:
+            check_positive("val_users", val_users)
+        self.val_users = val_users
+        if sampled_metrics is not None:
+            check_positive("sampled_metrics", sampled_metrics)
+        self.sampled_metrics = sampled_metrics
+        self._noise: tuple[np.ndarray, np.ndarray] | None = None
+        self._batch_fields: set[str] = set()
+        self._pairs: pl.DataFrame | None = None
+        self._data: PreparedDataset | None = None
+        self._train = None   # the loaders' sampler (FeedbackDataModule.setup)
+        self._eval_sets: dict[tuple[str, int | None], EvalSet] = {}
+
+    @property
+    def data(self) -> PreparedDataset:
+        if self._data is None:
+            if self.prepared_dir:
+                data = PreparedDataset.load(Path(self.prepared_dir))
+            elif self.log_path:
+                sides = {side: read_side_table(path, side[:-1], columns=self.columns)
+                         for side, path in (("items", self.items_path), ("users", self.users_path)) if path}
+                raw = RawDataset(read_log(self.log_path, columns=self.columns, levels=self.levels,
+                                          **self.read_options),
+                                 files=tuple(Path(p) for p in (self.log_path, self.items_path, self.users_path) if p),
+                                 **sides)
+                data = prepare_raw(raw, Path(self.log_path).stem, self.prepare_config)
+            else:
+                data = prepare(self.dataset_name, self.prepare_config, root=self.data_dir,
+                               options=self.dataset_options)
+                if self.levels is not None:   # a recipe's level list must follow the dataset's declared order
+                    declared = data.train.schema[LEVEL].categories.to_list() if LEVEL in data.train.columns else []
+                    check_level_order(declared, self.levels)
+            if self.merge_validation:   # the refit: validation pairs become training pairs
+                data = replace(data, train=pl.concat([data.train, data.val.select(data.train.columns)]),
+                               val=data.val.head(0))
+            self._data = data   # only once every check passed
+        return self._data
+
+    @property
+    def num_users(self) -> int:
+        return self.data.num_users
+
+    @property
+    def num_items(self) -> int:
+        return self.data.num_items
+
+    def request_batch_fields(self, fields: set[str]) -> None:
+        """The optional batch fields a model's loss reads (EmbeddingModule.setup asks); others stay None."""
+        self._batch_fields = set(fields)
+        if self._train is not None:
+            self._train.negative_ips_wanted = "negative_ips" in self._batch_fields
+
+    def noise_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The injected noisy training pairs (user_index, item_index) for noise_rate > 0 (empty otherwise), drawn
+        once from the data seed among items the user has in no split."""
+        if self._noise is None:
+            d = self.data
+            if not self.noise_rate:
+                self._noise = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+            else:
+                seen = np.concatenate([f[USER_INDEX].to_numpy().astype(np.int64) * d.num_items
+                                       + f[ITEM_INDEX].to_numpy() for f in (d.train, d.val, d.test)])
+                self._noise = inject_noise(d.train[USER_INDEX].to_numpy(), d.train[ITEM_INDEX].to_numpy(),
+                                           d.num_users, d.num_items, self.noise_rate, self.seed, interacted=seen)
+        return self._noise
+
+    def level_names(self) -> list[str]:
+        """The ordinal labels 1..K as level names (empty for binary data)."""
+        if self.label != "level":
+            return []
+        train = self.data.train
+        if LEVEL not in train.columns:
+            raise ConfigError(f"label='level' but dataset {self.data.name!r} has no feedback levels",
+                              rule="ordinal labels need a 'level' column", fix="use label='binary'")
+        names = train.schema[LEVEL].categories.to_list()
+        low = train[LEVEL].to_physical().min()
+        return names[low:]
+
+    def _levels(self, frame: pl.DataFrame) -> np.ndarray:
+        """1..K for each row (the level counted from the lowest positive level); all ones for binary data."""
+        if self.label != "level":
+            return np.ones(frame.height, dtype=np.int64)
+        names = self.level_names()
+        base = self.data.train.schema[LEVEL].categories.to_list().index(names[0])
+        return frame[LEVEL].to_physical().to_numpy().astype(np.int64) - base + 1
+
+    def level_rates(self) -> np.ndarray:
+        """Cumulative rates P(y >= k), k = 1..K, over the training population the loss sees: each positive and
+        its num_negatives sampled negatives (label 0)."""
+        y = self._levels(self.data.train)
+        K = len(self.level_names()) or 1
+        return np.array([(y >= k).sum() for k in range(1, K + 1)]) / (len(y) * (1 + self.num_negatives))
+
+    def item_features(self) -> FeatureSet:
+        """The item tower's features as bags over item_index (built once; errors name missing rows or values)."""
+        return self._side_features("item")
+
+    def user_features(self) -> FeatureSet:
+        return self._side_features("user")
+
+    def _side_features(self, side: str) -> FeatureSet:
+        if side not in self._feature_sets:
+            item = side == "item"
+            self._feature_sets[side] = build_features(
+                self.data.items if item else self.data.users,
+                self.item_feature_specs if item else self.user_feature_specs,
+                self.num_items if item else self.num_users,
+                index_column=ITEM_INDEX if item else USER_INDEX, row_name=side)
+        return self._feature_sets[side]
+
+    def train_item_counts(self) -> np.ndarray:
+        return np.bincount(self.data.train[ITEM_INDEX].to_numpy(), minlength=self.num_items)
+
+    def eval_set(self, stage: str, level: int | None = None) -> EvalSet:
+        """val: rank against training items excluded; test: training and validation items excluded.
+        level=k keeps only relevant pairs whose ordinal label is >= k (per-level evaluation).
+        Built once per (stage, level): the frames never change, and validation asks every epoch."""
+        key = (stage, level)
+        if key not in self._eval_sets:
+            self._eval_sets[key] = self._build_eval_set(stage, level)
+        return self._eval_sets[key]
+
+    def _build_eval_set(self, stage: str, level: int | None) -> EvalSet:
+        d = self.data
+
+        def at_level(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame if level is None else frame.filter(pl.Series(self._levels(frame) >= level))
+
+        train = interactions_csr(d.train, d.num_users, d.num_items)
+        noise_users, noise_items = self.noise_pairs()
+        if len(noise_users):   # injected pairs are training pairs: masked like them
+            train = (train + sp.csr_matrix((np.ones(len(noise_users), np.float32), (noise_users, noise_items)),
+                                           shape=train.shape)).tocsr()
+        if stage == "val":
+            relevant = at_level(d.val)
+            exclude, truth = train, interactions_csr(relevant, d.num_users, d.num_items)
+        else:
+            test = d.test
+            relevant = at_level(test.filter(pl.col(LABEL) > 0) if LABEL in test.columns else test)
+            truth = interactions_csr(relevant, d.num_users, d.num_items)
+            if self.eval_candidates == "test_items":   # rank only the user's logged test items (MCAR protocol)
+                candidates = interactions_csr(test, d.num_users, d.num_items).toarray() > 0
+                exclude = sp.csr_matrix(~candidates, dtype=np.float32)
+            else:
+                exclude = (train + interactions_csr(d.val, d.num_users, d.num_items)).tocsr()
+                exclude.data[:] = 1
+        slices = popularity_slices(self.train_item_counts(), self.head_fraction, self.cold_max_interactions)
+        theta = self.item_propensity()
+        weights = None if theta is None else 1.0 / theta
+        if self.propensity_name in ("dataset", "file"):   # 1 / theta at every relevant pair of this stage
+            inv = 1.0 / attach_pair_propensities(relevant, self.pair_propensities(), what=f"relevant {stage}")
+            weights = sp.csr_matrix((inv, (relevant[USER_INDEX].to_numpy(), relevant[ITEM_INDEX].to_numpy())),
+                                    shape=(d.num_users, d.num_items))
+        # Saito et al.'s protocol metrics where the papers use them: the MCAR candidates (mean over every user with
+        # a candidate) and propensity-weighted validation (the unbiased model-selection metric)
+        mcar = stage == "test" and self.eval_candidates == "test_items"
+        saito = mcar or (stage == "val" and self.propensity_name is not None)
+        protocol_users = d.test[USER_INDEX].n_unique() if mcar else None
+        candidates = (sample_candidates(exclude, truth, self.sampled_metrics, self.seed)
+                      if stage == "val" and self.sampled_metrics else None)
+        return EvalSet(exclude, truth, slices, np.diff(train.indptr), weights, saito=saito,
+                       protocol_users=protocol_users, candidates=candidates)
+
+    def logged_levels(self, stage: str) -> sp.csr_matrix:
+        """(U, I) level 1..K of every logged row of the split (val or test), 0 elsewhere: the rows the pooled
+        per-level AUC (fbrec.evaluation.pooled) scores."""
+        d = self.data
+        frame = d.val if stage == "val" else d.test
+        return sp.csr_matrix((self._levels(frame), (frame[USER_INDEX].to_numpy(), frame[ITEM_INDEX].to_numpy())),
+                             shape=(d.num_users, d.num_items))
+
+    def eval_users(self, stage: str) -> np.ndarray:
+        """The users an evaluation ranks for: every user with a relevant item, or for validation with val_users
+        a sample of them drawn once from the data seed (the same users every epoch, sorted)."""
+        users = self.eval_set(stage).users
+        if stage != "val" or self.val_users is None or self.val_users >= len(users):
+            return users
+        rng = np.random.default_rng([self.seed, 7])
+        return np.sort(rng.choice(users, self.val_users, replace=False))
+
+    def metric_prefix(self, stage: str) -> str:
+        """`val`, `test`, or for validation on samples `val_users<N>` (N users), `val_sampled<M>` (M sampled
+        candidate items per user), `val_users<N>_sampled<M>` (both)."""
+        if stage != "val":
+            return stage
+        prefix = stage
+        if self.val_users is not None and self.val_users < len(self.eval_set("val").users):
+            prefix += f"_users{self.val_users}"
+        if self.sampled_metrics:
+            prefix += f"_sampled{self.sampled_metrics}"
+        return prefix
+
+    def item_propensity(self) -> np.ndarray | None:
+        """The fitted (I,) exposure probabilities, or None when no estimator is configured."""
+        if self.propensity is None:
+            return None
+        if getattr(self.propensity, "item_propensity_", None) is None:
+            self._train_arrays()
+        return self.propensity.item_propensity_
+
+    def pair_propensities(self) -> pl.DataFrame:
+        """The (user, item, propensity) table of propensity: dataset | file (raw ids), read once."""
+        if self._pairs is None:
+            if self.propensity_name == "file":
+                self._pairs = read_pair_propensities(self.propensity_path, columns=self.columns)
+            else:
+                self._pairs = load_pair_propensities(self.dataset_name, self.data_dir)
+        return self._pairs
+
+    def _train_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Training (users, items, weights, propensities, levels), injected noise included; the popularity
+        propensity is fitted here, on the training split only."""
+        d = self.data
+        weight = d.train[WEIGHT].to_numpy() if WEIGHT in d.train.columns else np.ones(d.train.height, np.float32)
+        users, items = d.train[USER_INDEX].to_numpy(), d.train[ITEM_INDEX].to_numpy()
+        levels = self._levels(d.train)
+        noise_users, noise_items = self.noise_pairs()
+        if len(noise_users):   # noisy pairs look like any training positive
+            users, items = np.concatenate([users, noise_users]), np.concatenate([items, noise_items])
+            weight = np.concatenate([weight, np.ones(len(noise_users), weight.dtype)])
+            levels = np.concatenate([levels, np.ones(len(noise_users), levels.dtype)])
+        theta = np.ones(len(items))
+        if self.propensity is not None:
+            self.propensity.num_users = d.num_users
+            theta = self.propensity.fit(items, d.num_items).item_propensity_[items]
+        elif self.propensity_name is not None:
+            theta = attach_pair_propensities(d.train, self.pair_propensities(), what="training")
+        return users, items, weight, theta, levels
