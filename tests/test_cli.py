@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -261,3 +263,22 @@ def test_validation_on_a_user_sample_says_so_in_its_metric_names(mlflow_store, t
     np.testing.assert_array_equal(sample, FeedbackDataModule("synthetic", dataset_options=opts, seed=0,
                                                              val_users=20).eval_users("val"))
     assert len(dm.eval_users("test")) == len(dm.eval_set("test").users)     # the test ranks every user
+
+
+def test_verbose_leaves_third_party_warnings_alone(monkeypatch):
+    import warnings
+
+    from fbrec.api.config import quiet_third_parties
+
+    with warnings.catch_warnings():
+        monkeypatch.setenv("FBREC_VERBOSE", "1")
+        before = list(warnings.filters)
+        quiet_third_parties()
+        assert warnings.filters == before, "--verbose: nothing silenced"
+        monkeypatch.delenv("FBREC_VERBOSE")
+        quiet_third_parties()
+        assert len(warnings.filters) > len(before), "by default the known third-party noise is filtered"
+    monkeypatch.setenv("FBREC_VERBOSE", "")   # restored after the test: --verbose must not leak into others
+    with contextlib.suppress(SystemExit):
+        main(["--verbose", "--help"])
+    assert os.environ.get("FBREC_VERBOSE") == "1"

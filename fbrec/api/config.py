@@ -68,7 +68,10 @@ class _DropNoise(logging.Filter):
 
 
 def quiet_third_parties() -> None:
-    """Keep the console to what fbrec and the user care about: errors, progress, validation lines, results."""
+    """Keep the console to what fbrec and the user care about: errors, progress, validation lines, results
+    (`fbrec --verbose` / FBREC_VERBOSE=1 leaves every third-party warning and log line as it is)."""
+    if os.environ.get("FBREC_VERBOSE"):
+        return
     for text in _NOISE:
         warnings.filterwarnings("ignore", message=f".*{re.escape(text)}")
     for name in ("torchrec.distributed.planner", "torch.fx._symbolic_trace", "torch.distributed.checkpoint"):

@@ -21,9 +21,13 @@ serve_cli.register(app)
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks for errors")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks for errors"),
+          verbose: bool = typer.Option(False, "--verbose", help="show third-party warnings and log lines (silenced "
+                                       "by default)")) -> None:
     if debug:
         os.environ["FBREC_DEBUG"] = "1"
+    if verbose:
+        os.environ["FBREC_VERBOSE"] = "1"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if "--debug" in argv:
         os.environ["FBREC_DEBUG"] = "1"
+    if "--verbose" in argv[:1]:
+        os.environ["FBREC_VERBOSE"] = "1"
     try:
         app(args=argv, prog_name="fbrec", standalone_mode=False)
     except FbrecError as exc:
