@@ -117,6 +117,9 @@ def log_dataset_inputs(run_id: str, data, source: str, tracking_uri: str | None 
             continue
         with warnings.catch_warnings():   # a local path matches two equivalent source resolvers
             warnings.simplefilter("ignore")
+            # MLflow's schema has no categorical type: levels are logged as their names (strings)
+            frame = frame.with_columns(pl.col(c).cast(pl.String) for c, t in frame.schema.items()
+                                       if isinstance(t, pl.Enum | pl.Categorical))
             ds = mlflow.data.from_polars(frame, source=source, name=f"{data.name}/{context}",
                                          digest=f"{data.checksum[:16]}-{context}")
         inputs.append(DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", context)]))
