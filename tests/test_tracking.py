@@ -25,3 +25,30 @@ def test_experiment_artifacts_stay_beside_the_store(tmp_path):
     _, exp_id = tracking_setup("exp", uri)
     location = MlflowClient(uri).get_experiment(exp_id).artifact_location
     assert location == (tmp_path / "db" / "artifacts").as_uri()
+
+
+def test_calibration_table_and_ece_by_hand():
+    import numpy as np
+
+    from fbrec.tracking import calibration_table
+
+    probs = np.array([0.05, 0.15, 0.95, 0.91])
+    labels = np.array([0.0, 1.0, 1.0, 0.0])
+    table, ece = calibration_table(probs, labels)
+    assert table["bin"].to_list() == [0, 1, 9] and table["n"].to_list() == [1, 1, 2]
+    assert table["observed"].to_list() == [0.0, 1.0, 0.5]
+    assert abs(ece - (0.05 + 0.85 + 2 * abs(0.5 - 0.93)) / 4) < 1e-9
+
+
+def test_a_log_loss_run_logs_its_calibration(mlflow_store, tmp_path):
+    from mlflow.tracking import MlflowClient
+    from test_cli import TINY
+
+    import fbrec
+
+    config = tmp_path / "bce.yaml"
+    config.write_text(TINY.replace("loss: bpr", "loss: bce"))
+    run = fbrec.train(str(config), {"trainer.max_epochs": 2, "trainer.enable_progress_bar": False})
+    assert 0 <= run.metrics["test/ece"] <= 1
+    files = {a.path for a in MlflowClient(mlflow_store).list_artifacts(run.run_id, "test")}
+    assert {"test/test_calibration.png", "test/test_calibration.csv"} <= files

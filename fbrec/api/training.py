@@ -277,6 +277,28 @@ def _data_source(dm) -> str:
     return str(data_dir(getattr(dm, "data_dir", None)) / dm.data.name)
 
 
+def _calibration_pairs(dm, user_emb, item_emb, model, max_positives: int = 200_000, seed: int = 0):
+    """sigmoid(score) on the test positives (label 1) and, per positive, num_negatives items the user never
+    interacted with (label 0): the population a log-loss model's probabilities refer to (its training sampling)."""
+    import numpy as np
+
+    es = dm.eval_set("test")
+    truth = es.truth.tocoo()
+    rng = np.random.default_rng(seed)
+    pick = rng.permutation(truth.nnz)[:max_positives]
+    users, items = truth.row[pick].astype(np.int64), truth.col[pick].astype(np.int64)
+    k = max(1, int(getattr(dm, "num_negatives", 1)))
+    neg_users = np.repeat(users, k)
+    neg_items = rng.integers(0, dm.num_items, size=len(neg_users))
+    seen = (es.exclude + es.truth).tocsr()
+    keep = np.asarray(seen[neg_users, neg_items]).ravel() == 0          # a drawn item the user has is not a negative
+    u = np.concatenate([users, neg_users[keep]])
+    i = np.concatenate([items, neg_items[keep]])
+    scores = (user_emb[u] * item_emb[i]).sum(1)
+    labels = np.concatenate([np.ones(len(users)), np.zeros(int(keep.sum()))])
+    return 1.0 / (1.0 + np.exp(-scores)), labels
+
+
 def stage_line(stages: dict[str, float], validations: int) -> str:
     """One console line of where the run's time went (also logged as time/<stage>_seconds)."""
     names = {"prepare": "config + read + prepare data + build model", "train": "train", "validation": f"validation ({validations}x)",
@@ -308,7 +330,13 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
                      ) -> str | None:
     from fbrec.evaluation import report
     from fbrec.models.selection import checkpoint_epoch
-    from fbrec.tracking import log_learning_curves, log_model_artifacts, log_report, log_table
+    from fbrec.tracking import (
+        log_calibration,
+        log_learning_curves,
+        log_model_artifacts,
+        log_report,
+        log_table,
+    )
 
     stages = model.stage_seconds
     started = time.perf_counter()
@@ -341,6 +369,9 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
                        title=f"{recipe} on {dm.data.name}")
     summary = summaries["test"]
     log_learning_curves(run_id, monitor, uri, title=f"{recipe} on {dm.data.name}")
+    if getattr(model, "loss_name", None) == "bce":   # a log-loss model outputs probabilities: check them
+        probs, labels = _calibration_pairs(dm, user_emb, item_emb, model)
+        log_calibration(run_id, probs, labels, uri, title=f"{recipe} on {dm.data.name}")
     if side_by_side is not None:
         table = biased_vs_unbiased(side_by_side, summary, model.ks)
         log_table(run_id, table, "report/biased_vs_unbiased.csv", uri)

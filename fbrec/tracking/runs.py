@@ -229,6 +229,46 @@ def log_learning_curves(run_id: str, monitor: str | None, tracking_uri: str | No
         client.log_artifact(run_id, str(Path(tmp) / "learning_curves.png"), artifact_path="curves")
 
 
+def calibration_table(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> tuple[pl.DataFrame, float]:
+    """Reliability table (bin, n, mean predicted, observed rate) over equal-width probability bins, and the
+    expected calibration error sum_b n_b / N |observed_b - predicted_b|."""
+    which = np.minimum((probs * bins).astype(np.int64), bins - 1)
+    n = np.bincount(which, minlength=bins)
+    pred = np.bincount(which, weights=probs, minlength=bins) / np.maximum(n, 1)
+    obs = np.bincount(which, weights=labels, minlength=bins) / np.maximum(n, 1)
+    table = pl.DataFrame({"bin": np.arange(bins), "n": n, "predicted": pred, "observed": obs}).filter(pl.col("n") > 0)
+    ece = float((table["n"] * (table["observed"] - table["predicted"]).abs()).sum() / max(1, len(probs)))
+    return table, ece
+
+
+def log_calibration(run_id: str, probs: np.ndarray, labels: np.ndarray, tracking_uri: str | None = None, *,
+                    stage: str = "test", title: str = "") -> float:
+    """A reliability diagram (`<stage>/<stage>_calibration.png`, its table as CSV) and `<stage>/ece`; returns ECE."""
+    client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    table, ece = calibration_table(np.asarray(probs, np.float64), np.asarray(labels, np.float64))
+    plt = _pyplot()
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+    ax.plot(table["predicted"], table["observed"], marker="o", label=f"model (ECE {ece:.3f})")
+    ax.set_ylabel("observed positive rate")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    hist.bar(table["predicted"], table["n"], width=0.08)
+    hist.set_xlabel("predicted probability")
+    hist.set_ylabel("pairs")
+    fig.suptitle(f"{title} - {stage}: calibration" if title else f"{stage}: calibration", fontsize=10)
+    fig.tight_layout()
+    with tempfile.TemporaryDirectory() as tmp:
+        fig.savefig(Path(tmp) / f"{stage}_calibration.png", dpi=110)
+        plt.close(fig)
+        table.write_csv(Path(tmp) / f"{stage}_calibration.csv")
+        client.log_artifacts(run_id, tmp, artifact_path=stage)
+    client.log_metric(run_id, f"{stage}/ece", ece)
+    return ece
+
+
 def log_report(run_id: str, stage: str, summary: dict[str, float], report: pl.DataFrame,
                per_user: pl.DataFrame | None = None, tracking_uri: str | None = None, main_k: int = 10,
                title: str = "") -> None:
