@@ -147,3 +147,15 @@ def test_random_split_draws_each_users_rows_independently():
                             on=["user", "item"]).group_by("user").agg(pl.col("r").sort())["r"].to_list()
     assert len({tuple(r) for r in ranks}) > 20, "users share their held-out positions"
     assert splits.keep_warm(parts)[1] == {"val": 0, "test": 0}
+
+
+def test_dedup_keeps_the_highest_latest_row_whatever_the_file_order():
+    import polars as pl
+
+    from fbrec.data.transforms import dedup
+
+    rows = {"user": [1, 1, 1, 2], "item": [7, 7, 7, 7], "timestamp": [5, 9, 9, 1], "weight": [1.0, 2.0, 3.0, 4.0]}
+    frame = pl.DataFrame(rows)
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
+        kept = dedup(frame[order]).collect().sort("user")
+        assert kept["timestamp"].to_list() == [9, 1] and kept["weight"].to_list() == [3.0, 4.0]

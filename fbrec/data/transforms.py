@@ -18,7 +18,8 @@ def _pair_key(schema: pl.Schema) -> tuple[pl.Expr | None, list[str]]:
 
 
 def dedup(frame: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
-    """One row per (user, item): the highest level / rating reached, at its latest timestamp.
+    """One row per (user, item): the highest level / rating reached, at its latest timestamp (further ties: the
+    row whose other columns sort last).
 
     Row order is not kept (splits order by time themselves)."""
     lf = frame.lazy()
@@ -27,9 +28,14 @@ def dedup(frame: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     key, subset = _pair_key(schema)
     if key is not None:
         lf = lf.with_columns(key)
-    if order:
-        lf = lf.sort(order)
-    lf = lf.unique(subset=subset, keep="last")
+    if not order:
+        lf = lf.unique(subset=subset, keep="last")
+    else:   # the lexicographic max of (level, rating, timestamp) per pair: one hash aggregation, no global sort
+        # ties on (level, rating, timestamp) are broken by the remaining columns, so the kept row never depends on
+        # the file's row order (maintain_order would, at 5x the cost)
+        others = [c for c in schema.names() if c not in subset]
+        tie = [c for c in others if c not in order and c not in (USER, ITEM)]   # constant within a pair
+        lf = lf.group_by(subset).agg(pl.col(others).sort_by([*order, *tie]).last())
     return lf.drop("_pair") if key is not None else lf
 
 
@@ -59,14 +65,16 @@ def _kcore_mask(user: np.ndarray, item: np.ndarray, min_user: int, min_item: int
     """k-core on integer ids with bincount; None when ids are too large for dense counts."""
     if user.min() < 0 or item.min() < 0 or max(user.max(), item.max()) > 100_000_000:
         return None
-    keep = np.ones(len(user), dtype=bool)
-    for _ in range(max_iter):
-        users_ok = np.bincount(user[keep], minlength=user.max() + 1) >= min_user
-        items_ok = np.bincount(item[keep], minlength=item.max() + 1) >= min_item
-        new = keep & users_ok[user] & items_ok[item]
-        if new.sum() == keep.sum():
+    rows = np.arange(len(user))
+    u, i = user, item
+    for _ in range(max_iter):   # each pass works on the surviving rows only
+        ok = (np.bincount(u, minlength=user.max() + 1) >= min_user)[u]
+        ok &= (np.bincount(i, minlength=item.max() + 1) >= min_item)[i]
+        if ok.all():
             break
-        keep = new
+        rows, u, i = rows[ok], u[ok], i[ok]
+    keep = np.zeros(len(user), dtype=bool)
+    keep[rows] = True
     return keep
 
 
