@@ -52,6 +52,12 @@ def planted_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _own_prepared_cache(tmp_path_factory, monkeypatch):
+    """Each test prepares into its own cache of prepared datasets (fbrec.data.cache): no test reads another's."""
+    monkeypatch.setenv("FBREC_PREPARED_CACHE", str(tmp_path_factory.mktemp("prepared-cache")))
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rendezvous():
     """An in-process Trainer leaves MASTER_PORT set while its process group still holds that port, and LOCAL_RANK /
     WORLD_SIZE behind it; a later test's spawned ranks or `fbrec` subprocesses would inherit them, fail to bind, or

@@ -6,7 +6,7 @@ FeedbackDataModule (fbrec.data.datamodule) adds the torch loaders on top; comman
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +14,12 @@ import polars as pl
 import scipy.sparse as sp
 
 from fbrec._checks import check_positive
-from fbrec.data.datasets import RawDataset, load_pair_propensities
+from fbrec.data.datasets import RawDataset, data_dir, get_spec, load_pair_propensities, load_raw
 from fbrec.data.evalset import EvalSet, popularity_slices, sample_candidates
 from fbrec.data.features import FeatureSet, FeatureSpec, build_features
 from fbrec.data.io import read_log, read_side_table
 from fbrec.data.levels import check_level_order
-from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare, prepare_raw
+from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare_raw
 from fbrec.data.propensities import attach_pair_propensities, read_pair_propensities
 from fbrec.data.transforms import inject_noise
 from fbrec.errors import ConfigError, UnknownNameError
@@ -167,25 +167,44 @@ class FeedbackData:
         if self._data is None:
             if self.prepared_dir:
                 data = PreparedDataset.load(Path(self.prepared_dir))
-            elif self.log_path:
+            else:
+                data = self._prepared()
+            if self.merge_validation:   # the refit: validation pairs become training pairs
+                data = replace(data, train=pl.concat([data.train, data.val.select(data.train.columns)]),
+                               val=data.val.head(0))
+            self._data = data   # only once every check passed
+        return self._data
+
+    def _prepared(self) -> PreparedDataset:
+        """Read and prepare the source, or take the cached result of the same source and options (fbrec.data.cache)."""
+        from fbrec.data import cache
+
+        key = cache.cache_key({"dataset": self.dataset_name, "data_dir": str(data_dir(self.data_dir).resolve()),
+                               "dataset_options": self.dataset_options, "prepare": asdict(self.prepare_config),
+                               "log_path": str(Path(self.log_path).resolve()) if self.log_path else None,
+                               "items_path": self.items_path, "users_path": self.users_path, "columns": self.columns,
+                               "levels": self.levels, "read": self.read_options})
+        data = cache.load_cached(key)
+        if data is None:
+            if self.log_path:
                 sides = {side: read_side_table(path, side[:-1], columns=self.columns)
                          for side, path in (("items", self.items_path), ("users", self.users_path)) if path}
                 raw = RawDataset(read_log(self.log_path, columns=self.columns, levels=self.levels,
                                           **self.read_options),
                                  files=tuple(Path(p) for p in (self.log_path, self.items_path, self.users_path) if p),
                                  **sides)
-                data = prepare_raw(raw, Path(self.log_path).stem, self.prepare_config)
+                name, config = Path(self.log_path).stem, self.prepare_config
             else:
-                data = prepare(self.dataset_name, self.prepare_config, root=self.data_dir,
-                               options=self.dataset_options)
-                if self.levels is not None:   # a recipe's level list must follow the dataset's declared order
-                    declared = data.train.schema[LEVEL].categories.to_list() if LEVEL in data.train.columns else []
-                    check_level_order(declared, self.levels)
-            if self.merge_validation:   # the refit: validation pairs become training pairs
-                data = replace(data, train=pl.concat([data.train, data.val.select(data.train.columns)]),
-                               val=data.val.head(0))
-            self._data = data   # only once every check passed
-        return self._data
+                raw = load_raw(self.dataset_name, self.data_dir, self.dataset_options)
+                name = self.dataset_name
+                config = self.prepare_config.resolved(get_spec(name).prepare)
+            sources = cache.file_checksums(raw.files or ())
+            data = prepare_raw(raw, name, config, None if self.log_path else self.dataset_options)
+            cache.store(key, data, sources)
+        if not self.log_path and self.levels is not None:   # a recipe's levels must follow the dataset's order
+            declared = data.train.schema[LEVEL].categories.to_list() if LEVEL in data.train.columns else []
+            check_level_order(declared, self.levels)
+        return data
 
     @property
     def num_users(self) -> int:
