@@ -42,24 +42,24 @@ def test_a_second_read_of_the_same_log_and_options_comes_from_the_cache(log_file
 
 @pytest.mark.parametrize("change", ["options", "content"])
 def test_a_changed_option_or_source_file_is_prepared_again(log_file, monkeypatch, change):
-    FeedbackData(log_path=str(log_file), integer_ids=True, split="temporal").data
+    _ = FeedbackData(log_path=str(log_file), integer_ids=True, split="temporal").data
     calls = []
     real = feedback.prepare_raw
     monkeypatch.setattr(feedback, "prepare_raw", lambda *a, **k: calls.append(1) or real(*a, **k))
     if change == "content":   # same path, same size class, other rows
         frame = pl.read_parquet(log_file)
         frame.with_columns(pl.col("timestamp") + 1).write_parquet(log_file)
-        FeedbackData(log_path=str(log_file), integer_ids=True, split="temporal").data
+        _ = FeedbackData(log_path=str(log_file), integer_ids=True, split="temporal").data
     else:
-        FeedbackData(log_path=str(log_file), integer_ids=True, split="temporal", test_fraction=0.3).data
+        _ = FeedbackData(log_path=str(log_file), integer_ids=True, split="temporal", test_fraction=0.3).data
     assert calls == [1]
 
 
 def test_registered_datasets_are_cached_too_and_the_cache_can_be_turned_off(monkeypatch):
     opts = {"num_users": 100, "num_items": 60, "seed": 1}
-    FeedbackData("synthetic", dataset_options=opts).data
+    _ = FeedbackData("synthetic", dataset_options=opts).data
     _no_preparation(monkeypatch)
-    FeedbackData("synthetic", dataset_options=opts).data
+    _ = FeedbackData("synthetic", dataset_options=opts).data
     monkeypatch.setenv("FBREC_PREPARED_CACHE", "off")
     with pytest.raises(AssertionError, match="prepared again"):
-        FeedbackData("synthetic", dataset_options=opts).data
+        _ = FeedbackData("synthetic", dataset_options=opts).data
