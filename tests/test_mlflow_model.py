@@ -89,3 +89,20 @@ def test_plots_learning_curves_and_slices_in_a_stable_order(trained, tmp_path):
     assert "curves/learning_curves.png" in artifacts
     names = ["users_q2", "tail", "snips", "all", "users_q1", "cold", "head"]
     assert sorted(names, key=_slice_key) == ["all", "head", "tail", "cold", "snips", "users_q1", "users_q2"]
+
+
+@pytest.mark.parametrize("command", [["export", "--out", "{tmp}/bundle"], ["evaluate", "--k", "5"]])
+def test_export_and_evaluate_import_neither_lightning_nor_torchrec(trained, tmp_path, command):
+    import os
+    import subprocess
+    import sys
+
+    client, run, _ = trained
+    argv = [a.format(tmp=tmp_path) for a in command[:1] + ["--run", run.info.run_id] + command[1:]]
+    code = ("import sys\nfrom fbrec.cli.main import main\n"
+            f"main({argv!r})\n"
+            "heavy = sorted(m for m in ('lightning', 'torchrec', 'fbgemm_gpu') if m in sys.modules)\n"
+            "assert not heavy, heavy\n")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": client.tracking_uri}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
