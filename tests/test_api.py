@@ -29,3 +29,25 @@ def test_train_evaluate_export_recommend_from_python(tmp_path, mlflow_store):
 def test_import_fbrec_loads_neither_torch_nor_mlflow():
     code = "import sys, fbrec; fbrec.Bundle; assert 'torch' not in sys.modules and 'mlflow' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_train_a_model_object_on_a_data_object(tmp_path, mlflow_store):
+    from fbrec.data.feedback import FeedbackData
+    from fbrec.models import MatrixFactorizationModule
+
+    data = FeedbackData("synthetic", dataset_options={"num_users": 120, "num_items": 80, "sessions_per_user": 12,
+                                                      "seed": 0}, batch_size=256)
+    model = MatrixFactorizationModule(data.num_users, data.num_items, embedding_dim=12, loss="bce", ks=(5,))
+    run = fbrec.train(model=model, data=data, overrides={"trainer.max_epochs": 2,
+                                                          "trainer.enable_progress_bar": False})
+    assert isinstance(run.model, MatrixFactorizationModule) and run.model.hparams.embedding_dim == 12
+    assert run.model.loss_name == "bce" and "test/ndcg_at_5" in run.metrics
+    assert fbrec.evaluate(run.run_id, k=[5]).summary["ndcg_at_5"] == pytest.approx(run.metrics["test/ndcg_at_5"],
+                                                                                    abs=1e-6)
+
+
+def test_nothing_to_train_is_one_clear_error(mlflow_store):
+    from fbrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="nothing to train"):
+        fbrec.train()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fbrec.api.runs import Evaluation, evaluate_run, export_run
+from fbrec.errors import ConfigError
 
 
 @dataclass
@@ -29,9 +30,15 @@ class TrainResult:
     datamodule: object = None
 
 
-def train(config: str, overrides: Mapping[str, object] | Sequence[str] = (), *, log: str | Path | None = None,
-          resume: str | None = None, register: str | None = None) -> TrainResult | None:
+def train(config: str | None = None, overrides: Mapping[str, object] | Sequence[str] = (), *,
+          model=None, data=None, log: str | Path | None = None, resume: str | None = None,
+          register: str | None = None) -> TrainResult | None:
     """Train a recipe (a name under models/ or a YAML path), select the best epoch on validation, test it, log it.
+
+    model / data: a model object (any fbrec.models class) and/or a data object (FeedbackData or
+        FeedbackDataModule) instead of the recipe's blocks; they are written into the run's config from their
+        constructor arguments (so the run can be resumed, evaluated and exported like any other) and rebuilt
+        from it. With neither a config nor data, the data is the synthetic default.
 
     overrides: {"trainer.max_epochs": 5, "model.init_args.embedding_dim": 64} or CLI-style ["--trainer.max_epochs=5"].
     log: your own click log (parquet/CSV/NDJSON with user, item[, timestamp, level] columns; see fbrec.read_log)
@@ -39,6 +46,8 @@ def train(config: str, overrides: Mapping[str, object] | Sequence[str] = (), *, 
     resume: continue that run from its last saved epoch instead (config is then ignored). Returns None on ranks > 0.
     register: also register the run's MLflow model (its bundle as a pyfunc) under this model-registry name.
     """
+    import tempfile
+
     from fbrec.api.training import run_training
     from fbrec.tracking import default_tracking_uri, find_run
 
@@ -46,8 +55,14 @@ def train(config: str, overrides: Mapping[str, object] | Sequence[str] = (), *, 
     if log is not None:
         args.append(f"--data.log_path={Path(log).resolve()}")
     objects: dict = {}
-    run_id = run_training(config if resume is None else None, args, resume=resume, objects=objects,
-                          register=register)
+    with tempfile.TemporaryDirectory() as tmp:
+        if model is not None or data is not None:
+            config = str(_config_with_objects(config, model, data, Path(tmp) / "config.yaml"))
+        if config is None and resume is None:
+            raise ConfigError("nothing to train", rule="pass a recipe (config), a model object, or resume=RUN_ID",
+                              fix='fbrec.train("bpr_synthetic") or fbrec.train(model=..., data=...)')
+        run_id = run_training(config if resume is None else None, args, resume=resume, objects=objects,
+                              register=register)
     if run_id is None:
         return None
     uri = default_tracking_uri()
@@ -55,6 +70,49 @@ def train(config: str, overrides: Mapping[str, object] | Sequence[str] = (), *, 
     best = run.data.tags.get("best_epoch")
     return TrainResult(run_id, uri, int(best) if best not in (None, "None") else None, dict(run.data.metrics),
                        objects.get("model"), objects.get("datamodule"))
+
+
+def _config_with_objects(config: str | None, model, data, out: Path) -> Path:
+    """The recipe's YAML (or a bare one) with its model / data blocks taken from the objects' constructor args."""
+    import yaml
+
+    from fbrec.api.config import resolve_config
+
+    doc = yaml.safe_load(resolve_config(config).read_text()) if config else {"seed_everything": 0}
+    if model is not None:
+        if not hasattr(model, "hparams"):
+            raise ConfigError(f"model {type(model).__name__} has no constructor arguments to rebuild it from",
+                              rule="fbrec.train(model=...) takes an fbrec.models object (a LightningModule that "
+                                   "saved its hyperparameters)", fix="build the model from fbrec.models")
+        init = {k: _plain(v) for k, v in dict(model.hparams).items() if k not in ("num_users", "num_items")}
+        doc["model"] = {"class_path": f"{type(model).__module__}.{type(model).__qualname__}", "init_args": init}
+    if data is not None:
+        doc["data"] = _data_args(data)
+    doc.setdefault("data", {"dataset": "synthetic"})
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def _plain(value):
+    """YAML-safe: tuples become lists, dataclass specs dicts."""
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _data_args(data) -> dict:
+    """A FeedbackData's constructor arguments (it records them as it is built)."""
+    if not hasattr(data, "init_args"):
+        raise ConfigError(f"data object {type(data).__name__} records no constructor arguments",
+                          rule="fbrec.train(data=...) takes FeedbackData or FeedbackDataModule",
+                          fix="build it with fbrec.data.feedback.FeedbackData(...)")
+    return {k: _plain(v) for k, v in data.init_args.items()}
 
 
 def evaluate(run_id: str, *, stage: str = "test", k: Sequence[int] = (10, 20, 50),

@@ -100,6 +100,8 @@ class FeedbackData:
                  eval_candidates: str = "all", label: str = "binary", seed: int | None = None,
                  separator: str | None = None, timestamp_format: str | None = None, timestamp_unit: str = "s",
                  integer_ids: bool = False):
+        # the constructor's arguments as given (fbrec.train(data=...) writes them into a run's config)
+        self.init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
         check_positive("num_negatives", num_negatives)
         check_positive("batch_size", batch_size)
