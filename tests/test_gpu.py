@@ -49,11 +49,19 @@ def test_mf_trains_and_evaluates_on_cuda_with_nccl(planted_dir, tmp_path):
     dm = FeedbackDataModule(prepared_dir=str(planted_dir), batch_size=64, num_negatives=4)
     model = MatrixFactorizationModule(dm.num_users, dm.num_items, embedding_dim=16, loss="bpr", learning_rate=0.2,
                                       ks=(1, 5))
+    class Backend(L.Callback):
+        seen: dict = {}
+
+        def on_train_start(self, trainer, module):
+            self.seen.update(backend=torch.distributed.get_backend(), device=module.device.type)
+
+    probe = Backend()
     trainer = L.Trainer(max_epochs=8, accelerator="gpu", devices=1, strategy="torchrec", logger=False,
                         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
-                        num_sanity_val_steps=0, default_root_dir=tmp_path, enable_checkpointing=False)
+                        num_sanity_val_steps=0, default_root_dir=tmp_path, enable_checkpointing=False,
+                        callbacks=[probe])
     trainer.fit(model, dm)
-    assert torch.distributed.get_backend() == "nccl"
+    assert probe.seen == {"backend": "nccl", "device": "cuda"}
     result = trainer.test(model, dm, verbose=False)[0]
     assert result["test/recall_at_5"] > 0.5   # the planted clusters are learned on the GPU too
 
