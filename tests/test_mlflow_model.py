@@ -106,3 +106,52 @@ def test_export_and_evaluate_import_neither_lightning_nor_torchrec(trained, tmp_
     env = {**os.environ, "MLFLOW_TRACKING_URI": client.tracking_uri}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_mlflow_models_serve_answers_top_k_over_http(trained, tmp_path):
+    """The README's `mlflow models serve -m ... --env-manager local`: a real server process on 127.0.0.1."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    client, run, _ = trained
+    (logged,) = client.search_logged_models([run.info.experiment_id])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": client.tracking_uri, "PATH": bindir + os.pathsep + os.environ["PATH"]}
+    server = subprocess.Popen([os.path.join(bindir, "mlflow"), "models", "serve", "-m", logged.model_uri,
+                               "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
+                              env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              start_new_session=True)   # mlflow starts uvicorn as a child: stop the whole group
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "mlflow models serve did not come up in 90 s"
+                time.sleep(0.5)
+        import mlflow.pyfunc
+
+        mlflow.set_tracking_uri(client.tracking_uri)
+        model = mlflow.pyfunc.load_model(logged.model_uri)   # a user of the run's data: the bundle's first
+        first = model.unwrap_python_model().bundle.user_map.raw.to_list()[0]
+        body = json.dumps({"dataframe_records": [{"user": first}], "params": {"k": 4}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"content-type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
+        assert [row["rank"] for row in answer] == [1, 2, 3, 4] and {row["user"] for row in answer} == {first}
+        assert [row["item"] for row in answer] == [i for i, _ in model.unwrap_python_model().bundle.recommend(first, 4)]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
