@@ -342,6 +342,7 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
     started = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last is not None else None)
     stages["validation"] = model.eval_seconds.get("val", 0.0)
+    validations = model.eval_counts.get("val", 0)   # the side-by-side validation after the test is not counted
     stages["train"] = time.perf_counter() - started - stages["validation"]
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
     best_epoch = checkpoint_epoch(best) if best else None
@@ -403,7 +404,7 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
     stages["export"] = time.perf_counter() - started
     for stage, seconds in stages.items():   # per-stage wall time of the run, in the run
         client.log_metric(run_id, f"time/{stage}_seconds", seconds)
-    console.print(stage_line(stages, model.eval_counts.get("val", 0)))
+    console.print(stage_line(stages, validations))
     trainer.loggers[0].finalize("success")
     console.print(summary_table(f"test metrics: {recipe} on {dm.data.name}", summary, model.ks))
     console.print(f"MLflow run {run_id} in {uri}  (view: mlflow ui --backend-store-uri {uri})")

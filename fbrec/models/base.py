@@ -45,6 +45,7 @@ class RankingModule(L.LightningModule):
         self.eval_seconds: dict[str, float] = {}   # per stage, summed over the run's evaluations
         self.eval_counts: dict[str, int] = {}
         self.stage_seconds: dict[str, float] = {}
+        self._queries: list[tuple[torch.Tensor, torch.Tensor]] | None = None   # the FAISS path's users (_start_eval)
 
     # --- what subclasses provide -------------------------------------------------------------------------
     def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:  # (B,) -> (B, D)
@@ -89,7 +90,7 @@ class RankingModule(L.LightningModule):
         self._item_embeddings = self._all(self.item_embeddings, dm.num_items)
         # inner-product models without AUC on CPU, large catalogues: the top-k comes from FAISS's blocked search
         # (fbrec.retrieval.masked_topk), never a (B, I) score matrix (benchmarks/evaluation.py: dense rows win below)
-        self._queries: list[tuple[torch.Tensor, torch.Tensor]] | None = (
+        self._queries = (
             [] if (not self.auc and not self._level_evaluators and self.device.type == "cpu"
                    and self._evaluator.eval_set.candidates is None
                    and dm.num_items >= self.masked_search_min_items
