@@ -168,8 +168,11 @@ class RankingModule(L.LightningModule):
         self.log(f"{prefix}/eval_seconds", seconds, sync_dist=True)   # what evaluation costs, per run and epoch
         users = int(summary.get("num_users", 0))
         where = f"epoch {self.current_epoch}" if stage == "val" else "the selected checkpoint"
-        rank_zero_info(f"{stage} of {where}: {users} users ranked over {self._item_embeddings.shape[0]} items in "
-                       f"{seconds:.2f} s ({self.trainer.world_size} process(es))")
+        sampled = getattr(dm, "sampled_metrics", None) if self._evaluator.eval_set.candidates is not None else None
+        over = (f"their relevant items and {sampled} sampled items each" if sampled else
+                f"{self._item_embeddings.shape[0]} items")
+        rank_zero_info(f"{stage} of {where}: {users} users ranked over {over} in {seconds:.2f} s "
+                       f"({self.trainer.world_size} process(es))")
         self._item_embeddings = None
 
     def on_validation_epoch_start(self) -> None:
