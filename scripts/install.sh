@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 PLAN=0
 if [ "${1:-}" = "--plan" ]; then PLAN=1; shift; fi
 VENV="${1:-.venv}"
+case "$VENV" in /*) VENV_ABS="$VENV" ;; *) VENV_ABS="$PWD/$VENV" ;; esac   # uv is pointed at it explicitly
 DEFAULT_EXTRAS="cpu,serve,llm,dev"
 EXTRAS="${FBREC_EXTRAS:-$DEFAULT_EXTRAS}"
 
@@ -86,7 +87,7 @@ else
 fi
 
 if [ "$PLAN" = 1 ]; then
-  echo "venv: $VENV"
+  echo "venv: $VENV (packages go to $VENV_ABS/bin/python)"
   echo "python: $PY"
   echo "extras: $EXTRAS"
   echo "packages: $PACKAGES_TEXT; $SOURCE_TEXT"
@@ -111,14 +112,15 @@ if [ ! -x "$VENV/bin/uv" ]; then
     ln -s "$UV" "$VENV/bin/uv"
   fi
 fi
-export VIRTUAL_ENV="$PWD/$VENV" UV_COMPILE_BYTECODE=1   # imports are ~3x slower without .pyc here
+export VIRTUAL_ENV="$VENV_ABS" UV_COMPILE_BYTECODE=1   # imports are ~3x slower without .pyc here
+TARGET=(--python "$VENV_ABS/bin/python")                # never another environment uv might find
 if [ "$EXTRAS" = "$DEFAULT_EXTRAS" ]; then
-  "$VENV/bin/uv" pip sync -q "${SOURCE[@]}" requirements.lock
-  "$VENV/bin/uv" pip install -q --no-deps -e .
+  "$VENV/bin/uv" pip sync -q "${TARGET[@]}" "${SOURCE[@]}" requirements.lock
+  "$VENV/bin/uv" pip install -q "${TARGET[@]}" --no-deps -e .
 elif [ "$KIND" = cpu ]; then
-  "$VENV/bin/uv" pip install -q "${SOURCE[@]}" --overrides overrides.txt -e ".[$EXTRAS]"
+  "$VENV/bin/uv" pip install -q "${TARGET[@]}" "${SOURCE[@]}" --overrides overrides.txt -e ".[$EXTRAS]"
 else
-  "$VENV/bin/uv" pip install -q -e ".[$EXTRAS]"
+  "$VENV/bin/uv" pip install -q "${TARGET[@]}" -e ".[$EXTRAS]"
 fi
 "$VENV/bin/python" -c "import torch, torchrec, fbgemm_gpu, faiss, polars, lightning, mlflow" 2>/dev/null
 echo "$want" > "$STAMP"

@@ -45,6 +45,14 @@ def test_a_wheel_folder_with_torch_is_used_when_present(tmp_path):
     assert "extras: cpu,serve,llm,dev" in out.stdout and "requirements.lock via uv pip sync" in out.stdout
 
 
+def test_packages_go_to_the_named_environment_whether_its_path_is_absolute_or_relative(tmp_path):
+    absolute = _plan(tmp_path)
+    assert f"packages go to {tmp_path / 'venv'}/bin/python" in absolute.stdout
+    relative = subprocess.run(["bash", str(SCRIPT), "--plan", "some/venv"], capture_output=True, text=True,
+                              env={**os.environ, "PIP_CONFIG_FILE": os.devnull})
+    assert f"packages go to {ROOT}/some/venv/bin/python" in relative.stdout
+
+
 def test_pips_own_find_links_setting_is_the_configured_wheel_folder(tmp_path):
     wheels = _wheels(tmp_path)
     out = _plan(tmp_path, PIP_FIND_LINKS=f"file://{wheels}")
