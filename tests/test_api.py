@@ -51,3 +51,17 @@ def test_nothing_to_train_is_one_clear_error(mlflow_store):
 
     with pytest.raises(ConfigError, match="nothing to train"):
         fbrec.train()
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    ({"model": object()}, r"model object has no constructor arguments.*fbrec\.models"),
+    ({"data": object()}, r"data object object records no constructor arguments.*FeedbackData"),
+])
+def test_objects_fbrec_cannot_rebuild_are_refused_before_any_run(kwargs, pattern, mlflow_store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from fbrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=pattern):
+        fbrec.train(**kwargs)
+    assert MlflowClient(mlflow_store).search_experiments(filter_string="name = 'fbrec'") == []

@@ -46,6 +46,15 @@ def test_masked_topk_equals_the_dense_masked_ranking(seed):
     np.testing.assert_array_equal(got, want)
 
 
+def test_masked_topk_leaves_faiss_thread_count_as_it_found_it():
+    import faiss
+
+    q, it, ex = _case(0, users=20)
+    before = faiss.omp_get_max_threads()
+    masked_topk(q, it, 5, ex, threads=1)
+    assert faiss.omp_get_max_threads() == before
+
+
 def test_update_top_gives_the_dense_path_metrics():
     q, it, ex = _case(2)
     rng = np.random.default_rng(3)

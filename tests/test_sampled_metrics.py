@@ -46,9 +46,13 @@ def test_ranking_among_candidates_equals_excluding_every_other_item():
     cand = sample_candidates(exclude, truth, 7, seed=2)
     scores = torch.from_numpy(np.random.default_rng(0).normal(size=truth.shape).astype(np.float32))
     users = np.flatnonzero(np.diff(truth.indptr) > 0)
+    seen = exclude.toarray() > 0
+    seen[users[0], truth[users[0]].indices[0]] = True      # a relevant item the user has seen: never a target
+    exclude = sp.csr_matrix(seen.astype(np.float32))
     sampled = RankingEvaluator(EvalSet(exclude, truth, candidates=cand), (1, 5))
     sampled.update(users, scores[users])
-    as_exclusion = RankingEvaluator(EvalSet(sp.csr_matrix((cand.toarray() == 0).astype(np.float32)), truth), (1, 5))
+    outside = (cand.toarray() == 0) | seen
+    as_exclusion = RankingEvaluator(EvalSet(sp.csr_matrix(outside.astype(np.float32)), truth), (1, 5))
     as_exclusion.update(users, scores[users])
     assert sampled.summary() == pytest.approx(as_exclusion.summary(), rel=1e-6)
     assert sampled.summary()["recall_at_5"] > 0.3             # 7 + ~2 candidates: far above full ranking's odds

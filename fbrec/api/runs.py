@@ -49,6 +49,12 @@ def evaluate_run(run_id: str, *, stage: str = "test", k=(10, 20, 50), out: str |
     return result
 
 
+def seen_pairs(data) -> pl.DataFrame:
+    """(user_index, item_index) of the training and validation pairs: what a bundle never recommends again."""
+    seen = data.train.select("user_index", "item_index")
+    return pl.concat([seen, data.val.select("user_index", "item_index")]) if data.val.height else seen
+
+
 def export_run(run_id: str, out: str | Path, *, index: str = "Flat", search_params: str = "",
                overwrite: bool = False):
     """Write the run's bundle (embeddings, id maps, seen items, item attributes, FAISS index, an ONNX user tower
@@ -58,9 +64,7 @@ def export_run(run_id: str, out: str | Path, *, index: str = "Flat", search_para
 
     art = read_run_artifacts(run_id)
     dm = _datamodule(art.data_args)
-    seen = dm.data.train.select("user_index", "item_index")
-    if dm.data.val.height:
-        seen = pl.concat([seen, dm.data.val.select("user_index", "item_index")])
+    seen = seen_pairs(dm.data)
     tower = {n: art.files[n] for n in (USER_TOWER, USER_FEATURES)} if USER_TOWER in art.files else None
     manifest = write_bundle(out, user_embeddings=art.user_embeddings, item_embeddings=art.item_embeddings,
                             user_map=dm.data.user_map, item_map=dm.data.item_map, seen=seen, model=art.model,

@@ -246,17 +246,13 @@ def _log_mlflow_model(run_id, model, dm, user_emb, item_emb, tower_files, out: P
                       register: str | None) -> None:
     """The run's model the way MLflow users expect it: a Flat-index bundle logged as a pyfunc (fbrec.tracking.model),
     registered when asked."""
-    import polars as pl
-
+    from fbrec.api.runs import seen_pairs
     from fbrec.bundle import write_bundle
     from fbrec.tracking.model import log_bundle_model  # mlflow.pyfunc: imported only here
 
-    seen = dm.data.train.select("user_index", "item_index")
-    if dm.data.val.height:
-        seen = pl.concat([seen, dm.data.val.select("user_index", "item_index")])
     tower = {Path(f).name: Path(f).read_bytes() for f in tower_files} or None
     write_bundle(out, user_embeddings=user_emb, item_embeddings=item_emb, user_map=dm.data.user_map,
-                 item_map=dm.data.item_map, seen=seen, model=type(model).__name__, run_id=run_id,
+                 item_map=dm.data.item_map, seen=seen_pairs(dm.data), model=type(model).__name__, run_id=run_id,
                  dataset=dm.data.name, items=dm.data.items, levels=dm.level_names(), user_tower=tower,
                  recall_queries=100)
     id_type = "long" if dm.data.user_map.raw.dtype.is_integer() else "string"
@@ -277,7 +273,7 @@ def _data_source(dm) -> str:
     return str(data_dir(getattr(dm, "data_dir", None)) / dm.data.name)
 
 
-def _calibration_pairs(dm, user_emb, item_emb, model, max_positives: int = 200_000, seed: int = 0):
+def _calibration_pairs(dm, user_emb, item_emb, max_positives: int = 200_000, seed: int = 0):
     """sigmoid(score) on the test positives (label 1) and, per positive, num_negatives items the user never
     interacted with (label 0): the population a log-loss model's probabilities refer to (its training sampling)."""
     import numpy as np
@@ -371,7 +367,7 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
     summary = summaries["test"]
     log_learning_curves(run_id, monitor, uri, title=f"{recipe} on {dm.data.name}")
     if getattr(model, "loss_name", None) == "bce":   # a log-loss model outputs probabilities: check them
-        probs, labels = _calibration_pairs(dm, user_emb, item_emb, model)
+        probs, labels = _calibration_pairs(dm, user_emb, item_emb)
         log_calibration(run_id, probs, labels, uri, title=f"{recipe} on {dm.data.name}")
     if side_by_side is not None:
         table = biased_vs_unbiased(side_by_side, summary, model.ks)

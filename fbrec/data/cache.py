@@ -2,9 +2,9 @@
 `fbrec evaluate` and `fbrec export` read a run's splits instead of preparing them again.
 
 Key = sha256 of: the cache format, the source of fbrec's data package (a code change invalidates every entry), the
-dataset name / log path and all options that shape preparation, and the bytes of every source file (the log and
-side tables, or every file of a registered dataset's folder; generated data has none: its options and code are
-its source). Entries live in FBREC_PREPARED_CACHE, else FBREC_CACHE_DIR/prepared (default
+dataset name / log path and all options that shape preparation; an entry is used only while every source file it
+was prepared from (the log and side tables, or the files a registered dataset's loader reports reading) still has
+the checksum recorded beside it (generated data has none: its options and code are its source). Entries live in FBREC_PREPARED_CACHE, else FBREC_CACHE_DIR/prepared (default
 ~/.cache/fbrec/prepared), are written atomically and only ever replaced by fbrec; FBREC_PREPARED_CACHE=off turns
 the cache off.
 """

@@ -201,17 +201,15 @@ class RankingEvaluator:
             users, scores = users[keep], scores[torch.from_numpy(keep).to(scores.device)].float()
         B, I = scores.shape
         dev = scores.device
-        if self.eval_set.candidates is None:
-            ex_r, ex_c = _coords(self.eval_set.exclude, users, dev)
-            scores.index_put_((ex_r, ex_c), torch.tensor(float("-inf"), device=dev))
-            n_excluded = torch.bincount(ex_r, minlength=B)
-        else:   # sampled metrics: only the user's candidates keep their scores
+        if self.eval_set.candidates is not None:   # sampled metrics: only the user's candidates keep their scores
             c_r, c_c = _coords(self.eval_set.candidates, users, dev)
             kept = scores[c_r, c_c]
             scores.fill_(float("-inf"))
             scores[c_r, c_c] = kept
-            ex_r = ex_c = torch.zeros(0, dtype=torch.long, device=dev)   # candidates hold no excluded item
-            n_excluded = I - torch.bincount(c_r, minlength=B)
+        ex_r, ex_c = _coords(self.eval_set.exclude, users, dev)
+        scores.index_put_((ex_r, ex_c), torch.tensor(float("-inf"), device=dev))
+        n_excluded = (torch.bincount(ex_r, minlength=B) if self.eval_set.candidates is None
+                      else torch.isneginf(scores).sum(1))   # every item outside the candidates, and seen ones
         top = topk_by_index(scores, max(self.ks))                               # (B, Kmax)
         self._record(users, top, ex_r, ex_c, n_excluded, scores if self.auc else None)
 

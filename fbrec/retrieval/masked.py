@@ -38,13 +38,18 @@ def _drop_excluded(scores: np.ndarray, items: np.ndarray, exclude: sp.csr_matrix
 
 
 def _exact_rows(queries: np.ndarray, items: np.ndarray, exclude: sp.csr_matrix, k: int) -> np.ndarray:
-    scores = queries @ items.T                                              # (R, D) x (D, I) -> (R, I)
-    rows, cols = exclude.nonzero()
-    scores[rows, cols] = -np.inf
-    idx = np.broadcast_to(np.arange(items.shape[0]), scores.shape)
-    ranked_scores, ranked = _ranked(scores, idx.copy(), k)
-    ranked[~np.isfinite(ranked_scores)] = -1
-    return ranked
+    """Whole-row ranking for the few rows a fetch cannot settle, in chunks of at most 2^24 scores."""
+    out = np.empty((len(queries), k), dtype=np.int64)
+    step = max(1, (1 << 24) // items.shape[0])
+    for start in range(0, len(queries), step):
+        scores = queries[start:start + step] @ items.T                       # (R, D) x (D, I) -> (R, I)
+        rows, cols = exclude[start:start + step].nonzero()
+        scores[rows, cols] = -np.inf
+        idx = np.broadcast_to(np.arange(items.shape[0]), scores.shape).copy()
+        ranked_scores, ranked = _ranked(scores, idx, k)
+        ranked[~np.isfinite(ranked_scores)] = -1
+        out[start:start + step] = ranked
+    return out
 
 
 def masked_topk(queries: np.ndarray, items: np.ndarray, k: int, exclude: sp.csr_matrix, *,
@@ -55,17 +60,21 @@ def masked_topk(queries: np.ndarray, items: np.ndarray, k: int, exclude: sp.csr_
     items = np.ascontiguousarray(items, dtype=np.float32)
     exclude = sp.csr_matrix(exclude)
     num_items = items.shape[0]
-    if threads is not None:
+    before = faiss.omp_get_max_threads()
+    if threads is not None:   # for this call only: FAISS's thread count is process-wide
         faiss.omp_set_num_threads(max(1, int(threads)))
     out = np.full((len(queries), k), -1, dtype=np.int64)
     n_ex = np.diff(exclude.indptr)
     fetch = np.minimum(num_items, 2 ** np.ceil(np.log2(k + n_ex + 1)).astype(np.int64))   # power-of-2 buckets
-    for size in np.unique(fetch):
-        bucket = np.flatnonzero(fetch == size)
-        step = max(1, (1 << 24) // int(size))          # result heaps of at most 16M entries (~200 MB) per call
-        for start in range(0, len(bucket), step):
-            out[bucket[start:start + step]] = _search(queries[bucket[start:start + step]], items, k, int(size),
-                                                      exclude[bucket[start:start + step]])
+    try:
+        for size in np.unique(fetch):
+            bucket = np.flatnonzero(fetch == size)
+            step = max(1, (1 << 24) // int(size))      # result heaps of at most 16M entries (~200 MB) per call
+            for start in range(0, len(bucket), step):
+                rows = bucket[start:start + step]
+                out[rows] = _search(queries[rows], items, k, int(size), exclude[rows])
+    finally:
+        faiss.omp_set_num_threads(before)
     return out
 
 
