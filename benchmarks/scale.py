@@ -4,7 +4,8 @@ peak RSS, for one and two processes (and the GPU when asked and present).
 
 python -m benchmarks.scale [--rows 1000000 10000000] [--processes 1 2] [--accelerator cpu|gpu] [--write]
 The log: users and items drawn from Zipf(1.1) over rows/30 users and rows/25 items, one timestamp per row, global
-temporal split. Training runs as `fbrec train` in a child process (Lightning's launcher starts the other ranks);
+temporal split. The in-process read + prepare fills the prepared-data cache (fbrec.data.cache), so `fbrec train`'s
+own preparation reads it. Training runs as `fbrec train` in a child process (Lightning's launcher starts the other ranks);
 the stages come from the run's own per-stage timings (time/<stage>_seconds). Peak RSS is the high-water mark of
 this process or any one child (ru_maxrss), which only grows: a row's value is the peak up to its end; with two
 processes it is one rank's peak, the machine holds about twice that.
