@@ -5,6 +5,7 @@ light (a service loading bundles never pulls torch)."""
 __version__ = "0.1.0"
 
 _LAZY = {"train": "fbrec.api", "evaluate": "fbrec.api", "export": "fbrec.api", "TrainResult": "fbrec.api",
+         "retrieve": "fbrec.api", "simulate": "fbrec.api", "demo": "fbrec.api",
          "Bundle": "fbrec.bundle", "read_log": "fbrec.data"}
 
 

@@ -122,6 +122,15 @@ def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embedding
     return manifest
 
 
+@dataclass(frozen=True)
+class Ranked:
+    """Item indices best first, their scores, and how they were chosen (None: the user's embedding)."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    fallback: str | None = None
+
+
 def _as_id(value, dtype):
     """A raw id as the map stores it: int for integer maps (None when it cannot be one), else text."""
     if dtype.is_integer():
@@ -178,8 +187,11 @@ class Bundle:
         self._seen = {u: g[ITEM_INDEX].to_numpy() for (u,), g in seen.group_by(USER_INDEX)}
         self._cross_check(seen)
         self._item_lookup = {raw: i for i, raw in enumerate(self.item_map.raw.to_list())}
+        self._user_lookup = {raw: i for i, raw in enumerate(self.user_map.raw.to_list())}
         self.item_counts = np.bincount(seen[ITEM_INDEX].to_numpy(), minlength=self.manifest.num_items) \
             if seen.height else np.zeros(self.manifest.num_items, np.int64)   # training popularity
+        counts = self.item_counts
+        self.popularity_order = np.lexsort((np.arange(len(counts)), -counts))   # most seen first, ties by index
         attrs = [c for c in self.items.columns if c != ITEM_INDEX] if self.items is not None else []
         self._attr_rows = {} if self.items is None else {
             int(r[ITEM_INDEX]): {c: r[c] for c in attrs} for r in self.items.iter_rows(named=True)}
@@ -236,15 +248,18 @@ class Bundle:
                 raise BundleError(f"bundle file {name!r} fails its sha256 checksum",
                                   rule="files must match the manifest", fix="the bundle is corrupted: re-export it")
 
+    def find_user(self, raw_user) -> int | None:
+        """The index of a raw user id (text or integer spelling), or None when the bundle has no such user."""
+        key = _as_id(raw_user, self.user_map.raw.dtype)   # 'abc' on an integer-id bundle: an unknown user
+        return None if key is None else self._user_lookup.get(key)
+
     def user_index(self, raw_user) -> int:
-        raw = self.user_map.raw
-        key = _as_id(raw_user, raw.dtype)   # 'abc' on an integer-id bundle: the usual unknown-user error
-        hits = (raw == key).arg_true() if key is not None else pl.Series([], dtype=pl.UInt32)
-        if hits.len() == 0:
+        u = self.find_user(raw_user)
+        if u is None:
             raise BundleError(f"user {raw_user!r} is not in this bundle ({len(self.user_map)} users)",
                               rule="only users seen in training have embeddings",
                               fix=f"use a known id, e.g. {self.user_map.raw.head(3).to_list()}")
-        return int(hits[0])
+        return u
 
     def item_attributes(self, indices: np.ndarray) -> list[dict]:
         """The attribute rows of these item indices ({} where the bundle carries none)."""
@@ -279,19 +294,52 @@ class Bundle:
 
     def recommend(self, raw_user, k: int = 10, *, exclude_seen: bool = True, exact: bool = False,
                   preferences: Preferences | dict | None = None) -> list[tuple[object, float]]:
-        """[(raw item id, score)] for a known user, best first; `preferences` (fbrec.data.preferences) filter the
-        catalogue and boost scores (the scores are then standardised candidate scores plus boosts)."""
-        items, scores = self.recommend_indices(raw_user, k, exclude_seen=exclude_seen, exact=exact,
-                                               preferences=preferences)
-        return list(zip(self.item_map.decode(items), scores.tolist(), strict=True))
+        """[(raw item id, score)] best first; `preferences` (fbrec.data.preferences) filter the catalogue and boost
+        scores (the scores are then standardised candidate scores plus boosts). A user the bundle does not know, or
+        knows with no training items, gets the most popular items (scores: training counts), as the service does;
+        `rank()` says which happened."""
+        ranked = self.rank(raw_user, k, exclude_seen=exclude_seen, exact=exact, preferences=preferences)
+        return list(zip(self.item_map.decode(ranked.items), ranked.scores.tolist(), strict=True))
 
     def recommend_indices(self, raw_user, k: int = 10, *, exclude_seen: bool = True, exact: bool = False,
                           preferences: Preferences | dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        ranked = self.rank(raw_user, k, exclude_seen=exclude_seen, exact=exact, preferences=preferences)
+        return ranked.items, ranked.scores
+
+    def rank(self, raw_user, k: int = 10, *, exclude_seen: bool = True, exact: bool = False,
+             preferences: Preferences | dict | None = None, allowed: np.ndarray | None = None,
+             exclude: np.ndarray | None = None) -> Ranked:
+        """The one cold-start policy of fbrec (Bundle.recommend, `fbrec retrieve`, the service): a user with training
+        items is ranked by their embedding; an unknown or cold user gets the most popular allowed items, flagged
+        `fallback="popularity"`."""
         if k < 1:
             raise ConfigError(f"k={k}", rule="k >= 1", fix="pass --k 10")
-        u = self.user_index(raw_user)
-        return self.search_with(self.user_embeddings[u], k, exclude=self.seen_items(u) if exclude_seen else None,
-                                exact=exact, preferences=preferences)
+        extra = np.empty(0, np.int64) if exclude is None else np.asarray(exclude, np.int64)
+        u = self.find_user(raw_user)
+        if self.is_cold(u):
+            return self.popular(k, allowed=allowed, exclude=extra, preferences=preferences)
+        seen = self.seen_items(u) if exclude_seen else np.empty(0, np.int64)
+        items, scores = self.search_with(self.user_embeddings[u], k, exclude=np.concatenate([seen, extra]),
+                                         allowed=allowed, exact=exact, preferences=preferences)
+        return Ranked(items, scores, None)
+
+    def is_cold(self, user_index: int | None) -> bool:
+        """Unknown (None), or known with no training items in a bundle that records them: nothing to rank by."""
+        return user_index is None or (bool(self._seen) and len(self.seen_items(user_index)) == 0)
+
+    def popular(self, k: int, *, allowed: np.ndarray | None = None, exclude: np.ndarray | None = None,
+                preferences: Preferences | dict | None = None) -> Ranked:
+        """The k most interacted allowed items (ties by the lower index), scored by their training counts."""
+        if preferences is not None:
+            prefs = preferences if isinstance(preferences, Preferences) else Preferences.from_dict(preferences)
+            mask, _ = apply_preferences(prefs, self.items, self.manifest.num_items, self.item_counts)
+            if mask is not None:
+                allowed = mask if allowed is None else allowed & mask
+        order = self.popularity_order if allowed is None else self.popularity_order[allowed[self.popularity_order]]
+        if exclude is not None and len(exclude):
+            order = order[~np.isin(order, exclude)]
+        order = order[:k]
+        return Ranked(order, self.item_counts[order].astype(float), "popularity")
 
     def search_with(self, query: np.ndarray, k: int, *, exclude: np.ndarray | None = None,
                     allowed: np.ndarray | None = None, exact: bool = False,

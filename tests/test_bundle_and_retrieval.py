@@ -94,10 +94,17 @@ def test_corrupted_bundles_are_rejected(tmp_path, embeddings, damage, pattern):
         Bundle(tmp_path / "bundle")
 
 
-def test_unknown_user_is_a_clear_error(tmp_path, embeddings):
+def test_an_unknown_user_gets_the_popularity_fallback_flagged_as_in_the_service(tmp_path, embeddings):
     _write(tmp_path, embeddings)
+    b = Bundle(tmp_path / "bundle")
+    ranked = b.rank("nobody", 5)
+    assert ranked.fallback == "popularity"
+    assert ranked.items.tolist() == b.popularity_order[:5].tolist()
+    assert list(ranked.scores) == sorted(ranked.scores, reverse=True)   # training counts, most seen first
+    assert [i for i, _ in b.recommend("nobody", 5)] == b.item_map.decode(ranked.items)
+    assert b.rank("u0", 5).fallback is None
     with pytest.raises(BundleError, match="user 'nobody' is not in this bundle"):
-        Bundle(tmp_path / "bundle").recommend("nobody")
+        b.user_index("nobody")   # asking for the embedding of an unknown user stays an error
 
 
 def test_bundle_loads_without_torch(tmp_path, embeddings):

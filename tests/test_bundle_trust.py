@@ -135,9 +135,10 @@ def test_an_id_of_the_wrong_type_is_an_unknown_user_not_a_crash(raw, tmp_path, e
                  user_map=IdMap.fit("user", pl.Series(np.arange(len(users)))),
                  item_map=IdMap.fit("item", pl.Series(np.arange(len(items)))))
     bundle = Bundle(tmp_path / "b")
-    with pytest.raises(BundleError, match="is not in this bundle"):
-        bundle.recommend(raw)
+    assert bundle.find_user(raw) is None
+    assert bundle.rank(raw, 3).fallback == "popularity"
     assert bundle.recommend("7", 3) == bundle.recommend(7, 3)
+    assert bundle.rank("7", 3).fallback is None
 
 
 def test_bundle_folders_are_readable_by_other_users(tmp_path, embeddings):

@@ -1,5 +1,6 @@
-"""The Python API: `fbrec.train`, `fbrec.evaluate`, `fbrec.export` return plain results; every `fbrec` command is
-a thin wrapper over these.
+"""The Python API: `fbrec.train`, `fbrec.evaluate`, `fbrec.export`, `fbrec.retrieve`, `fbrec.simulate` return plain
+results; every `fbrec` command is a thin wrapper over these (fbrec.cli imports only fbrec.api, fbrec.serving and
+fbrec.errors: an import contract).
 
     run = fbrec.train("bpr_movielens100k", {"trainer.max_epochs": 5})
     print(run.best_epoch, run.metrics["test/ndcg_at_10"])
@@ -13,14 +14,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fbrec.api.runs import Evaluation, evaluate_run, export_run
+from fbrec.api.retrieval import Recommendations, retrieve
+from fbrec.api.runs import Evaluation, evaluate_run, export_run, simulate_run
+from fbrec.api.training import Progress, RunOutcome
 from fbrec.errors import ConfigError
 
 
 @dataclass
 class TrainResult:
-    """A finished training run: its MLflow id and store, the epoch selected on validation, every logged metric, and
-    the trained model (the selected epoch's weights, a LightningModule) with its data module."""
+    """A finished training run: its MLflow id and store, the epoch selected on validation, every logged metric, the
+    trained model (the selected epoch's weights, a LightningModule) with its data module, and what the run reported
+    (`outcome`: recipe, dataset, test summary, the MNAR side-by-side table, time per stage)."""
 
     run_id: str
     tracking_uri: str
@@ -28,11 +32,12 @@ class TrainResult:
     metrics: dict[str, float]
     model: object = None
     datamodule: object = None
+    outcome: RunOutcome | None = None
 
 
 def train(config: str | None = None, overrides: Mapping[str, object] | Sequence[str] = (), *,
           model=None, data=None, log: str | Path | None = None, resume: str | None = None,
-          register: str | None = None) -> TrainResult | None:
+          refit: bool = False, register: str | None = None, progress: Progress | None = None) -> TrainResult | None:
     """Train a recipe (a name under models/ or a YAML path), select the best epoch on validation, test it, log it.
 
     model / data: a model object (any fbrec.models class) and/or a data object (FeedbackData or
@@ -44,7 +49,10 @@ def train(config: str | None = None, overrides: Mapping[str, object] | Sequence[
     log: your own click log (parquet/CSV/NDJSON with user, item[, timestamp, level] columns; see fbrec.read_log)
         instead of the recipe's dataset: the same as {"data.log_path": log}.
     resume: continue that run from its last saved epoch instead (config is then ignored). Returns None on ranks > 0.
+    refit: then train again on training + validation pairs for the epoch count validation chose (a second run,
+        tagged refit_of, which is the one returned).
     register: also register the run's MLflow model (its bundle as a pyfunc) under this model-registry name.
+    progress: called with each line worth telling a person (the CLI prints them; default: the "fbrec" logger).
     """
     import tempfile
 
@@ -61,15 +69,15 @@ def train(config: str | None = None, overrides: Mapping[str, object] | Sequence[
         if config is None and resume is None:
             raise ConfigError("nothing to train", rule="pass a recipe (config), a model object, or resume=RUN_ID",
                               fix='fbrec.train("bpr_synthetic") or fbrec.train(model=..., data=...)')
-        run_id = run_training(config if resume is None else None, args, resume=resume, objects=objects,
-                              register=register)
+        run_id = run_training(config if resume is None else None, args, resume=resume, refit=refit,
+                              objects=objects, register=register, progress=progress)
     if run_id is None:
         return None
     uri = default_tracking_uri()
     run = find_run(run_id, uri)
     best = run.data.tags.get("best_epoch")
     return TrainResult(run_id, uri, int(best) if best not in (None, "None") else None, dict(run.data.metrics),
-                       objects.get("model"), objects.get("datamodule"))
+                       objects.get("model"), objects.get("datamodule"), objects.get("outcome"))
 
 
 def _config_with_objects(config: str | None, model, data, out: Path) -> Path:
@@ -126,4 +134,36 @@ def export(run_id: str, out: str | Path, *, index: str = "Flat", search_params: 
     return export_run(run_id, out, index=index, search_params=search_params, overwrite=overwrite)
 
 
-__all__ = ["Evaluation", "TrainResult", "evaluate", "export", "train"]
+def simulate(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 200, seed: int = 0,
+             policies: Sequence[str] = ("same", "pages", "adapts"), reward_model: str | Path | None = None):
+    """Multi-round evaluation with simulated users (see fbrec.api.runs.simulate_run); a reward model adds the
+    "reward" policy. Returns the SessionResult (per_round, per_session, examples)."""
+    policies = list(policies)
+    if reward_model is not None and "reward" not in policies:
+        policies.append("reward")
+    return simulate_run(run_id, rounds=rounds, slate=slate, users=users, seed=seed, policies=policies,
+                        reward_model=reward_model)
+
+
+@dataclass
+class DemoResult:
+    train: TrainResult
+    manifest: object
+    recommendations: Recommendations
+
+
+def demo(out: str | Path = "demo_bundle", *, epochs: int = 10, progress: Progress | None = None) -> DemoResult | None:
+    """The README's first command: train MF-BPR on the synthetic default, export an HNSW bundle to `out` (replacing
+    one an earlier demo wrote), and retrieve the first user's top-10 from it."""
+    run = train("bpr_synthetic", {"trainer.max_epochs": epochs}, progress=progress)
+    if run is None:   # ranks > 0
+        return None
+    manifest = export(run.run_id, out, index="HNSW32", search_params="efSearch=64", overwrite=True)
+    from fbrec.bundle import Bundle
+
+    first = Bundle(out).user_map.raw[0]
+    return DemoResult(run, manifest, retrieve(out, first, k=10))
+
+
+__all__ = ["DemoResult", "Evaluation", "Recommendations", "RunOutcome", "TrainResult", "demo", "evaluate", "export",
+           "retrieve", "simulate", "train"]

@@ -7,26 +7,36 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-
-from rich.console import Console
-from rich.table import Table
 
 from fbrec.errors import ConfigError
 
-console = Console()
+Progress = Callable[[str], None]
 
 
-def summary_table(title: str, summary: dict[str, float], ks=(10,)) -> Table:
-    from fbrec.evaluation.ranking import SAITO_METRICS
+def _quiet(line: str) -> None:
+    import logging
 
-    table = Table("metric", *[f"@{k}" for k in ks], title=title)
-    saito = [m for m in SAITO_METRICS if f"{m}_at_{ks[0]}" in summary]
-    for metric in ("recall", "ndcg", "map", "mrr", "hit_rate", "precision", *saito):   # saito_*: the papers' protocol
-        table.add_row(metric, *[f"{summary.get(f'{metric}_at_{k}', float('nan')):.4f}" for k in ks])
-    if "auc" in summary:
-        table.add_row("auc / gauc", f"{summary['auc']:.4f} / {summary['gauc']:.4f}", *[""] * (len(ks) - 1))
-    return table
+    logging.getLogger("fbrec").info(line)
+
+
+@dataclass
+class RunOutcome:
+    """What a finished run reports (rank 0): the CLI prints it, the Python API returns it inside TrainResult."""
+
+    run_id: str
+    tracking_uri: str
+    recipe: str
+    dataset: str
+    ks: list[int]
+    test: dict[str, float]                 # the selected checkpoint's test summary (metric -> mean over users)
+    best_epoch: int | None
+    monitor: str | None
+    best_score: float | None
+    mnar_table: object = None              # polars frame: validation naive vs SNIPS next to test (MNAR recipes)
+    stages: dict | None = None             # time per stage, seconds
 
 
 def biased_vs_unbiased(val: dict[str, float], test: dict[str, float], ks):
@@ -43,13 +53,6 @@ def biased_vs_unbiased(val: dict[str, float], test: dict[str, float], ks):
             rows.append({"metric": key, "val_naive": val.get(key), "val_snips": val.get(f"snips/{key}"),
                          "test": test.get(key)})
     return pl.DataFrame(rows)
-
-
-def _frame_table(title: str, frame) -> Table:
-    table = Table(*frame.columns, title=title)
-    for row in frame.iter_rows():
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
-    return table
 
 
 def _is_rank_zero() -> bool:
@@ -94,22 +97,25 @@ def recipe_name(path: Path) -> str:
 
 
 def run_training(config: str | None, overrides: list[str], *, resume: str | None = None,
-                 refit: bool = False, objects: dict | None = None, register: str | None = None) -> str | None:
+                 refit: bool = False, objects: dict | None = None, register: str | None = None,
+                 progress: Progress | None = None) -> str | None:
     """Train, select the best epoch on validation, test it, log everything; returns the MLflow run id (rank 0).
 
     resume: an earlier run's id; its logged config is rebuilt (`overrides` still apply) and training continues
     from its last saved epoch in the same MLflow run.
     refit: after that run, train again on training + validation pairs for the chosen number of epochs (a second
     run, tagged refit_of=<the selection run>), and test and export that model; returns the refit run's id.
-    objects: filled with the trained "model" (the selected checkpoint's weights) and its "datamodule".
+    objects: filled with the trained "model" (the selected checkpoint's weights), its "datamodule" and the run's
+    "outcome" (RunOutcome).
+    progress: called with each line worth telling a person (default: the "fbrec" logger at INFO).
     register: also register the run's MLflow model (the bundle as a pyfunc) under this registry name (with refit:
     the refit run's)."""
     if refit:
         if resume is not None:
             raise ConfigError("--refit with --resume", rule="a refit follows a finished selection run",
                               fix="resume first, then train again with --refit")
-        selected = run_training(config, overrides)
-        return _refit(config, overrides, selected, objects, register)
+        selected = run_training(config, overrides, progress=progress)
+        return _refit(config, overrides, selected, objects, register, progress or _quiet)
     from fbrec.tracking import default_tracking_uri, mark_dead_runs_in_store
 
     uri = default_tracking_uri()
@@ -128,11 +134,11 @@ def run_training(config: str | None, overrides: list[str], *, resume: str | None
         cli = _build(path, overrides)
         if objects is not None:
             objects.update(model=cli.model, datamodule=cli.datamodule)
-        return _run(cli, recipe, uri, resume, last, register)
+        return _run(cli, recipe, uri, resume, last, register, progress or _quiet, objects)
 
 
-def _refit(config: str, overrides: list[str], selected: str | None, objects: dict | None = None,
-           register: str | None = None) -> str | None:
+def _refit(config: str, overrides: list[str], selected: str | None, objects: dict | None,
+           register: str | None, say: Progress) -> str | None:
     """Rank 0 knows the selection run's best epoch; every rank needs it to build the refit run."""
     import torch.distributed as dist
 
@@ -155,11 +161,11 @@ def _refit(config: str, overrides: list[str], selected: str | None, objects: dic
         dist.broadcast_object_list(box, src=0)
         epoch = box[0]
     path = resolve_config(config)
-    console.print(f"refit: training on training + validation pairs for {epoch + 1} epochs (the selected count)")
+    say(f"refit: training on training + validation pairs for {epoch + 1} epochs (the selected count)")
     cli = _build(path, [*overrides, "--data.merge_validation=true", f"--trainer.max_epochs={epoch + 1}"])
     if objects is not None:
         objects.update(model=cli.model, datamodule=cli.datamodule)
-    run_id = _run(cli, recipe_name(path), uri, None, None, register)
+    run_id = _run(cli, recipe_name(path), uri, None, None, register, say, objects)
     if _is_rank_zero():
         from fbrec.tracking import set_run_tags
 
@@ -173,12 +179,19 @@ def _build(path: Path, overrides: list[str]):
 
     started = time.perf_counter()
     cli = build_cli(["--config", str(path), *overrides])
+    cap = os.environ.get("FBREC_MAX_EPOCHS")
+    if cap:   # a smoke run of any documented command (the README harness, CI): at most this many epochs
+        if not cap.isdigit() or int(cap) < 1:
+            raise ConfigError(f"FBREC_MAX_EPOCHS={cap!r}", rule="a whole number of epochs >= 1",
+                              fix="export FBREC_MAX_EPOCHS=1, or unset it")
+        loop = cli.trainer.fit_loop
+        loop.max_epochs = int(cap) if loop.max_epochs in (None, -1) else min(loop.max_epochs, int(cap))
     cli.fbrec_build_seconds = time.perf_counter() - started
     return cli
 
 
-def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None, register: str | None = None
-         ) -> str | None:
+def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None, register: str | None, say: Progress,
+         objects: dict | None) -> str | None:
     import fbrec
     from fbrec.tracking import (
         checkpoint_dir,
@@ -205,7 +218,7 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None, regi
         prefix = dm.metric_prefix("val") if dm.data.val.height else "val"
         if ckpt.monitor is not None and prefix != "val" and ckpt.monitor.startswith("val/"):
             ckpt.monitor = prefix + ckpt.monitor.removeprefix("val")
-            console.print(f"validation ranks {_sample_words(dm)}: its metrics are logged as {prefix}/*, and the "
+            say(f"validation ranks {_sample_words(dm)}: its metrics are logged as {prefix}/*, and the "
                           f"epoch is chosen on {ckpt.monitor}; the test ranks every item for every user")
         monitor = ckpt.monitor
     if cli.config.get("patience") is not None:
@@ -226,24 +239,28 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None, regi
         for part, n in dropped.items():
             client.set_tag(run_id, f"data.dropped_{part}_rows", str(n))
         if any(dropped.values()):
-            console.print(f"note: dropped {dropped['val']} validation and {dropped['test']} test rows whose user, "
+            say(f"note: dropped {dropped['val']} validation and {dropped['test']} test rows whose user, "
                           "or item, has no training interaction (and is not in a declared catalogue)")
     try:
         if rank0 and resume is None:
             client.log_text(run_id, cli.parser.dump(cli.config, skip_none=False, skip_check=True), "config.yaml")
             logger.log_params(flat_params(cli.config, recipe, dm.seed))   # each once, flat
             log_dataset_inputs(run_id, dm.data, _data_source(dm), uri)
-        result = _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, uri, cli, register)
+        outcome = _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, uri, cli, register, say)
     except BaseException as exc:
         if rank0:
             end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED",
                     f"{type(exc).__name__}: {exc}", uri)
         raise
-    return result
+    if outcome is None:
+        return None
+    if objects is not None:
+        objects["outcome"] = outcome
+    return outcome.run_id
 
 
 def _log_mlflow_model(run_id, model, dm, user_emb, item_emb, tower_files, out: Path, uri: str,
-                      register: str | None) -> None:
+                      register: str | None, say: Progress) -> None:
     """The run's model the way MLflow users expect it: a Flat-index bundle logged as a pyfunc (fbrec.tracking.model),
     registered when asked."""
     from fbrec.api.runs import seen_pairs
@@ -259,7 +276,7 @@ def _log_mlflow_model(run_id, model, dm, user_emb, item_emb, tower_files, out: P
     item_type = "long" if dm.data.item_map.raw.dtype.is_integer() else "string"
     uri_logged = log_bundle_model(run_id, out, uri, user_id_type=id_type, item_id_type=item_type, register=register)
     if register:
-        console.print(f"registered {uri_logged} as model {register!r} in the MLflow model registry")
+        say(f"registered {uri_logged} as model {register!r} in the MLflow model registry")
 
 
 def _data_source(dm) -> str:
@@ -296,7 +313,7 @@ def _calibration_pairs(dm, user_emb, item_emb, max_positives: int = 200_000, see
 
 
 def stage_line(stages: dict[str, float], validations: int) -> str:
-    """One console line of where the run's time went (also logged as time/<stage>_seconds)."""
+    """One line of where the run's time went (also logged as time/<stage>_seconds)."""
     names = {"prepare": "config + read + prepare data + build model", "train": "train", "validation": f"validation ({validations}x)",
              "test": "test", "export": "reports + embeddings + logging"}
     return "time: " + ", ".join(f"{names[k]} {v:.1f} s" for k, v in stages.items() if k in names)
@@ -322,8 +339,8 @@ def _add_early_stopping(trainer, monitor: str | None, patience: int) -> None:
     trainer.callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=patience))
 
 
-def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, uri, cli, register=None
-                     ) -> str | None:
+def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, uri, cli, register, say: Progress
+                     ) -> RunOutcome | None:
     from fbrec.evaluation import report
     from fbrec.models.selection import checkpoint_epoch
     from fbrec.tracking import (
@@ -369,10 +386,10 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
     if getattr(model, "loss_name", None) == "bce":   # a log-loss model outputs probabilities: check them
         probs, labels = _calibration_pairs(dm, user_emb, item_emb)
         log_calibration(run_id, probs, labels, uri, title=f"{recipe} on {dm.data.name}")
+    table = None
     if side_by_side is not None:
         table = biased_vs_unbiased(side_by_side, summary, model.ks)
         log_table(run_id, table, "report/biased_vs_unbiased.csv", uri)
-        console.print(_frame_table("validation (MNAR: naive vs SNIPS) and test, best checkpoint", table))
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         if tower is not None:   # new users with side features get this tower in the service (fbrec export)
@@ -384,24 +401,24 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
                                                                            "seed": dm.seed},
                             user_embeddings=user_emb, item_embeddings=item_emb, dataset_card=dm.data.card(),
                             config_yaml=None, tracking_uri=uri, files=files)
-        _log_mlflow_model(run_id, model, dm, user_emb, item_emb, files, Path(tmp) / "bundle", uri, register)
+        _log_mlflow_model(run_id, model, dm, user_emb, item_emb, files, Path(tmp) / "bundle", uri, register, say)
     if best:
         client.set_tag(run_id, "best_checkpoint", best)
         client.set_tag(run_id, "best_epoch", str(best_epoch))
+    score = None
     if monitor is not None and ckpt.best_model_score is not None:
         score = float(ckpt.best_model_score)
         client.set_tag(run_id, f"best_{monitor.replace('/', '_')}", f"{score:.6f}")
-        console.print(f"best epoch on validation: {best_epoch} ({monitor} = {score:.4f}); the test metrics, report "
+        say(f"best epoch on validation: {best_epoch} ({monitor} = {score:.4f}); the test metrics, report "
                       "and embeddings below come from that checkpoint")
     elif best:
-        console.print(f"no validation split: the last epoch ({best_epoch}) is tested and exported")
+        say(f"no validation split: the last epoch ({best_epoch}) is tested and exported")
     if hasattr(model, "sharding_plan"):
         client.set_tag(run_id, "sharding_plan", str(model.sharding_plan()))
     stages["export"] = time.perf_counter() - started
     for stage, seconds in stages.items():   # per-stage wall time of the run, in the run
         client.log_metric(run_id, f"time/{stage}_seconds", seconds)
-    console.print(stage_line(stages, validations))
+    say(stage_line(stages, validations))
     trainer.loggers[0].finalize("success")
-    console.print(summary_table(f"test metrics: {recipe} on {dm.data.name}", summary, model.ks))
-    console.print(f"MLflow run {run_id} in {uri}  (view: mlflow ui --backend-store-uri {uri})")
-    return run_id
+    return RunOutcome(run_id, uri, recipe, dm.data.name, list(model.ks), summary, best_epoch, monitor, score, table,
+                      dict(stages))

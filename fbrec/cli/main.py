@@ -14,10 +14,10 @@ from fbrec.cli import serve as serve_cli
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fbrec: train, evaluate and export implicit-feedback recommenders.")
+app.add_typer(runs_cli.app)    # train, evaluate, export, retrieve, simulate, demo
+app.add_typer(serve_cli.app)   # serve
 app.add_typer(data_cli.app, name="data")
 app.add_typer(llm_cli.app, name="llm")
-runs_cli.register(app)
-serve_cli.register(app)
 
 
 @app.callback()

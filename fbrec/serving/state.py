@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from fbrec.bundle import USER_FEATURES, USER_TOWER, Bundle
+from fbrec.bundle import USER_FEATURES, USER_TOWER, Bundle, Ranked
 from fbrec.errors import BundleError, ConfigError
 from fbrec.retrieval import to_gpu
 from fbrec.serving.errors import RequestError
@@ -40,8 +40,6 @@ class ServedBundle:
             self.bundle.index = to_gpu(self.bundle.index)
         manifest_digest = hashlib.sha256((self.path / "manifest.json").read_bytes()).hexdigest()[:12]
         self.version = f"{self.bundle.manifest.run_id or 'bundle'}-{manifest_digest}"
-        counts = self.bundle.item_counts
-        self.popular = np.lexsort((np.arange(len(counts)), -counts))   # most interacted first, ties by index
         checksums = self.bundle.manifest.checksums
         self.tower = QueryTower(self.path / USER_TOWER, self.path / USER_FEATURES) if USER_TOWER in checksums \
             else None
@@ -110,28 +108,21 @@ class ServedBundle:
             raise RequestError(422, "features were sent but this bundle has no user tower",
                                rule="features are read by a feature two-tower's exported user tower",
                                fix="drop `features`, or serve a bundle exported from a two-tower with user features")
+        u = self.bundle.find_user(user)
+        cold = self.bundle.is_cold(u)
         try:
-            u = self.bundle.user_index(user)
-        except BundleError:
-            u = None
-        known = u is not None and len(self.bundle.seen_items(u)) > 0
-        if known:
-            query, how = self.bundle.user_embeddings[u], "user_embedding"
-        elif features is not None:
-            query, how = self.tower.embed(features), "user_tower"
-        else:   # unknown or cold, nothing to go on: the most popular allowed items
-            order = self.popular if mask is None else self.popular[mask[self.popular]]
-            order = order[~np.isin(order, exclude)][:k]
-            return {"user": user, "items": self.items_out(order, self.bundle.item_counts[order].astype(float)),
-                    "fallback": "popularity", "query": "popularity", "bundle_version": self.version}
-        seen = self.bundle.seen_items(u) if known and exclude_seen else np.empty(0, np.int64)
-        try:
-            items, scores = self.bundle.search_with(query, k, exclude=np.concatenate([seen, exclude]), allowed=mask,
-                                                    preferences=preferences)
+            if cold and features is not None:   # a new user described by side features: the user tower
+                items, scores = self.bundle.search_with(self.tower.embed(features), k, exclude=exclude,
+                                                        allowed=mask, preferences=preferences)
+                ranked, how = Ranked(items, scores), "user_tower"
+            else:   # Bundle.rank: the user's embedding, or the popularity fallback for unknown and cold users
+                ranked = self.bundle.rank(user, k, exclude_seen=exclude_seen, allowed=mask, exclude=exclude,
+                                          preferences=preferences)
+                how = "popularity" if ranked.fallback else "user_embedding"
         except ConfigError as exc:   # preferences naming an unknown attribute or with a wrong type
             raise RequestError(422, exc.problem, exc.rule or "", exc.fix or "") from None
-        return {"user": user, "items": self.items_out(items, scores), "fallback": None, "query": how,
-                "bundle_version": self.version}
+        return {"user": user, "items": self.items_out(ranked.items, ranked.scores), "fallback": ranked.fallback,
+                "query": how, "bundle_version": self.version}
 
     def similar(self, item, k: int, item_filter: ItemFilter | None) -> dict:
         i = self._indices([item], "item")[0]
