@@ -62,13 +62,12 @@ def text_only(dataset: str, seed: int, encoder) -> dict[str, float]:
 
     from fbrec.data.datamodule import FeedbackDataModule
     from fbrec.evaluation import embedding_scorer, evaluate_scores
-    from fbrec.llm.profiles import _item_table
     from fbrec.llm.text import default_template, item_texts
     from fbrec.types import ITEM_INDEX, USER_INDEX
 
     recipe = MODELS / BACKBONES[dataset][0] / "config.yaml"
     dm = FeedbackDataModule(**yaml.safe_load(recipe.read_text())["data"], seed=seed)
-    table_ = _item_table(dm.data)
+    table_ = dm.data.item_table()
     items = encoder.encode(item_texts(table_, default_template(dataset, table_)))
     users = np.zeros((dm.num_users, items.shape[1]), np.float32)
     train = dm.data.train

@@ -53,14 +53,14 @@ def agreement_section(seeds: list[int], k: int = 10, users: int = 300) -> str:
     from sklearn.metrics import roc_auc_score
 
     from fbrec.data.datamodule import FeedbackDataModule
-    from fbrec.llm.profiles import _item_table, _taste_values
+    from fbrec.llm.profiles import taste_values
     from fbrec.llm.simulator import GroundedSimulator, UserState
     from fbrec.types import ITEM_INDEX, USER_INDEX
 
     aucs, accs = [], []
     for seed in seeds:
         data = FeedbackDataModule(dataset="movielens-100k", min_rating=4.0, split="random", seed=seed).data
-        tastes = _taste_values(_item_table(data), data.name)
+        tastes = taste_values(data.item_table(), data.name)
         sim = GroundedSimulator([{"taste": t} for t in tastes], ["taste"], seed=seed)
         rng = np.random.default_rng(seed)
         test = {u: g[ITEM_INDEX].to_numpy() for (u,), g in data.test.group_by(USER_INDEX)}

@@ -106,7 +106,7 @@ def write_bundle(out: str | Path, *, user_embeddings: np.ndarray, item_embedding
         write_index(index, tmp / "index.faiss")
         files = list(_FILES)
         if items is not None:
-            _item_table(items, len(item_embeddings)).write_parquet(tmp / "items.parquet")
+            _attribute_table(items, len(item_embeddings)).write_parquet(tmp / "items.parquet")
             files.append("items.parquet")
         if user_tower:
             if set(user_tower) != {USER_TOWER, USER_FEATURES}:
@@ -141,7 +141,7 @@ def _as_id(value, dtype):
     return value if isinstance(value, str) else str(value)
 
 
-def _item_table(items: pl.DataFrame, num_items: int) -> pl.DataFrame:
+def _attribute_table(items: pl.DataFrame, num_items: int) -> pl.DataFrame:
     """One row per item_index in range, attributes only (raw ids live in the item map)."""
     if ITEM_INDEX not in items.columns:
         raise ConfigError(f"item attributes have no {ITEM_INDEX!r} column (columns: {items.columns})",

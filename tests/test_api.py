@@ -26,6 +26,7 @@ def test_train_evaluate_export_recommend_from_python(tmp_path, mlflow_store):
     assert len(recs) == 3
 
 
+@pytest.mark.slow
 def test_import_fbrec_loads_neither_torch_nor_mlflow():
     code = "import sys, fbrec; fbrec.Bundle; assert 'torch' not in sys.modules and 'mlflow' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

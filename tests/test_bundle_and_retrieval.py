@@ -107,6 +107,7 @@ def test_an_unknown_user_gets_the_popularity_fallback_flagged_as_in_the_service(
         b.user_index("nobody")   # asking for the embedding of an unknown user stays an error
 
 
+@pytest.mark.slow
 def test_bundle_loads_without_torch(tmp_path, embeddings):
     _write(tmp_path, embeddings)
     code = ("import sys; from fbrec.bundle import Bundle; b = Bundle(sys.argv[1]); b.recommend('u1', 3); "

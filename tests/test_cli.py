@@ -50,6 +50,7 @@ def _run(args, capsys) -> tuple[int, str]:
     return code, captured.out + captured.err
 
 
+@pytest.mark.slow
 def test_train_evaluate_export_retrieve_from_the_command_line(mlflow_store, tiny_config, tmp_path, capsys):
     env_cmd = [sys.executable, "-m", "fbrec.cli.main"]
     train = subprocess.run([*env_cmd, "train", "--config", str(tiny_config), "--trainer.enable_progress_bar=false"],
@@ -166,6 +167,7 @@ data:
 """
 
 
+@pytest.mark.slow
 def test_ssl_two_tower_recipe_logs_head_tail_cold_reports_and_serves_its_item_tower(mlflow_store, tmp_path):
     import numpy as np
     import polars as pl
@@ -282,3 +284,87 @@ def test_verbose_leaves_third_party_warnings_alone(monkeypatch):
     with contextlib.suppress(SystemExit):
         main(["--verbose", "--help"])
     assert os.environ.get("FBREC_VERBOSE") == "1"
+
+
+@pytest.mark.slow
+def test_fbrec_demo_runs_through_the_entry_point(tmp_path, shared_data):
+    """The README's first command, as `make demo` runs it (the installed `fbrec` script), one epoch."""
+    fbrec = Path(sys.executable).parent / "fbrec"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    out = subprocess.run([str(fbrec), "demo", "--epochs", "1", "--out", str(tmp_path / "b")], capture_output=True,
+                         text=True, cwd=tmp_path, env=env, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    assert "test metrics: bpr_synthetic on synthetic" in out.stdout and "MLflow run" in out.stdout
+    assert "index 'HNSW32'" in out.stdout and "top-10 for user" in out.stdout
+    assert (tmp_path / "b" / "manifest.json").is_file()
+
+
+def test_run_last_is_the_most_recent_training_run(mlflow_store, tiny_config, tmp_path, capsys):
+    code, output = _run(["evaluate", "--run", "last", "--k", "5"], capsys)
+    assert code == 2 and "holds no training run" in output, output
+    ids = []
+    for seed in (0, 1):
+        code, output = _run(["train", "--config", str(tiny_config), "--trainer.max_epochs=1",
+                             "--trainer.enable_progress_bar=false", f"--seed_everything={seed}"], capsys)
+        assert code == 0, output
+        ids.append(output.split("MLflow run ")[1].split()[0])
+    from fbrec.tracking import resolve_run_id
+
+    assert resolve_run_id("last") == ids[1] and resolve_run_id(ids[0]) == ids[0]
+    code, output = _run(["export", "--run", "last", "--out", str(tmp_path / "b")], capsys)
+    assert code == 0, output
+    import json
+
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["run_id"] == ids[1]
+
+
+def test_fbrec_max_epochs_caps_every_training(mlflow_store, tiny_config, monkeypatch, capsys):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("FBREC_MAX_EPOCHS", "1")
+    code, output = _run(["train", "--config", str(tiny_config), "--trainer.max_epochs=5",
+                         "--trainer.enable_progress_bar=false"], capsys)
+    assert code == 0, output
+    run_id = output.split("MLflow run ")[1].split()[0]
+    assert len(MlflowClient(mlflow_store).get_metric_history(run_id, "val/ndcg_at_5")) == 1
+    monkeypatch.setenv("FBREC_MAX_EPOCHS", "one")
+    code, output = _run(["train", "--config", str(tiny_config)], capsys)
+    assert code == 2 and "FBREC_MAX_EPOCHS='one'" in output and "a whole number of epochs" in output
+
+
+def test_train_on_your_log_uses_the_recipes_model_not_its_dataset_settings(mlflow_store, tmp_path, capsys):
+    from fbrec.data.synthetic import SyntheticConfig, generate
+
+    log = generate(SyntheticConfig(num_users=150, num_items=90, seed=0)).log.select("user", "item", "timestamp")
+    log.write_csv(tmp_path / "clicks.csv")
+    # bpr_movielens100k binarizes ratings (min_rating: 4.0): a log without ratings trains all the same
+    code, output = _run(["train", "--log", str(tmp_path / "clicks.csv"), "--data.integer_ids", "true", "--config",
+                         "bpr_movielens100k", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false"], capsys)
+    assert code == 0, output
+    assert "the recipe's dataset settings are not used (data.dataset, data.min_rating)" in output
+    assert "test metrics: bpr_movielens100k on clicks" in output
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, []),
+    ({"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}, []),   # not torchrun: Lightning's own launcher set these
+    ({"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"},
+     ["--trainer.devices=2", "--trainer.num_nodes=1"]),
+    ({"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2"},
+     ["--trainer.devices=2", "--trainer.num_nodes=2"]),
+    ({"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "1"},
+     ["--trainer.devices=1", "--trainer.num_nodes=2"]),
+])
+def test_launcher_environment_sets_devices_and_nodes(env, expected):
+    from fbrec.api.training import launcher_overrides
+
+    assert launcher_overrides(env) == expected
+
+
+def test_uneven_processes_per_node_are_refused():
+    from fbrec.api.training import launcher_overrides
+    from fbrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="torchrun started 3 processes with 2 per node"):
+        launcher_overrides({"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "3", "LOCAL_WORLD_SIZE": "2"})

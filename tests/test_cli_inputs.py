@@ -101,6 +101,7 @@ def test_an_output_under_a_file_is_one_line(tmp_path, capsys):
     assert code == 2 and "cannot write" in output and "Traceback" not in output, output
 
 
+@pytest.mark.slow
 def test_two_first_runs_in_a_fresh_folder_both_succeed(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY.replace("max_epochs: 3", "max_epochs: 1"))

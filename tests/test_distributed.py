@@ -143,6 +143,7 @@ class _EvalProbe(L.Callback):
             json.dump(out, f)
 
 
+@pytest.mark.slow
 def test_evaluation_is_sharded_across_processes_and_gathered_to_the_same_metrics(planted_dir, tmp_path):
     register_strategies()
     torch.manual_seed(0)

@@ -87,6 +87,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_llm_parser_and_simulator_through_a_real_server_validate_their_answers(tmp_path):
     from fbrec.llm import make_backend
 
@@ -187,14 +188,14 @@ def test_simulate_cli_on_a_real_run_logs_per_round_metrics(tmp_path, monkeypatch
 
 
 def test_ece_by_hand_and_the_reliability_table():
-    from fbrec.llm.reward import expected_calibration_error
+    from fbrec.evaluation.calibration import calibration
 
-    ece, table = expected_calibration_error(np.array([0.1, 0.4, 0.8, 0.9]), np.array([0, 1, 1, 1]), bins=2)
+    ece, table = calibration(np.array([0.1, 0.4, 0.8, 0.9]), np.array([0, 1, 1, 1]), bins=2)
     # bin [0, .5): mean p .25, rate .5 -> .25 * 2/4; bin [.5, 1]: mean p .85, rate 1 -> .15 * 2/4
     assert ece == pytest.approx(0.2)
     assert table.to_dicts() == [{"bin": 0, "count": 2, "predicted": pytest.approx(0.25), "observed": 0.5},
                                 {"bin": 1, "count": 2, "predicted": pytest.approx(0.85), "observed": 1.0}]
-    perfect, _ = expected_calibration_error(np.array([0.0, 1.0, 1.0]), np.array([0, 1, 1]))
+    perfect, _ = calibration(np.array([0.0, 1.0, 1.0]), np.array([0, 1, 1]))
     assert perfect == 0.0
 
 

@@ -45,6 +45,7 @@ def test_a_wheel_folder_with_torch_is_used_when_present(tmp_path):
     assert "extras: cpu,serve,llm,dev" in out.stdout and "requirements.lock via uv pip sync" in out.stdout
 
 
+@pytest.mark.slow
 def test_packages_go_to_the_named_environment_whether_its_path_is_absolute_or_relative(tmp_path):
     absolute = _plan(tmp_path)
     assert f"packages go to {tmp_path / 'venv'}/bin/python" in absolute.stdout
@@ -107,6 +108,7 @@ def test_no_committed_file_names_a_path_of_one_machine():
     assert offenders == [], "machine-specific paths in committed files:\n" + "\n".join(offenders)
 
 
+@pytest.mark.slow
 def test_a_missing_python_311_is_one_clear_message(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -121,6 +123,7 @@ def test_a_missing_python_311_is_one_clear_message(tmp_path):
     assert "fbrec needs Python 3.11" in out.stderr and "PYTHON=/path/to/python3.11" in out.stderr
 
 
+@pytest.mark.slow
 def test_without_python_311_a_uv_on_the_path_provides_a_managed_one(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -143,6 +146,7 @@ def test_without_python_311_a_uv_on_the_path_provides_a_managed_one(tmp_path):
     ("sentence_transformers", "from fbrec.llm.encoders import TextEncoder; TextEncoder(cache_dir='').model", "llm"),
     ("uvicorn", "from fbrec.cli.main import main; sys.argv = ['fbrec', 'serve', '--bundle', 'b']; main()", "serve"),
 ])
+@pytest.mark.slow
 def test_a_missing_extra_names_the_package_and_the_extra_to_install(blocked, code, extra, tmp_path):
     script = f"import sys; sys.modules[{blocked!r}] = None\n{code}"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)

@@ -111,6 +111,7 @@ def _requests(url: str) -> int:
     return requests.get(f"{url}/stats", timeout=5).json()["requests"]
 
 
+@pytest.mark.slow
 def test_openai_client_against_a_real_server_answers_caches_and_counts_tokens(llm_server, tmp_path):
     tasks = [_task(f"Item number {i}.") for i in range(6)]
     client = make_backend("openai", base_url=f"{llm_server}/v1", model="echo", cache_dir=tmp_path, concurrency=3)
@@ -129,6 +130,7 @@ def test_openai_client_against_a_real_server_answers_caches_and_counts_tokens(ll
     assert again.usage.cache_hits == 6 and again.usage.requests == 0
 
 
+@pytest.mark.slow
 def test_openai_client_retries_busy_servers_and_re_asks_invalid_answers(llm_server, tmp_path):
     flaky = make_backend("openai", base_url=f"{llm_server}/v1", model="flaky", cache_dir="", backoff=0.01)
     assert flaky.run([_task("flaky item")])[0].answer["profile"].startswith("profile ")
@@ -143,6 +145,7 @@ def test_openai_client_retries_busy_servers_and_re_asks_invalid_answers(llm_serv
     assert _requests(llm_server) - before == 3
 
 
+@pytest.mark.slow
 def test_openai_client_reads_the_key_from_the_environment_only_and_names_a_401(llm_server, tmp_path, monkeypatch):
     monkeypatch.delenv("TEST_LLM_KEY", raising=False)
     nokey = make_backend("openai", base_url=f"{llm_server}/v1", model="needs-key", cache_dir="",
@@ -353,6 +356,7 @@ def test_a_run_on_another_split_refuses_the_profiles_before_training(planted_pro
         trainer.fit(model, dm)
 
 
+@pytest.mark.slow
 def test_cli_profiles_through_an_openai_compatible_server(llm_server, tmp_path, monkeypatch, capsys):
     from test_cli import _run
 

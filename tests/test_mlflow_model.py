@@ -91,6 +91,7 @@ def test_plots_learning_curves_and_slices_in_a_stable_order(trained, tmp_path):
     assert sorted(names, key=_slice_key) == ["all", "head", "tail", "cold", "snips", "users_q1", "users_q2"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["export", "--out", "{tmp}/bundle"], ["evaluate", "--k", "5"]])
 def test_export_and_evaluate_import_neither_lightning_nor_torchrec(trained, tmp_path, command):
     import os
@@ -108,6 +109,7 @@ def test_export_and_evaluate_import_neither_lightning_nor_torchrec(trained, tmp_
     assert out.returncode == 0, out.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_mlflow_models_serve_answers_top_k_over_http(trained, tmp_path):
     """The README's `mlflow models serve -m ... --env-manager local`: a real server process on 127.0.0.1."""
     import json

@@ -21,7 +21,7 @@ import requests
 
 from fbrec.bundle import write_bundle
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]   # a real service process per module
 
 
 def _svd_bundle(out, data, dim: int = 32, index: str = "Flat", flip: bool = False):

@@ -30,12 +30,12 @@ def test_experiment_artifacts_stay_beside_the_store(tmp_path):
 def test_calibration_table_and_ece_by_hand():
     import numpy as np
 
-    from fbrec.tracking import calibration_table
+    from fbrec.evaluation.calibration import calibration
 
     probs = np.array([0.05, 0.15, 0.95, 0.91])
     labels = np.array([0.0, 1.0, 1.0, 0.0])
-    table, ece = calibration_table(probs, labels)
-    assert table["bin"].to_list() == [0, 1, 9] and table["n"].to_list() == [1, 1, 2]
+    ece, table = calibration(probs, labels)
+    assert table["bin"].to_list() == [0, 1, 9] and table["count"].to_list() == [1, 1, 2]
     assert table["observed"].to_list() == [0.0, 1.0, 0.5]
     assert abs(ece - (0.05 + 0.85 + 2 * abs(0.5 - 0.93)) / 4) < 1e-9
 

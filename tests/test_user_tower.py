@@ -74,6 +74,7 @@ def test_raw_feature_values_reach_the_same_vector_through_the_service_encoder(tr
         np.testing.assert_allclose(tower.embed(raw), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_new_user_with_features_gets_the_tower_through_export_and_serve(shared_data, tmp_path, mlflow_store, capsys):
     import json
 

@@ -66,6 +66,8 @@ def train(config: str | None = None, overrides: Mapping[str, object] | Sequence[
     with tempfile.TemporaryDirectory() as tmp:
         if model is not None or data is not None:
             config = str(_config_with_objects(config, model, data, Path(tmp) / "config.yaml"))
+        if log is not None and config is not None and resume is None:
+            config = str(_config_for_log(config, Path(tmp) / "log_config.yaml", progress))
         if config is None and resume is None:
             raise ConfigError("nothing to train", rule="pass a recipe (config), a model object, or resume=RUN_ID",
                               fix='fbrec.train("bpr_synthetic") or fbrec.train(model=..., data=...)')
@@ -99,6 +101,41 @@ def _config_with_objects(config: str | None, model, data, out: Path) -> Path:
     doc.setdefault("data", {"dataset": "synthetic"})
     out.write_text(yaml.safe_dump(doc, sort_keys=False))
     return out
+
+
+# what a recipe says about its own dataset: a run on your log keeps the recipe's model and training, not these
+_DATASET_KEYS = ("dataset", "data_dir", "dataset_options", "prepared_dir", "min_rating", "min_level", "levels",
+                 "eval_candidates")
+
+
+def _config_for_log(config: str, out: Path, progress: Progress | None) -> Path:
+    """The recipe with its dataset-specific data settings removed (and a dataset's own propensities)."""
+    import yaml
+
+    from fbrec.api.config import resolve_config
+
+    path = resolve_config(config)
+    doc = yaml.safe_load(path.read_text()) or {}
+    data = doc.get("data") or {}
+    block = data.get("init_args", data) if isinstance(data, dict) else {}
+    dropped = [k for k in _DATASET_KEYS if block.pop(k, None) is not None]
+    if block.get("propensity") == "dataset":
+        block.pop("propensity")
+        dropped.append("propensity")
+    if dropped and progress is not None:
+        progress(f"your log: the recipe's dataset settings are not used ({', '.join(f'data.{k}' for k in dropped)}); "
+                 "pass them on the command line to set them for your log")
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    # the run is named after the recipe's folder, as for the recipe itself
+    return _named_like(path, out)
+
+
+def _named_like(recipe: Path, written: Path) -> Path:
+    from fbrec.api.training import recipe_name
+
+    folder = written.parent / recipe_name(recipe)
+    folder.mkdir(exist_ok=True)
+    return written.rename(folder / "config.yaml")
 
 
 def _plain(value):

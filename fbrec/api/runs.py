@@ -30,12 +30,13 @@ def evaluate_run(run_id: str, *, stage: str = "test", k=(10, 20, 50), out: str |
     under evaluate_<stage>/; `out` also writes the report CSV (a new file only)."""
     from fbrec._atomic import new_file_path, write_new_file
     from fbrec.evaluation import embedding_scorer, evaluate_scores, report
-    from fbrec.tracking import default_tracking_uri, log_report, read_run_artifacts
+    from fbrec.tracking import default_tracking_uri, log_report, read_run_artifacts, resolve_run_id
 
     if stage not in ("test", "val"):
         raise ConfigError(f"stage {stage!r}", rule="stage is 'test' or 'val'", fix="pass --stage test")
     if out:
         new_file_path(out)   # refuse before the work, not after
+    run_id = resolve_run_id(run_id)
     art = read_run_artifacts(run_id)
     dm = _datamodule(art.data_args)
     evaluator = evaluate_scores(embedding_scorer(art.user_embeddings, art.item_embeddings), dm.eval_set(stage), k)
@@ -60,8 +61,9 @@ def export_run(run_id: str, out: str | Path, *, index: str = "Flat", search_para
     """Write the run's bundle (embeddings, id maps, seen items, item attributes, FAISS index, an ONNX user tower
     when the model has one, manifest) to `out` atomically and log it to the run; returns the Manifest."""
     from fbrec.bundle import USER_FEATURES, USER_TOWER, write_bundle
-    from fbrec.tracking import default_tracking_uri, log_bundle, read_run_artifacts
+    from fbrec.tracking import default_tracking_uri, log_bundle, read_run_artifacts, resolve_run_id
 
+    run_id = resolve_run_id(run_id)
     art = read_run_artifacts(run_id)
     dm = _datamodule(art.data_args)
     seen = seen_pairs(dm.data)
@@ -83,10 +85,10 @@ def simulate_run(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 
 
     from fbrec._checks import check_positive
     from fbrec.llm.commands import Vocabulary, parse_command_offline
-    from fbrec.llm.profiles import _item_table, _taste_values
+    from fbrec.llm.profiles import taste_values
     from fbrec.llm.session import POLICIES, simulate
     from fbrec.llm.simulator import GroundedSimulator, UserState
-    from fbrec.tracking import default_tracking_uri, log_sessions, read_run_artifacts
+    from fbrec.tracking import default_tracking_uri, log_sessions, read_run_artifacts, resolve_run_id
     from fbrec.types import ITEM_INDEX, USER_INDEX
 
     for name, value in (("rounds", rounds), ("slate", slate), ("users", users)):
@@ -96,13 +98,14 @@ def simulate_run(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 
         from fbrec.errors import UnknownNameError
 
         raise UnknownNameError("policy", unknown[0], POLICIES)
+    run_id = resolve_run_id(run_id)
     art = read_run_artifacts(run_id)
     dm = _datamodule(art.data_args)
     data = dm.data
-    table = _item_table(data)
+    table = data.item_table()
     # one "taste" attribute per item: the values that describe a taste (genres; category and brand), which the
     # simulator talks about and the parser and the preferences read
-    taste = pl.Series("taste", _taste_values(table, data.name), dtype=pl.List(pl.String))
+    taste = pl.Series("taste", taste_values(table, data.name), dtype=pl.List(pl.String))
     items = table.select(ITEM_INDEX).with_columns(taste)
     simulator = GroundedSimulator([{"taste": t} for t in taste.to_list()], ["taste"], seed=seed)
     seen: dict[int, np.ndarray] = {}

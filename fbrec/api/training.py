@@ -124,6 +124,9 @@ def run_training(config: str | None, overrides: list[str], *, resume: str | None
         if resume is not None:
             if _is_rank_zero():
                 mark_dead_runs_in_store(uri)
+            from fbrec.tracking import resolve_run_id
+
+            resume = resolve_run_id(resume, uri)
             run, last = _resumable(resume, uri)
             path, recipe = _logged_config(resume, uri, Path(tmp)), run.data.tags.get("recipe", "resumed")
         else:
@@ -173,12 +176,25 @@ def _refit(config: str, overrides: list[str], selected: str | None, objects: dic
     return run_id
 
 
+def launcher_overrides(env=os.environ) -> list[str]:
+    """Under torchrun (any --nnodes, --nproc_per_node) the launcher decides the processes: the trainer takes its
+    devices per node and its node count from the launcher's environment, over any config or resumed run."""
+    if "TORCHELASTIC_RUN_ID" not in env or "LOCAL_WORLD_SIZE" not in env or "WORLD_SIZE" not in env:
+        return []
+    local, world = int(env["LOCAL_WORLD_SIZE"]), int(env["WORLD_SIZE"])
+    if local < 1 or world % local:
+        raise ConfigError(f"torchrun started {world} processes with {local} per node",
+                          rule="every node runs the same number of processes (--nproc_per_node)",
+                          fix="launch each node with the same --nproc_per_node")
+    return [f"--trainer.devices={local}", f"--trainer.num_nodes={world // local}"]
+
+
 def _build(path: Path, overrides: list[str]):
     """The LightningCLI objects; building them reads and prepares the data (the model's sizes come from it)."""
     from fbrec.api.config import build_cli
 
     started = time.perf_counter()
-    cli = build_cli(["--config", str(path), *overrides])
+    cli = build_cli(["--config", str(path), *overrides, *launcher_overrides()])
     cap = os.environ.get("FBREC_MAX_EPOCHS")
     if cap:   # a smoke run of any documented command (the README harness, CI): at most this many epochs
         if not cap.isdigit() or int(cap) < 1:

@@ -248,12 +248,6 @@ def _integer_ids(frame: pl.DataFrame, where: Where) -> pl.DataFrame:
     return frame.with_columns(out)
 
 
-def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    frame.write_parquet(tmp)
-    tmp.replace(path)
-
-
 def read_side_table(path: str | Path, key: str, *, columns: Mapping[str, str] | None = None,
                     format: str | None = None) -> pl.DataFrame:
     """Read an item (key="item") or user (key="user") side table: one row per id, any feature columns.

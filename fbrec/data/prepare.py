@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,13 @@ class PreparedDataset:
     @property
     def num_items(self) -> int:
         return len(self.item_map)
+
+    def item_table(self) -> pl.DataFrame:
+        """One row per item index in order: the raw id (`item`) and the item attributes where the dataset has them."""
+        base = self.item_map.frame().rename({"raw": ITEM, "index": ITEM_INDEX})
+        if self.items is None:
+            return base
+        return base.join(self.items.drop(ITEM, strict=False), on=ITEM_INDEX, how="left").sort(ITEM_INDEX)
 
     def card(self) -> dict:
         base = get_spec(self.name).card() if self.name in DATASETS else {"name": self.name}
@@ -214,6 +221,3 @@ def interactions_csr(frame: pl.DataFrame, num_users: int, num_items: int):
     m.data[:] = 1.0  # duplicates collapse to 1
     return m
 
-
-def with_config(cfg: PrepareConfig, **changes) -> PrepareConfig:
-    return replace(cfg, **changes)

@@ -41,15 +41,7 @@ def _bands(counts: np.ndarray) -> np.ndarray:
     return band
 
 
-def _item_table(data: PreparedDataset) -> pl.DataFrame:
-    """One row per item index (raw id always present; attributes where the dataset has them)."""
-    base = data.item_map.frame().rename({"raw": ITEM, "index": ITEM_INDEX})
-    if data.items is None:
-        return base
-    return base.join(data.items.drop(ITEM, strict=False), on=ITEM_INDEX, how="left").sort(ITEM_INDEX)
-
-
-def _taste_values(table: pl.DataFrame, dataset: str) -> list[list[str]]:
+def taste_values(table: pl.DataFrame, dataset: str) -> list[list[str]]:
     columns = TASTE_COLUMNS.get(dataset) or [c for c in table.columns if c not in (ITEM, ITEM_INDEX, "title")
                                              and table[c].dtype in (pl.String, pl.List(pl.String))
                                              and table[c].n_unique() < 1000]
@@ -66,7 +58,7 @@ def _taste_values(table: pl.DataFrame, dataset: str) -> list[list[str]]:
 def profile_tasks(data: PreparedDataset, dataset: str, template: str | None = None, recent: int = 10
                   ) -> tuple[list[Task], list[Task], str]:
     """(item tasks in item-index order, user tasks in user-index order, the item template used)."""
-    table = _item_table(data)
+    table = data.item_table()
     template = template or default_template(dataset, table)
     texts = item_texts(table, template)
     counts = np.bincount(data.train[ITEM_INDEX].to_numpy(), minlength=data.num_items)
@@ -74,7 +66,7 @@ def profile_tasks(data: PreparedDataset, dataset: str, template: str | None = No
     items = [Task("item_profile", {"item_text": t, "interactions": int(n), "popularity_band": b}, PROFILE_SCHEMA,
                   PROMPT_VERSION) for t, n, b in zip(texts, counts, bands, strict=True)]
     titles = table["title"].to_list() if "title" in table.columns else texts
-    tastes = _taste_values(table, dataset)
+    tastes = taste_values(table, dataset)
     order = [USER_INDEX, TIMESTAMP] if TIMESTAMP in data.train.columns else [USER_INDEX, ITEM_INDEX]
     train = data.train.sort(order, descending=[False, True])
     users = []

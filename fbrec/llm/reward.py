@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from fbrec.errors import UnknownNameError
+from fbrec.evaluation.calibration import calibration
 
 OBJECTIVES = ("pointwise", "pairwise")
 
@@ -47,22 +48,6 @@ class FeedbackEvents:
         return cls(log["user_index"].to_numpy().copy(), log["item_index"].to_numpy().copy(), rating,
                    (rating >= positive_rating).astype(np.float32), split,
                    int(log["user_index"].max()) + 1, int(log["item_index"].max()) + 1)
-
-
-def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 15) -> tuple[float, pl.DataFrame]:
-    """ECE over equal-width bins of predicted probability: sum_b |mean p_b - mean y_b| * n_b / n; and the
-    reliability table (bin, count, mean predicted, observed rate)."""
-    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
-    b = np.minimum((p * bins).astype(int), bins - 1)
-    rows, ece = [], 0.0
-    for k in range(bins):
-        sel = b == k
-        if sel.any():
-            gap = abs(p[sel].mean() - y[sel].mean())
-            ece += gap * sel.sum() / len(p)
-            rows.append({"bin": k, "count": int(sel.sum()), "predicted": float(p[sel].mean()),
-                         "observed": float(y[sel].mean())})
-    return float(ece), pl.DataFrame(rows)
 
 
 class RewardModel(nn.Module):
@@ -224,7 +209,7 @@ def event_metrics(model: RewardModel, features: RewardFeatures, events: Feedback
     sel = events.split == split
     p = score_pairs(model, features, events.user[sel], events.item[sel])
     y = events.label[sel]
-    ece, reliability = expected_calibration_error(p, y, bins)
+    ece, reliability = calibration(p, y, bins)
     return {"auc": float(roc_auc_score(y, p)), "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6))),
             "ece": ece, "positive_rate": float(y.mean()), "events": int(sel.sum())}, reliability
 

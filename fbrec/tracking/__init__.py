@@ -12,7 +12,6 @@ from fbrec.tracking.lifecycle import (
 )
 from fbrec.tracking.runs import (
     RunArtifacts,
-    calibration_table,
     default_tracking_uri,
     find_run,
     flat_params,
@@ -27,10 +26,11 @@ from fbrec.tracking.runs import (
     log_table,
     make_logger,
     read_run_artifacts,
+    resolve_run_id,
     set_run_tags,
     tracking_setup,
 )
 
 __all__ = ["checkpoint_dir", "download_config", "end_run", "mark_dead_runs", "mark_dead_runs_in_store", "owner_tags",
-           "reopen_run", "store_root", "RunArtifacts", "default_tracking_uri", "find_run", "flat_params", "calibration_table", "log_calibration", "log_bundle", "log_dataset_inputs", "log_learning_curves", "log_model_artifacts", "log_report", "log_run", "log_sessions",
+           "reopen_run", "store_root", "RunArtifacts", "default_tracking_uri", "find_run", "resolve_run_id", "flat_params", "log_calibration", "log_bundle", "log_dataset_inputs", "log_learning_curves", "log_model_artifacts", "log_report", "log_run", "log_sessions",
            "log_table", "make_logger", "read_run_artifacts", "set_run_tags", "tracking_setup"]

@@ -229,23 +229,13 @@ def log_learning_curves(run_id: str, monitor: str | None, tracking_uri: str | No
         client.log_artifact(run_id, str(Path(tmp) / "learning_curves.png"), artifact_path="curves")
 
 
-def calibration_table(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> tuple[pl.DataFrame, float]:
-    """Reliability table (bin, n, mean predicted, observed rate) over equal-width probability bins, and the
-    expected calibration error sum_b n_b / N |observed_b - predicted_b|."""
-    which = np.minimum((probs * bins).astype(np.int64), bins - 1)
-    n = np.bincount(which, minlength=bins)
-    pred = np.bincount(which, weights=probs, minlength=bins) / np.maximum(n, 1)
-    obs = np.bincount(which, weights=labels, minlength=bins) / np.maximum(n, 1)
-    table = pl.DataFrame({"bin": np.arange(bins), "n": n, "predicted": pred, "observed": obs}).filter(pl.col("n") > 0)
-    ece = float((table["n"] * (table["observed"] - table["predicted"]).abs()).sum() / max(1, len(probs)))
-    return table, ece
-
-
 def log_calibration(run_id: str, probs: np.ndarray, labels: np.ndarray, tracking_uri: str | None = None, *,
                     stage: str = "test", title: str = "") -> float:
     """A reliability diagram (`<stage>/<stage>_calibration.png`, its table as CSV) and `<stage>/ece`; returns ECE."""
     client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
-    table, ece = calibration_table(np.asarray(probs, np.float64), np.asarray(labels, np.float64))
+    from fbrec.evaluation.calibration import calibration
+
+    ece, table = calibration(probs, labels)
     plt = _pyplot()
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
@@ -255,7 +245,7 @@ def log_calibration(run_id: str, probs: np.ndarray, labels: np.ndarray, tracking
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
-    hist.bar(table["predicted"], table["n"], width=0.08)
+    hist.bar(table["predicted"], table["count"], width=0.08)
     hist.set_xlabel("predicted probability")
     hist.set_ylabel("pairs")
     fig.suptitle(f"{title} - {stage}: calibration" if title else f"{stage}: calibration", fontsize=10)
@@ -339,6 +329,25 @@ def find_run(run_id: str, tracking_uri: str | None = None):
         raise ConfigError(f"run {run_id!r} is not in the tracking store {client.tracking_uri}",
                           rule="pass the run id printed by `fbrec train`",
                           fix="list runs with `mlflow ui --backend-store-uri ...` or set MLFLOW_TRACKING_URI") from exc
+
+
+LAST = "last"
+
+
+def resolve_run_id(run_id: str, tracking_uri: str | None = None) -> str:
+    """`run_id` itself, or for "last" the most recently started training run in the store (any experiment)."""
+    if run_id != LAST:
+        return run_id
+    client = MlflowClient(tracking_uri or default_tracking_uri())
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, order_by=["attributes.start_time DESC"], max_results=200) \
+        if experiments else []
+    for run in runs:
+        if "recipe" in run.data.tags:   # a training run (profile and reward-model jobs have no recipe)
+            return run.info.run_id
+    raise ConfigError(f"--run last, but the tracking store {client.tracking_uri} holds no training run",
+                      rule="'last' is the most recently started `fbrec train` run of this store",
+                      fix="train one first (fbrec train --config bpr_synthetic), or pass a run id")
 
 
 def read_run_artifacts(run_id: str, tracking_uri: str | None = None) -> RunArtifacts:
