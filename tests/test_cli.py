@@ -21,9 +21,8 @@ model:
   class_path: fbrec.models.MatrixFactorizationModule
   init_args: {embedding_dim: 8, loss: bpr, learning_rate: 0.1, ks: [5, 10]}
 data:
-  dataset: synthetic
-  dataset_options: {num_users: 120, num_items: 80, sessions_per_user: 12, seed: 0}
-  batch_size: 256
+  source: {dataset: synthetic, options: {num_users: 120, num_items: 80, sessions_per_user: 12, seed: 0}}
+  sampling: {batch_size: 256}
 """
 
 
@@ -160,10 +159,9 @@ model:
   class_path: fbrec.models.TwoTowerModule
   init_args: {embedding_dim: 8, hidden_dims: [16], output_dim: 8, ssl: cfm, ssl_batch_size: 32, ks: [5, 10]}
 data:
-  dataset: synthetic
-  dataset_options: {num_users: 150, num_items: 120, sessions_per_user: 12, seed: 0}
-  batch_size: 128
-  item_features: [{column: category}, {column: subcategory}, {column: brand}, {column: text, kind: words}]
+  source: {dataset: synthetic, options: {num_users: 150, num_items: 120, sessions_per_user: 12, seed: 0}}
+  sampling: {batch_size: 128}
+  features: {item: [{column: category}, {column: subcategory}, {column: brand}, {column: text, kind: words}]}
 """
 
 
@@ -342,7 +340,7 @@ def test_train_on_your_log_uses_the_recipes_model_not_its_dataset_settings(mlflo
     code, output = _run(["train", "--log", str(tmp_path / "clicks.csv"), "--data.integer_ids", "true", "--config",
                          "bpr_movielens100k", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false"], capsys)
     assert code == 0, output
-    assert "the recipe's dataset settings are not used (data.dataset, data.min_rating)" in output
+    assert "the recipe's dataset settings are not used (data.source.dataset, data.preparation.min_rating)" in output
     assert "test metrics: bpr_movielens100k on clicks" in output
 
 

@@ -24,21 +24,25 @@ def tiny(tmp_path):
 
 
 CONFIG_ERRORS = [
-    (["--data.batch_size", "abc"], r"data.batch_size='abc' is not a valid int.*hint: pass e.g. --data.batch_size 10"),
-    (["--data.batch_size=q"], r"data.batch_size='q' is not a valid int"),
+    (["--data.sampling.batch_size", "abc"],
+     r"data.sampling.batch_size='abc' is not a valid int.*hint: pass e.g. --data.sampling.batch_size 10"),
+    (["--data.sampling.batch_size=q"], r"data.sampling.batch_size='q' is not a valid int"),
+    # a flat key of the last release: one note naming the new key, then the same error under the new key
+    (["--data.batch_size=q"], r"note: --data.batch_size is deprecated .* use --data.sampling.batch_size.*"
+                              r"data.sampling.batch_size='q' is not a valid int"),
     (["--model.init_args.embedding_dim", "1.5"], r"model.init_args.embedding_dim='1.5' is not a valid int"),
     (["--trainer.max_epochs", "x"], r"trainer.max_epochs='x' is not a valid int"),
-    (["--data.val_fraction", "lots"], r"data.val_fraction='lots' is not a valid float"),
+    (["--data.preparation.val_fraction", "lots"], r"data.preparation.val_fraction='lots' is not a valid float"),
     (["--model.init_args.auc", "maybe"], r"model.init_args.auc='maybe' is not a valid bool"),
     (["--patience", "0"], r"patience=0.*patience >= 1"),
-    (["--data.timestamp_unit", "minutes"], r"unknown timestamp unit 'minutes'"),
+    (["--data.source.timestamp_unit", "minutes"], r"unknown timestamp unit 'minutes'"),
 ]
 
 
 @pytest.mark.parametrize("extra,pattern", CONFIG_ERRORS, ids=[" ".join(e) for e, _ in CONFIG_ERRORS])
 def test_config_type_errors_name_the_key_the_value_and_the_type(extra, pattern, tiny, capsys, mlflow_store):
-    if extra[0] == "--data.timestamp_unit":   # read options apply to your own log
-        extra = [*extra, "--data.log_path", _csv(os.path.dirname(tiny))]
+    if extra[0] == "--data.source.timestamp_unit":   # read options apply to your own log
+        extra = [*extra, "--data.source.log", _csv(os.path.dirname(tiny))]
     code, output = _run(["train", "--config", tiny, *extra], capsys)
     assert code == 2, output
     assert "Traceback" not in output and re.search(pattern, output.replace("\n", " ")), output
@@ -66,9 +70,10 @@ trainer: {{max_epochs: 1, devices: 1, enable_progress_bar: false}}
 model:
   class_path: fbrec.models.MatrixFactorizationModule
   init_args: {{embedding_dim: 8, ks: [1, 5]}}
-data: {{log_path: {_csv(tmp_path)}, split: leave_last_out, batch_size: 64}}
+data: {{source: {{log: {_csv(tmp_path)}}}, preparation: {{split: leave_last_out}}, sampling: {{batch_size: 64}}}}
 """)
-    run_id = run_training(str(config), ["--data.timestamp_format", "%d/%m/%Y %H:%M:%S", "--data.separator", ";"])
+    run_id = run_training(str(config), ["--data.source.timestamp_format", "%d/%m/%Y %H:%M:%S",
+                                       "--data.source.separator", ";"])
     run = MlflowClient(mlflow_store).get_run(run_id)
     assert run.data.tags["recipe"] == "my_experiment" and run.data.tags["mlflow.runName"] == "my_experiment"
     assert run.data.tags["dataset"] == "clicks", "your own log is named after its file, not 'synthetic'"

@@ -147,7 +147,7 @@ def test_your_own_log_brings_its_item_table(tmp_path):
 def test_side_tables_without_a_log_are_refused():
     from fbrec.data.datamodule import FeedbackDataModule
 
-    with pytest.raises(ConfigError, match="without log_path"):
+    with pytest.raises(ConfigError, match="without source.log"):
         FeedbackDataModule(dataset="synthetic", items_path="items.csv")
 
 

@@ -40,7 +40,7 @@ def test_params_are_logged_once_each_flat_and_readable(trained):
     assert not any(k.startswith("_") or "/" in k for k in params), sorted(params)
     assert params["recipe"] == "tiny" and params["model"] == "MatrixFactorizationModule"
     assert params["model.embedding_dim"] == "8" and params["model.ks"] == "[5, 10]"
-    assert params["data.dataset"] == "synthetic" and params["data.dataset_options.num_users"] == "120"
+    assert params["data.source.dataset"] == "synthetic" and params["data.source.options.num_users"] == "120"
     assert params["data.seed"] == "0" and params["seed"] == "0" and params["trainer.max_epochs"] == "2"
     # every name appears under one prefix only: no bare duplicates of data or model arguments
     bare = {k for k in params if "." not in k}

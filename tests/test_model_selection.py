@@ -21,7 +21,7 @@ trainer: {{max_epochs: 4, devices: 1, enable_progress_bar: false}}
 model:
   class_path: peaking.PeakingModule
   init_args: {{ks: [1, 5]}}
-data: {{prepared_dir: {planted_dir}, batch_size: 64}}
+data: {{source: {{prepared_dir: {planted_dir}}}, sampling: {{batch_size: 64}}}}
 """
     for old, new in replace.items():
         assert old in text

@@ -23,9 +23,8 @@ model:
   class_path: fbrec.models.MatrixFactorizationModule
   init_args: {{embedding_dim: 8, loss: bpr, learning_rate: 0.1, ks: [5, 10], sharding: {sharding}}}
 data:
-  dataset: synthetic
-  dataset_options: {{num_users: 300, num_items: 120, sessions_per_user: 12, seed: 0}}
-  batch_size: 16
+  source: {{dataset: synthetic, options: {{num_users: 300, num_items: 120, sessions_per_user: 12, seed: 0}}}}
+  sampling: {{batch_size: 16}}
 """
 
 

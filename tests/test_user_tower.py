@@ -91,12 +91,10 @@ model:
   class_path: fbrec.models.TwoTowerModule
   init_args: {{embedding_dim: 16, hidden_dims: [32], output_dim: 16, ks: [10]}}
 data:
-  dataset: movielens-100k
-  min_rating: 4.0
-  split: random
-  batch_size: 512
-  user_features: {json.dumps(USER_FEATURES)}
-  item_features: {json.dumps(ITEM_FEATURES)}
+  source: {{dataset: movielens-100k}}
+  preparation: {{min_rating: 4.0, split: random}}
+  sampling: {{batch_size: 512}}
+  features: {{user: {json.dumps(USER_FEATURES)}, item: {json.dumps(ITEM_FEATURES)}}}
 """)
     run_id = run_training(str(config), [])
     code, output = _run(["export", "--run", run_id, "--out", str(tmp_path / "bundle")], capsys)

@@ -47,7 +47,7 @@ def train(config: str | None = None, overrides: Mapping[str, object] | Sequence[
 
     overrides: {"trainer.max_epochs": 5, "model.init_args.embedding_dim": 64} or CLI-style ["--trainer.max_epochs=5"].
     log: your own click log (parquet/CSV/NDJSON with user, item[, timestamp, level] columns; see fbrec.read_log)
-        instead of the recipe's dataset: the same as {"data.log_path": log}.
+        instead of the recipe's dataset: the same as {"data.source.log": log}.
     resume: continue that run from its last saved epoch instead (config is then ignored). Returns None on ranks > 0.
     refit: then train again on training + validation pairs for the epoch count validation chose (a second run,
         tagged refit_of, which is the one returned).
@@ -61,7 +61,7 @@ def train(config: str | None = None, overrides: Mapping[str, object] | Sequence[
 
     args = list(overrides) if not isinstance(overrides, Mapping) else [f"--{k}={v}" for k, v in overrides.items()]
     if log is not None:
-        args.append(f"--data.log_path={Path(log).resolve()}")
+        args.append(f"--data.source.log={Path(log).resolve()}")
     objects: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         if model is not None or data is not None:
@@ -104,8 +104,8 @@ def _config_with_objects(config: str | None, model, data, out: Path) -> Path:
 
 
 # what a recipe says about its own dataset: a run on your log keeps the recipe's model and training, not these
-_DATASET_KEYS = ("dataset", "data_dir", "dataset_options", "prepared_dir", "min_rating", "min_level", "levels",
-                 "eval_candidates")
+_DATASET_KEYS = {"source": ("dataset", "data_dir", "options", "prepared_dir", "levels"),
+                 "preparation": ("min_rating", "min_level"), "evaluation": ("candidates",)}
 
 
 def _config_for_log(config: str, out: Path, progress: Progress | None) -> Path:
@@ -114,12 +114,15 @@ def _config_for_log(config: str, out: Path, progress: Progress | None) -> Path:
 
     from fbrec.api.config import resolve_config
 
+    from fbrec.data.specs import translate_flat
+
     path = resolve_config(config)
     doc = yaml.safe_load(path.read_text()) or {}
-    data = doc.get("data") or {}
-    block = data.get("init_args", data) if isinstance(data, dict) else {}
-    dropped = [k for k in _DATASET_KEYS if block.pop(k, None) is not None]
-    if block.get("propensity") == "dataset":
+    block = doc["data"] = translate_flat(doc.get("data") or {})
+    dropped = [f"{spec}.{k}" for spec, keys in _DATASET_KEYS.items() for k in keys
+               if isinstance(block.get(spec), dict) and block[spec].pop(k, None) is not None]
+    prop = block.get("propensity")
+    if isinstance(prop, dict) and str(prop.get("class_path", "")).endswith("DatasetExposure"):
         block.pop("propensity")
         dropped.append("propensity")
     if dropped and progress is not None:

@@ -86,6 +86,69 @@ def quiet_third_parties() -> None:
 
 
 def build_cli(args: list[str]) -> FbrecCLI:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return _build_cli(translate_flat_args(args, Path(tmp)))
+
+
+def _note(old: str, new: str) -> None:
+    import sys
+
+    print(f"note: {old} is deprecated and will be removed in the next release; use {new}", file=sys.stderr)
+
+
+def translate_flat_args(args: list[str], tmp: Path) -> list[str]:
+    """The flat data keys of earlier releases, in the --config YAML and on the command line, rewritten into the
+    data specs (fbrec.data.specs), each with a one-line note naming the new key."""
+    import yaml
+
+    from fbrec.data.specs import FLAT, SPECS, translate_flat
+
+    out = list(args)
+    if "--config" in out and out.index("--config") + 1 < len(out):
+        at = out.index("--config") + 1
+        doc = yaml.safe_load(Path(out[at]).read_text()) or {}
+        block = doc.get("data")
+        if isinstance(block, dict) and any(k not in SPECS for k in block):
+            doc["data"] = translate_flat(block, note=_note)
+            path = tmp / recipe_folder(Path(out[at])) / "config.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(doc, sort_keys=False))
+            out[at] = str(path)
+    exposure = {"propensity_eta": "eta", "min_propensity": "min_propensity", "propensity_normalise": "normalise",
+                "propensity_path": "path"}
+    classes = {"popularity": "PopularityExposure", "dataset": "DatasetExposure", "file": "FileExposure"}
+    for i, arg in enumerate(out):
+        if not arg.startswith("--data."):
+            continue
+        key, sep, value = arg[len("--data."):].partition("=")
+        if key in FLAT:
+            spec, field = FLAT[key]
+            new = f"data.{spec}.{field}"
+        elif key in exposure:
+            new = f"data.propensity.init_args.{exposure[key]}"
+        elif key == "propensity" and (value or (out[i + 1] if i + 1 < len(out) else "")) in classes:
+            if sep:
+                out[i] = f"--data.propensity=fbrec.data.specs.{classes[value]}"
+            else:
+                out[i + 1] = f"fbrec.data.specs.{classes[out[i + 1]]}"
+            _note("--data.propensity NAME", "--data.propensity fbrec.data.specs.<Name>Exposure")
+            continue
+        else:
+            continue
+        out[i] = f"--{new}{sep}{value}"
+        _note(f"--data.{key}", f"--{new}")
+    return out
+
+
+def recipe_folder(path: Path) -> str:
+    """The name a translated copy of a recipe keeps, so the run is still named after the recipe."""
+    path = path.resolve()
+    return (path.parent.name or "config") if path.name in ("config.yaml", "config.yml") else path.stem
+
+
+def _build_cli(args: list[str]) -> FbrecCLI:
     from fbrec.embeddings import register_strategies
 
     register_strategies()
@@ -158,7 +221,10 @@ def _closest_key(message: str) -> str | None:
     from fbrec.models import RECIPES
 
     words = re.findall(r"[A-Za-z_]+", message)
+    from fbrec.data.specs import Evaluation, Features, Sampling, Source, spec_fields
+
     known = set(DM.__init__.__code__.co_varnames) | {v for m in RECIPES.values() for v in m.__init__.__code__.co_varnames}
+    known |= {f for kind in (Source, Sampling, Evaluation, Features) for f in spec_fields(kind)}
     known -= {"self"}
     for w in words[::-1]:
         if w in known or len(w) <= 3:

@@ -34,10 +34,11 @@ def _recipe_data(config: str | Path) -> tuple[dict, int]:
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"--config {str(config)!r}: {exc}", rule="a training recipe (YAML)",
                           fix="pass the recipe you train with") from None
+    from fbrec.data.specs import translate_flat
+
     data = dict(recipe.get("data") or {})
     data.pop("class_path", None)
-    data = dict(data.get("init_args", data))
-    return data, int(recipe.get("seed_everything") or 0)
+    return translate_flat(dict(data.get("init_args", data))), int(recipe.get("seed_everything") or 0)
 
 
 def build_profiles(out: str | Path, *, dataset: str | None = None, config: str | Path | None = None,
@@ -57,9 +58,9 @@ def build_profiles(out: str | Path, *, dataset: str | None = None, config: str |
         raise ConfigError("pass exactly one of --dataset and --config", rule="profiles are built from one split",
                           fix="--config RECIPE (recommended: the split the run trains on) or --dataset NAME")
     check_replaceable(out, "profiles", overwrite=overwrite)
-    data_args, recipe_seed = _recipe_data(config) if config else ({"dataset": dataset}, 0)
-    data_args.update({k: v for k, v in (("split", split), ("min_rating", min_rating), ("min_level", min_level))
-                      if v is not None})
+    data_args, recipe_seed = _recipe_data(config) if config else ({"source": {"dataset": dataset}}, 0)
+    data_args["preparation"] = {**(data_args.get("preparation") or {}), **{
+        k: v for k, v in (("split", split), ("min_rating", min_rating), ("min_level", min_level)) if v is not None}}
     # the split's seed as training resolves it: seed, else the recipe's data.seed, else its seed_everything
     recipe_data_seed = data_args.pop("seed", None)
     data_seed = seed if seed is not None else recipe_data_seed if recipe_data_seed is not None else recipe_seed
@@ -70,7 +71,7 @@ def build_profiles(out: str | Path, *, dataset: str | None = None, config: str |
                           fix="fix --config") from None
     generator = make_backend(backend, **(backend_options or {}))
     text_encoder = TextEncoder(encoder, progress=sys.stderr.isatty())   # a progress bar for people, not for logs
-    name = data_args.get("dataset", "custom")
+    name = dm.data.name   # the dataset's name, or your log's file name
     manifest = write_profiles(out, dm.data, name, generator, text_encoder, template=item_template,
                               data_seed=data_seed, overwrite=overwrite, progress=say)
     result = ProfilesResult(Path(out), manifest, generator.name, generator.model, generator.is_language_model,

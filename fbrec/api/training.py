@@ -165,7 +165,7 @@ def _refit(config: str, overrides: list[str], selected: str | None, objects: dic
         epoch = box[0]
     path = resolve_config(config)
     say(f"refit: training on training + validation pairs for {epoch + 1} epochs (the selected count)")
-    cli = _build(path, [*overrides, "--data.merge_validation=true", f"--trainer.max_epochs={epoch + 1}"])
+    cli = _build(path, [*overrides, "--data.sampling.merge_validation=true", f"--trainer.max_epochs={epoch + 1}"])
     if objects is not None:
         objects.update(model=cli.model, datamodule=cli.datamodule)
     run_id = _run(cli, recipe_name(path), uri, None, None, register, say, objects)
@@ -413,8 +413,7 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
 
             files = write_user_tower(tower, model.user_encoders, tmp)
         # the resolved data seed: evaluate/export/simulate rebuild this run's split, not the default seed's
-        log_model_artifacts(run_id, model=type(model).__name__, data_args={**dict(cli.config["data"]),
-                                                                           "seed": dm.seed},
+        log_model_artifacts(run_id, model=type(model).__name__, data_args={**dm.init_args, "seed": dm.seed},
                             user_embeddings=user_emb, item_embeddings=item_emb, dataset_card=dm.data.card(),
                             config_yaml=None, tracking_uri=uri, files=files)
         _log_mlflow_model(run_id, model, dm, user_emb, item_emb, files, Path(tmp) / "bundle", uri, register, say)

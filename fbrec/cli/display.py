@@ -12,7 +12,7 @@ _FIRST = ("recall", "ndcg", "map", "mrr", "hit_rate", "precision")   # then any 
 
 def say(line: str) -> None:
     """The progress callback the CLI hands to fbrec.api."""
-    console.print(line, highlight=False)
+    console.print(line, highlight=False, soft_wrap=True)   # one line stays one line (grep, logs)
 
 
 def summary_table(title: str, summary: dict[str, float], ks) -> Table:
@@ -57,5 +57,5 @@ def train_report(outcome) -> None:
     if outcome.mnar_table is not None:
         console.print(frame_table("validation (MNAR: naive vs SNIPS) and test, best checkpoint", outcome.mnar_table))
     console.print(summary_table(f"test metrics: {outcome.recipe} on {outcome.dataset}", outcome.test, outcome.ks))
-    console.print(f"MLflow run {outcome.run_id} in {outcome.tracking_uri}  (view: mlflow ui --backend-store-uri "
-                  f"{outcome.tracking_uri})", highlight=False)
+    say(f"MLflow run {outcome.run_id} in {outcome.tracking_uri}  (view: mlflow ui --backend-store-uri "
+        f"{outcome.tracking_uri})")

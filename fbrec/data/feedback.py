@@ -21,6 +21,17 @@ from fbrec.data.io import read_log, read_side_table
 from fbrec.data.levels import check_level_order
 from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare_raw
 from fbrec.data.propensities import attach_pair_propensities, read_pair_propensities
+from fbrec.data.specs import (
+    SPECS,
+    Evaluation,
+    Exposure,
+    Features,
+    Sampling,
+    Source,
+    coerce,
+    coerce_exposure,
+    translate_flat,
+)
 from fbrec.data.transforms import inject_noise
 from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.propensity import PopularityPropensity
@@ -29,134 +40,125 @@ from fbrec.types import ITEM_INDEX, LABEL, LEVEL, USER_INDEX, WEIGHT
 PROPENSITIES = (None, "popularity", "dataset", "file")
 
 
+def _deprecation_note(old: str, new: str) -> None:
+    import sys
+
+    print(f"note: {old} is deprecated and will be removed in the next release; use {new}", file=sys.stderr)
+
+
 class FeedbackData:
     """A prepared dataset and everything evaluation needs from it, without torch or Lightning (`fbrec export`,
     `fbrec evaluate` and the Python API read it directly; FeedbackDataModule adds the loaders).
 
-    Args:
-        dataset: registry name ("synthetic", "movielens-100k", "coat", ...).
-        data_dir: folder with the real datasets (default: FBREC_DATA_DIR or ../shared/data).
-        dataset_options: generator settings for "synthetic" (num_users, num_items, seed, ...).
-        prepared_dir: read a dataset written by `fbrec data prepare` instead of preparing it again.
-        log_path: train on your own click log (parquet/csv/ndjson) instead of a registered dataset.
-        columns: for log_path, canonical -> file column names, e.g. {"user": "uid", "item": "sku"}.
-        items_path / users_path: for log_path, side tables (one row per item / user id) the feature towers read.
-        levels: for log_path, the ordered feedback level names of its `level` column, lowest first; for a
-            registered dataset, a check that these names exist and follow the dataset's declared order.
-        min_level / min_rating / min_user / min_item / split / test_fraction / val_fraction: preprocessing
-            (None = the dataset's default, see `fbrec data describe NAME`).
-        num_negatives: uniformly sampled negatives per positive.
-        batch_size: training examples per step (per process).
-        eval_batch_size: users per full-ranking chunk.
-        head_fraction: share of items (by training popularity) in the "head" slice; the rest is "tail", and
-            items with at most `cold_max_interactions` training interactions also form the "cold" slice.
-        item_features / user_features: side features of the item and user towers (see fbrec.data.features),
-            e.g. [{column: genres, kind: multi}, {column: year, kind: bucket}]; the id is always the first feature.
-        propensity: the exposure probability carried in every batch (losses) and divided by in the SNIPS metrics:
-            "popularity" estimates each item's on the training split ((n_i / N)^propensity_eta, floored at
-            min_propensity, N = max_j n_j or, with propensity_normalise: users, the number of users); "dataset"
-            takes the pair propensities the dataset ships (Coat's); "file" reads a (user, item, propensity) table from propensity_path (parquet/CSV/NDJSON, names mapped by `columns`);
-            None = 1 everywhere.
-        label: "binary" (every positive is 1) or "level": each positive is labelled with its ordinal level 1..K
-            counted from min_level (the highest level the pair reached), for ordinal recipes such as GNOLR.
-        eval_candidates: "all" ranks the whole catalogue at test time; "test_items" ranks only each user's logged
-            test items (the MCAR protocol of Coat / Yahoo! R3, whose test files hold rated-but-irrelevant items).
-        separator / timestamp_format / timestamp_unit / integer_ids: how log_path is read (see fbrec.data.read_log):
-            the CSV separator (detected from the header when None), a strftime format for timestamp strings, the
-            unit of numeric timestamps ("s", "ms", "us", "ns"), and whether ids are integers (default: text, so
-            "05" and "5" are two users).
-        val_users: validate each epoch on a seeded sample of this many validation users (all when None or when
-            there are fewer); the metrics then say so in their prefix, `val_users<N>/...` instead of `val/...`.
-            The test always ranks for every user.
-        sampled_metrics: validate by ranking each user's relevant items among this many items drawn uniformly
-            from those the user never interacted with (seeded by the data seed, drawn once) instead of the whole
-            catalogue; the metrics say so, `val_sampled<N>/...`. Cheap on huge catalogues but not consistent with
-            full ranking (Krichene & Rendle, KDD 2020), so it is never a default and the test ranks every item.
-        merge_validation: train on the training and validation pairs together, leaving no validation split: the
-            refit after settings and the epoch count were chosen on validation (`fbrec train --refit`).
-        noise_rate: the denoising protocol (PLD, T-CE): add floor(noise_rate x |u's training items|) random items u
-            never interacted with to u's training pairs (validation and test stay clean; evaluation masks them as
-            seen, like every training pair). 0 = none.
-        positive_pool: k > 0 adds to every batch a pool of k of the user's training items (drawn with replacement)
-            for PLD's resampling of the positive (fbrec.models.denoise).
-        seed: seed of the validation carve-out / split, negative sampling and shuffling. None (the default) = the
-            run's `seed_everything`, so one seed drives initialisation and the data stream; set it to vary the
-            data stream apart from the initialisation.
+    Args (fbrec.data.specs; each also accepted as a dict of its fields, as YAML and logged runs give them):
+        source: where the clicks come from (a registered dataset, a prepared folder, or your own log and how it is
+            read); a string is a registered dataset's name: FeedbackData("movielens-100k").
+        preparation: how the source becomes train/val/test (fbrec.data.prepare.PrepareConfig; None fields fall
+            back to the dataset's defaults, see `fbrec data describe NAME`).
+        propensity: where exposure probabilities come from, carried in every batch (losses) and divided by in the
+            SNIPS metrics: PopularityExposure (estimated on the training split), DatasetExposure (Coat's pair
+            propensities), FileExposure(path) (your table); None = 1 everywhere.
+        sampling: negatives per positive, batch size, PLD's positive pool, injected noise, labels ("binary" or
+            ordinal "level"), and the refit's merge of validation into training.
+        evaluation: the protocol (candidates "all" | "test_items"), validation's bounds (val_users,
+            sampled_metrics: named in the metric keys; the test always ranks every item for every user), the
+            ranking chunk size, and the head / cold slices.
+        features: side features of the item and user towers (fbrec.data.features.FeatureSpec).
+        seed: seed of the split, negative sampling and shuffling. None (the default) = the run's `seed_everything`,
+            so one seed drives initialisation and the data stream; set it to vary the data stream alone.
+        **flat: the flat keys of earlier releases (batch_size=..., propensity="popularity", ...), rewritten into
+            the specs with a one-line deprecation note naming each new key.
     """
 
-    def __init__(self, dataset: str = "synthetic", data_dir: str | None = None, dataset_options: dict | None = None,
-                 prepared_dir: str | None = None, log_path: str | None = None, items_path: str | None = None,
-                 users_path: str | None = None,
-                 columns: dict[str, str] | None = None, levels: list[str] | None = None,
-                 min_level: str | None = None, min_rating: float | None = None, min_user: int | None = None, min_item: int | None = None, split: str | None = None,
-                 test_fraction: float = 0.2, val_fraction: float = 0.1, num_negatives: int = 1,
-                 batch_size: int = 1024, eval_batch_size: int = 256, head_fraction: float = 0.2,
-                 cold_max_interactions: int = 5, item_features: list[FeatureSpec] | None = None,
-                 user_features: list[FeatureSpec] | None = None,
-                 propensity: str | None = None, propensity_eta: float = 0.5, min_propensity: float = 1e-3,
-                 propensity_normalise: str = "max", propensity_path: str | None = None, merge_validation: bool = False,
-                 val_users: int | None = None, sampled_metrics: int | None = None,
-                 noise_rate: float = 0.0, positive_pool: int = 0,
-                 eval_candidates: str = "all", label: str = "binary", seed: int | None = None,
-                 separator: str | None = None, timestamp_format: str | None = None, timestamp_unit: str = "s",
-                 integer_ids: bool = False):
-        # the constructor's arguments as given (fbrec.train(data=...) writes them into a run's config)
-        self.init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+    def __init__(self, source: Source | None = None, preparation: PrepareConfig | None = None,
+                 propensity: Exposure | None = None, sampling: Sampling | None = None,
+                 evaluation: Evaluation | None = None, features: Features | None = None, seed: int | None = None,
+                 **flat):
+        if isinstance(source, str):   # FeedbackData("movielens-100k")
+            source = Source(dataset=source)
+        if isinstance(propensity, str) and flat:   # a legacy name with its legacy options: translated together
+            flat, propensity = {"propensity": propensity, **flat}, None
+        if flat:
+            given = {"source": source, "preparation": preparation, "propensity": propensity, "sampling": sampling,
+                     "evaluation": evaluation, "features": features}
+            nested = translate_flat(flat, note=_deprecation_note)
+            unknown = sorted(set(nested) - set(SPECS))
+            if unknown:
+                raise ConfigError(f"unknown data option {unknown[0]!r}", rule=f"the data config's keys are {', '.join(SPECS)}",
+                                  fix="see fbrec.data.specs for what each spec holds")
+            for key, value in nested.items():
+                if key == "seed":
+                    seed = value
+                elif key == "propensity":
+                    propensity = value
+                else:   # flat fields fill in the spec given alongside them (if any)
+                    base = given[key]
+                    base = asdict(base) if hasattr(base, "__dataclass_fields__") else dict(base or {})
+                    given[key] = {**base, **value}
+            source, preparation, sampling, evaluation, features = (given[k] for k in ("source", "preparation",
+                                                                                     "sampling", "evaluation",
+                                                                                     "features"))
+        src, prep = coerce(Source, source), coerce(PrepareConfig, preparation)
+        samp, ev, feats = coerce(Sampling, sampling), coerce(Evaluation, evaluation), coerce(Features, features)
+        exposure = coerce_exposure(propensity)
+        # the constructor's arguments as plain data (fbrec.train(data=...) writes them into a run's config)
+        self.init_args = {"source": asdict(src), "preparation": asdict(prep),
+                          "propensity": exposure.as_config() if isinstance(exposure, Exposure) else exposure,
+                          "sampling": asdict(samp), "evaluation": asdict(ev),
+                          "features": {k: [asdict(f) if hasattr(f, "__dataclass_fields__") else f for f in v]
+                                       if v else None for k, v in asdict(feats).items()}, "seed": seed}
         super().__init__()
-        check_positive("num_negatives", num_negatives)
-        check_positive("batch_size", batch_size)
-        check_positive("eval_batch_size", eval_batch_size)
-        check_positive("cold_max_interactions", cold_max_interactions, strict=False)
-        if hasattr(self, "save_hyperparameters"):   # as a LightningDataModule: hparams in checkpoints
-            self.save_hyperparameters()
+        check_positive("num_negatives", samp.num_negatives)
+        check_positive("batch_size", samp.batch_size)
+        check_positive("evaluation.batch_size", ev.batch_size)
+        check_positive("cold_max_interactions", ev.cold_max_interactions, strict=False)
+        if hasattr(self, "save_hyperparameters"):   # as a LightningDataModule: hparams in checkpoints (plain data)
+            self.save_hyperparameters(self.init_args)
         # seed_everything (LightningCLI runs it before building this module) exports PL_GLOBAL_SEED
         seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        self.dataset_name, self.data_dir, self.dataset_options = dataset, data_dir, dict(dataset_options or {})
-        self.prepared_dir = prepared_dir
-        self.log_path, self.columns, self.levels = log_path, dict(columns or {}), levels
-        self.read_options = {"separator": separator, "timestamp_format": timestamp_format,
-                             "timestamp_unit": timestamp_unit, "integer_ids": integer_ids}
-        self.items_path, self.users_path = items_path, users_path
-        if (items_path or users_path) and not log_path:
-            raise ConfigError(f"items_path={items_path!r}, users_path={users_path!r} without log_path",
+        self.dataset_name, self.data_dir, self.dataset_options = src.dataset, src.data_dir, dict(src.options or {})
+        self.prepared_dir = src.prepared_dir
+        self.log_path, self.columns, self.levels = src.log, dict(src.columns or {}), src.levels
+        self.read_options = {"separator": src.separator, "timestamp_format": src.timestamp_format,
+                             "timestamp_unit": src.timestamp_unit, "integer_ids": src.integer_ids}
+        self.items_path, self.users_path = src.items, src.users
+        if (src.items or src.users) and not src.log:
+            raise ConfigError(f"source.items={src.items!r}, source.users={src.users!r} without source.log",
                               rule="side tables accompany your own click log; registered datasets bring theirs",
-                              fix="set log_path, or drop items_path/users_path")
-        self.prepare_config = PrepareConfig(min_level, min_rating, min_user, min_item, split, test_fraction,
-                                            val_fraction, seed)
-        self.num_negatives, self.batch_size, self.eval_batch_size = num_negatives, batch_size, eval_batch_size
-        self.head_fraction, self.cold_max_interactions, self.seed = head_fraction, cold_max_interactions, seed
-        self.item_feature_specs = [s if isinstance(s, FeatureSpec) else FeatureSpec(**s) for s in item_features or ()]
-        self.user_feature_specs = [s if isinstance(s, FeatureSpec) else FeatureSpec(**s) for s in user_features or ()]
+                              fix="set source.log, or drop source.items / source.users")
+        self.prepare_config = replace(prep, seed=seed)
+        self.num_negatives, self.batch_size, self.eval_batch_size = samp.num_negatives, samp.batch_size, ev.batch_size
+        self.head_fraction, self.cold_max_interactions, self.seed = ev.head_fraction, ev.cold_max_interactions, seed
+        self.item_feature_specs = [s if isinstance(s, FeatureSpec) else FeatureSpec(**s) for s in feats.item or ()]
+        self.user_feature_specs = [s if isinstance(s, FeatureSpec) else FeatureSpec(**s) for s in feats.user or ()]
         self._feature_sets: dict[str, FeatureSet] = {}
-        if propensity not in PROPENSITIES:
-            raise UnknownNameError("propensity source", str(propensity), [p for p in PROPENSITIES if p])
-        check_positive("positive_pool", positive_pool, strict=False)
-        if not 0 <= noise_rate < 1:   # checked before any data is read (inject_noise checks it again)
-            raise ConfigError(f"noise_rate={noise_rate}", rule="the share of noisy pairs added per user lies in [0, 1)",
-                              fix="use e.g. noise_rate: 0.3")
-        if noise_rate and propensity in ("dataset", "file"):
-            raise ConfigError(f"noise_rate={noise_rate} with propensity={propensity!r}",
+        if exposure is not None and not isinstance(exposure, Exposure):
+            raise UnknownNameError("propensity source", str(exposure), [p for p in PROPENSITIES if p])
+        name = exposure.name if exposure is not None else None
+        check_positive("positive_pool", samp.positive_pool, strict=False)
+        if not 0 <= samp.noise_rate < 1:   # checked before any data is read (inject_noise checks it again)
+            raise ConfigError(f"noise_rate={samp.noise_rate}", rule="the share of noisy pairs added per user lies in "
+                              "[0, 1)", fix="use e.g. sampling.noise_rate: 0.3")
+        if samp.noise_rate and name in ("dataset", "file"):
+            raise ConfigError(f"noise_rate={samp.noise_rate} with propensity {name!r}",
                               rule="injected noise pairs have no logged propensity",
-                              fix="use propensity: popularity (or none) with noise_rate")
-        if (propensity == "file") != (propensity_path is not None):
-            raise ConfigError(f"propensity={propensity!r} with propensity_path={propensity_path!r}",
-                              rule="propensity_path goes with propensity: file, and only with it",
-                              fix="set both (propensity: file, propensity_path: PATH) or neither")
-        if eval_candidates not in ("all", "test_items"):
-            raise UnknownNameError("eval_candidates value", eval_candidates, ["all", "test_items"])
-        if label not in ("binary", "level"):
-            raise UnknownNameError("label kind", label, ["binary", "level"])
-        self.propensity_name, self.eval_candidates, self.label = propensity, eval_candidates, label
-        self.propensity = (PopularityPropensity(propensity_eta, min_propensity, propensity_normalise)
-                           if propensity == "popularity" else None)
-        self.propensity_path = propensity_path
-        self.noise_rate, self.positive_pool, self.merge_validation = noise_rate, positive_pool, merge_validation
-        if val_users is not None:
-            check_positive("val_users", val_users)
-        self.val_users = val_users
-        if sampled_metrics is not None:
-            check_positive("sampled_metrics", sampled_metrics)
-        self.sampled_metrics = sampled_metrics
+                              fix="use PopularityExposure (or no propensity) with noise_rate")
+        if ev.candidates not in ("all", "test_items"):
+            raise UnknownNameError("eval_candidates value", ev.candidates, ["all", "test_items"])
+        if samp.label not in ("binary", "level"):
+            raise UnknownNameError("label kind", samp.label, ["binary", "level"])
+        self.propensity_name, self.eval_candidates, self.label = name, ev.candidates, samp.label
+        self.propensity = (PopularityPropensity(exposure.eta, exposure.min_propensity, exposure.normalise)
+                           if name == "popularity" else None)
+        self.propensity_path = getattr(exposure, "path", None)
+        self.noise_rate, self.positive_pool = samp.noise_rate, samp.positive_pool
+        self.merge_validation = samp.merge_validation
+        if ev.val_users is not None:
+            check_positive("val_users", ev.val_users)
+        self.val_users = ev.val_users
+        if ev.sampled_metrics is not None:
+            check_positive("sampled_metrics", ev.sampled_metrics)
+        self.sampled_metrics = ev.sampled_metrics
         self._noise: tuple[np.ndarray, np.ndarray] | None = None
         self._batch_fields: set[str] = set()
         self._pairs: pl.DataFrame | None = None

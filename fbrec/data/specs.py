@@ -1,0 +1,219 @@
+"""The data config as a few small typed specs (what `FeedbackData` takes and LightningCLI nests in YAML):
+
+    data:
+      source: {dataset: movielens-100k}                 # or {log: clicks.parquet, integer_ids: true} or {prepared_dir: D}
+      preparation: {min_rating: 4.0, split: random}     # fbrec.data.prepare.PrepareConfig
+      propensity: {class_path: fbrec.data.specs.PopularityExposure, init_args: {eta: 0.5}}
+      sampling: {num_negatives: 4, batch_size: 4096}
+      evaluation: {val_users: 5000}
+      features: {item: [{column: genres, kind: multi}]}
+
+The flat keys of earlier releases (`data.batch_size`, `data.propensity: popularity`, ...) still work for one
+release: `translate_flat` rewrites them into these specs with a one-line note naming the new key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from fbrec.data.features import FeatureSpec
+from fbrec.errors import ConfigError
+
+
+@dataclass
+class Source:
+    """Where the clicks come from: a registered dataset (`dataset`, with generator `options` for "synthetic"), a folder
+    written by `fbrec data prepare` (`prepared_dir`), or your own log (`log`: parquet/CSV/NDJSON, with optional side
+    tables `items` / `users`, `columns` mapping canonical names to yours, ordered `levels`, and how the file is read:
+    `separator`, `timestamp_format`, `timestamp_unit` in s | ms | us | ns, `integer_ids`)."""
+
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    options: dict | None = None
+    prepared_dir: str | None = None
+    log: str | None = None
+    items: str | None = None
+    users: str | None = None
+    columns: dict[str, str] | None = None
+    levels: list[str] | None = None
+    separator: str | None = None
+    timestamp_format: str | None = None
+    timestamp_unit: str = "s"
+    integer_ids: bool = False
+
+
+@dataclass
+class Sampling:
+    """How training examples are drawn: uniform negatives per positive, examples per step (per process), a pool of
+    the user's items for PLD (`positive_pool`), the denoising protocol's injected noise (`noise_rate`), labels
+    ("binary" or ordinal "level"), and the refit's merge of validation into training (`merge_validation`)."""
+
+    num_negatives: int = 1
+    batch_size: int = 1024
+    positive_pool: int = 0
+    noise_rate: float = 0.0
+    label: str = "binary"
+    merge_validation: bool = False
+
+
+@dataclass
+class Evaluation:
+    """The evaluation protocol: `candidates` "all" (the catalogue) or "test_items" (the MCAR protocol);
+    `val_users` / `sampled_metrics` bound validation's cost (named in the metric keys); users per full-ranking
+    chunk (`batch_size`); the head slice's share of items and the cold slice's interaction bound."""
+
+    candidates: str = "all"
+    val_users: int | None = None
+    sampled_metrics: int | None = None
+    batch_size: int = 256
+    head_fraction: float = 0.2
+    cold_max_interactions: int = 5
+
+
+@dataclass
+class Features:
+    """Side features of the item and user towers (fbrec.data.features.FeatureSpec); the id is always the first."""
+
+    item: list[FeatureSpec] | None = None
+    user: list[FeatureSpec] | None = None
+
+
+class Exposure:
+    """Where exposure probabilities come from (chosen by class path in YAML). Subclasses say how."""
+
+    name = "none"
+
+    def as_config(self) -> dict:
+        args = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return {"class_path": f"{type(self).__module__}.{type(self).__qualname__}", "init_args": args}
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+class PopularityExposure(Exposure):
+    """Each item's propensity estimated on the training split, (n_i / N)^eta floored at min_propensity, with N the
+    most clicked item's count (normalise "max") or the number of users ("users"): fbrec.propensity."""
+
+    name = "popularity"
+
+    def __init__(self, eta: float = 0.5, min_propensity: float = 1e-3, normalise: str = "max"):
+        self.eta, self.min_propensity, self.normalise = eta, min_propensity, normalise
+
+
+class DatasetExposure(Exposure):
+    """The pair propensities the dataset ships (Coat's propensities.ascii)."""
+
+    name = "dataset"
+
+
+class FileExposure(Exposure):
+    """Your (user, item, propensity) table: parquet, CSV or NDJSON, names mapped by the source's `columns`."""
+
+    name = "file"
+
+    def __init__(self, path: str):
+        self.path = path
+
+
+def coerce(kind, value):
+    """A spec from what a YAML, a logged run or a caller gives: the spec itself, a dict of its fields, or None."""
+    if value is None or isinstance(value, kind):
+        return kind() if value is None else value
+    if isinstance(value, dict):
+        return kind(**value)
+    return value
+
+
+def coerce_exposure(value) -> Exposure | None:
+    """An Exposure from an object, a {class_path, init_args} dict, or a legacy name ("popularity", ...)."""
+    if value is None or isinstance(value, Exposure):
+        return value
+    if isinstance(value, str):
+        if value == "file":
+            raise ConfigError("propensity='file' without propensity_path",
+                              rule="propensity_path goes with propensity: file, and only with it",
+                              fix="use propensity: {class_path: fbrec.data.specs.FileExposure, init_args: {path: PATH}}")
+        return {"popularity": PopularityExposure, "dataset": DatasetExposure}.get(value, lambda: value)()
+    if isinstance(value, dict) and "class_path" in value:
+        import importlib
+
+        module, _, name = value["class_path"].rpartition(".")
+        cls = getattr(importlib.import_module(module or __name__), name)
+        try:
+            return cls(**(value.get("init_args") or {}))
+        except TypeError as exc:
+            raise ConfigError(f"propensity {name}: {exc}", rule="init_args are the class's constructor arguments",
+                              fix="see fbrec.data.specs (FileExposure takes path)") from None
+    return value
+
+
+# flat key of earlier releases -> (spec, field)
+FLAT = {
+    **{k: ("source", v) for k, v in (("dataset", "dataset"), ("data_dir", "data_dir"), ("dataset_options", "options"),
+                                     ("prepared_dir", "prepared_dir"), ("log_path", "log"), ("items_path", "items"),
+                                     ("users_path", "users"), ("columns", "columns"), ("levels", "levels"),
+                                     ("separator", "separator"), ("timestamp_format", "timestamp_format"),
+                                     ("timestamp_unit", "timestamp_unit"), ("integer_ids", "integer_ids"))},
+    **{k: ("preparation", k) for k in ("min_level", "min_rating", "min_user", "min_item", "split", "test_fraction",
+                                       "val_fraction")},
+    **{k: ("sampling", k) for k in ("num_negatives", "batch_size", "positive_pool", "noise_rate", "label",
+                                    "merge_validation")},
+    **{k: ("evaluation", v) for k, v in (("eval_candidates", "candidates"), ("val_users", "val_users"),
+                                         ("sampled_metrics", "sampled_metrics"), ("eval_batch_size", "batch_size"),
+                                         ("head_fraction", "head_fraction"),
+                                         ("cold_max_interactions", "cold_max_interactions"))},
+    "item_features": ("features", "item"), "user_features": ("features", "user"),
+}
+_EXPOSURE_FLAT = {"propensity_eta": "eta", "min_propensity": "min_propensity", "propensity_normalise": "normalise",
+                  "propensity_path": "path"}
+SPECS = ("source", "preparation", "propensity", "sampling", "evaluation", "features", "seed")
+
+
+def translate_flat(block: dict, note=None) -> dict:
+    """A data block with flat keys of earlier releases rewritten into the specs (nested keys pass through);
+    `note(old, new)` is told about each rewritten key."""
+    out: dict = {k: (dict(v) if isinstance(v, dict) and k != "propensity" else v) for k, v in block.items()
+                 if k in SPECS}
+    exposure_args = {}
+    for key, value in block.items():
+        if key in SPECS:
+            continue
+        if key in FLAT:
+            spec, field = FLAT[key]
+            out.setdefault(spec, {})
+            out[spec][field] = value
+            if note:
+                note(f"data.{key}", f"data.{spec}.{field}")
+        elif key in _EXPOSURE_FLAT:
+            exposure_args[_EXPOSURE_FLAT[key]] = value
+            if note:
+                note(f"data.{key}", f"data.propensity.init_args.{_EXPOSURE_FLAT[key]}")
+        else:
+            out[key] = value   # unknown: the parser names it
+    prop = out.get("propensity")
+    if isinstance(prop, str) or (prop is None and "path" in exposure_args):
+        cls = {"popularity": PopularityExposure, "dataset": DatasetExposure, "file": FileExposure}.get(prop or "file")
+        if cls is None:
+            out["propensity"] = prop   # FeedbackData names the unknown source
+        else:
+            import inspect
+
+            allowed = set(inspect.signature(cls).parameters)
+            args = {k: v for k, v in exposure_args.items() if k in allowed}
+            if ("path" in exposure_args) != ("path" in allowed):
+                raise ConfigError(f"propensity={prop!r} with propensity_path={exposure_args.get('path')!r}",
+                                  rule="propensity_path goes with propensity: file, and only with it",
+                                  fix="use propensity: {class_path: fbrec.data.specs.FileExposure, init_args: "
+                                      "{path: PATH}}")
+            out["propensity"] = {"class_path": f"{__name__}.{cls.__name__}", **({"init_args": args} if args else {})}
+            if note and isinstance(prop, str):
+                note(f"data.propensity: {prop}", f"data.propensity.class_path: {__name__}.{cls.__name__}")
+    return {**{k: out[k] for k in SPECS if k in out}, **{k: v for k, v in out.items() if k not in SPECS}}
+
+
+def spec_fields(kind) -> list[str]:
+    return [f.name for f in fields(kind)]
