@@ -82,7 +82,7 @@ def test_the_logged_model_loads_as_a_pyfunc_recommends_and_is_registered(trained
 
 
 def test_plots_learning_curves_and_slices_in_a_stable_order(trained, tmp_path):
-    from fbrec.tracking.runs import _slice_key
+    from fbrec.tracking.plots import _slice_key
 
     client, run, _ = trained
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "curves")}

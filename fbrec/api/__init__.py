@@ -113,7 +113,6 @@ def _config_for_log(config: str, out: Path, progress: Progress | None) -> Path:
     import yaml
 
     from fbrec.api.config import resolve_config
-
     from fbrec.data.specs import translate_flat
 
     path = resolve_config(config)

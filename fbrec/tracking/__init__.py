@@ -1,5 +1,13 @@
 """MLflow conventions (the only mlflow importer): store location, run names and tags, artifacts, plots."""
 
+from fbrec.tracking.artifacts import (
+    RunArtifacts,
+    log_bundle,
+    log_dataset_inputs,
+    log_model_artifacts,
+    log_table,
+    read_run_artifacts,
+)
 from fbrec.tracking.lifecycle import (
     checkpoint_dir,
     download_config,
@@ -10,22 +18,13 @@ from fbrec.tracking.lifecycle import (
     reopen_run,
     store_root,
 )
-from fbrec.tracking.runs import (
-    RunArtifacts,
+from fbrec.tracking.plots import log_calibration, log_learning_curves, log_report, log_sessions
+from fbrec.tracking.store import (
     default_tracking_uri,
     find_run,
     flat_params,
-    log_bundle,
-    log_calibration,
-    log_dataset_inputs,
-    log_learning_curves,
-    log_model_artifacts,
-    log_report,
     log_run,
-    log_sessions,
-    log_table,
     make_logger,
-    read_run_artifacts,
     resolve_run_id,
     set_run_tags,
     tracking_setup,

@@ -10,7 +10,7 @@ from pathlib import Path
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from fbrec.tracking.runs import default_tracking_uri
+from fbrec.tracking.store import default_tracking_uri
 
 PID_TAG, HOST_TAG, END_TAG = "fbrec.pid", "fbrec.host", "fbrec.end"
 
