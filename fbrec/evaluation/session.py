@@ -4,15 +4,22 @@ A session is a list of rounds; each round is the slate shown (item ids, in order
 
 NUM, on the U-measure (Sakai & Dou, 2013): the session is read as one trail, every shown item taking one unit of
 length and every round after the first `reformulation_cost` more (what asking again costs the user); an item read at
-trail position p earns gain x max(0, 1 - p / patience). Session-level relevance comes from clicks with NUM's click
-enhancement: an item clicked in any round is relevant, and counts at its FIRST appearance (a skipped item clicked
-later was relevant when it was first shown). NUM = U(actual trail) / U(ideal trail), the ideal showing all the
-session's relevant items first, by gain, in the first round, paying no reformulation. 1 = the ideal session.
+trail position p earns gain x max(0, 1 - p / patience), once: at its FIRST appearance (a repeat earns nothing).
+NUM = U(actual trail) / U(ideal trail), the ideal showing all the relevant items first, by gain, in the first round,
+paying no reformulation. 1 = the ideal session.
+
+Relevance: to compare policies, pass `gains` from the held-out truth (every relevant item of the user, whether a
+policy showed it or not), the same for every policy: then a policy that finds 3 of the user's 3 relevant items
+scores above one that finds 1. Without gains, relevance comes from the session's own clicks with NUM's click
+enhancement (an item clicked in any round is relevant, counted at its first appearance): a within-session measure
+that normalises each session by its own clicks, so it cannot rank policies (finding 1 of 3 relevant items early
+scores 1.0 there).
 (The paper counts characters of text; in a recommender the unit is an item read. Its constants were not
 verified, see ../shared/notes/algorithms.md section 6.)
 
 sDCG (Järvelin et al., 2008): sum over rounds r (1-based) and slots j (1-based) of
-gain / ((1 + log_bq r) * log2(j + 1)); clicks are the gains, without enhancement (it has no such rule).
+gain / ((1 + log_bq r) * log2(j + 1)), each item earning at most once: at its first appearance when `gains` are
+given (the held-out truth), in the round of its first click otherwise (a slate shown again earns nothing again).
 """
 
 from __future__ import annotations
@@ -80,14 +87,17 @@ def num(rounds: Sequence[Round], gains: Mapping[Hashable, float] | None = None, 
 
 def session_dcg(rounds: Sequence[Round], gains: Mapping[Hashable, float] | None = None, *, bq: float = 4.0
                 ) -> float:
-    """sDCG with the round discount 1 + log_bq(r); gains default to 1 per click in the round it happened."""
+    """sDCG with the round discount 1 + log_bq(r); every item earns once: its gain at its first appearance (gains
+    given), or 1 in the round of its first click (no gains)."""
     if bq <= 1:
         from fbrec.errors import ConfigError
 
         raise ConfigError(f"bq={bq}", rule="the round discount base is > 1", fix="use bq=4 (Järvelin et al.)")
-    total = 0.0
+    total, earned = 0.0, set()
     for r, rnd in enumerate(rounds, start=1):
         for j, item in enumerate(rnd.slate, start=1):
             g = (gains.get(item, 0.0) if gains is not None else float(item in rnd.clicked))
-            total += g / ((1 + math.log(r, bq)) * math.log2(j + 1))
+            if g and item not in earned:
+                earned.add(item)
+                total += g / ((1 + math.log(r, bq)) * math.log2(j + 1))
     return total

@@ -108,7 +108,9 @@ def simulate(user_vectors: np.ndarray, item_vectors: np.ndarray, seen: dict[int,
                     shown_examples.append({"user": user, "round": r + 1, "slate": top, "clicked": sorted(clicked),
                                            "command": reaction.command, "generated_by": reaction.generated_by,
                                            "reasons": {str(k): v for k, v in list(reaction.reasons.items())[:3]}})
-            session_rows.append({"policy": policy, "user": user, "num": num(session), "sdcg": session_dcg(session),
+            truth = {item: 1.0 for item in state.truth}   # the same relevance for every policy (held-out truth)
+            session_rows.append({"policy": policy, "user": user, "num": num(session, truth),
+                                 "sdcg": session_dcg(session, truth),
                                  "clicks": sum(len(s.clicked) for s in session)})
     frame = pl.DataFrame(round_rows)
     per_round = frame.group_by("policy", "round", maintain_order=True).agg(
