@@ -12,6 +12,7 @@ import pytest
 
 from fbrec.data.datasets import RawDataset, data_dir
 from fbrec.data.prepare import PrepareConfig, prepare_raw
+from fbrec.data.schema import cast_levels
 
 warnings.filterwarnings("ignore", message="It is recommended to use `self.log")
 os.environ.setdefault("PYTHONHASHSEED", "0")
@@ -97,3 +98,23 @@ def planted_profiles(planted_dir, tmp_path_factory) -> Path:
     write_profiles(root / "planted", PreparedDataset.load(planted_dir), "planted", make_backend("offline"),
                    TextEncoder(cache_dir=root / "cache"))
     return root / "planted"
+
+
+LEVELS = ["view", "click", "buy"]
+
+
+@pytest.fixture(scope="session")
+def leveled_dir(tmp_path_factory):
+    """Planted clusters; within a user's cluster, the first items are bought, the rest only clicked."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in range(6):
+        items = np.arange(c * 10, (c + 1) * 10)
+        for u in range(15):
+            user = c * 15 + u
+            for t, item in enumerate(rng.permutation(items)):
+                rows.append((user, int(item), "buy" if item % 10 < 4 else "click", t))
+    log = cast_levels(pl.DataFrame(rows, schema={"user": pl.Int64, "item": pl.Int64, "level": pl.String,
+                                                 "timestamp": pl.Int64}, orient="row"), LEVELS)
+    data = prepare_raw(RawDataset(log), "leveled", PrepareConfig(split="leave_last_out", min_level="click"))
+    return data.save(tmp_path_factory.mktemp("leveled") / "prepared")

@@ -4,37 +4,15 @@ from __future__ import annotations
 
 import lightning as L
 import numpy as np
-import polars as pl
 import pytest
 import torch
+from conftest import LEVELS  # noqa: F401  (leveled_dir, the planted ordinal data, lives in conftest)
 
 from fbrec.data.datamodule import FeedbackDataModule
-from fbrec.data.datasets import RawDataset
-from fbrec.data.prepare import PrepareConfig, prepare_raw
-from fbrec.data.schema import cast_levels
 from fbrec.embeddings import register_strategies
 from fbrec.errors import UnknownNameError
 from fbrec.models import GNOLRModule
 from fbrec.retrieval import build_index, search
-
-LEVELS = ["view", "click", "buy"]
-
-
-@pytest.fixture(scope="module")
-def leveled_dir(tmp_path_factory):
-    """Planted clusters; within a user's cluster, the first items are bought, the rest only clicked."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for c in range(6):
-        items = np.arange(c * 10, (c + 1) * 10)
-        for u in range(15):
-            user = c * 15 + u
-            for t, item in enumerate(rng.permutation(items)):
-                rows.append((user, int(item), "buy" if item % 10 < 4 else "click", t))
-    log = cast_levels(pl.DataFrame(rows, schema={"user": pl.Int64, "item": pl.Int64, "level": pl.String,
-                                                 "timestamp": pl.Int64}, orient="row"), LEVELS)
-    data = prepare_raw(RawDataset(log), "leveled", PrepareConfig(split="leave_last_out", min_level="click"))
-    return data.save(tmp_path_factory.mktemp("leveled") / "prepared")
 
 
 def _fit(leveled_dir, tmp_path, variant="gnolr", epochs=30):

@@ -11,7 +11,15 @@ from conftest import PLANTED_ITEM_FEATURES
 from fbrec.data.datamodule import FeedbackDataModule
 from fbrec.embeddings import register_strategies
 from fbrec.evaluation import embedding_scorer, evaluate_scores
-from fbrec.models import LightGCNModule, MatrixFactorizationModule, PopularityModule, TwoTowerModule
+from fbrec.models import (
+    ESMMModule,
+    GNOLRModule,
+    LightGCNModule,
+    MatrixFactorizationModule,
+    NSBModule,
+    PopularityModule,
+    TwoTowerModule,
+)
 
 # recipe(dm, profiles): profiles is a folder of offline-template profiles of the planted data (RLMRec alignment)
 RECIPES = {
@@ -185,3 +193,38 @@ def test_weight_decay_shrinks_the_embeddings_it_is_asked_to(planted_dir, tmp_pat
         users, items = model.export_embeddings(dm.num_users, dm.num_items)
         norms[wd] = float(np.linalg.norm(items, axis=1).mean())
     assert norms[0.05] < 0.8 * norms[0.0], norms
+
+
+# the ordinal recipes learn from feedback levels: the same one-step contract on planted leveled data
+ORDINAL = {
+    "gnolr": lambda dm: GNOLRModule(dm.num_users, dm.num_items, embedding_dim=8, learning_rate=0.2, ks=(1, 5)),
+    "nsb": lambda dm: NSBModule(dm.num_users, dm.num_items, embedding_dim=8, learning_rate=0.2, ks=(1, 5)),
+    "esmm": lambda dm: ESMMModule(dm.num_users, dm.num_items, embedding_dim=8, learning_rate=0.2, ks=(1, 5)),
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(ORDINAL))
+def test_every_trainable_parameter_of_an_ordinal_recipe_changes_after_one_step(recipe, leveled_dir, tmp_path):
+    dm = FeedbackDataModule(prepared_dir=str(leveled_dir), label="level", batch_size=64, num_negatives=4)
+    model = ORDINAL[recipe](dm)
+    trainer = _trainer(tmp_path, 1, limit_train_batches=1, limit_val_batches=0, enable_checkpointing=False)
+    trainer.strategy.connect(model)
+    model.prepare_from(dm)
+    model.configure_model()
+    before = {k: v.detach().clone() for k, v in _local_tensors(model).items()}
+    assert before, "the model exposes no trainable tensors"
+    trainer.fit(model, dm)
+    after = _local_tensors(model)
+    unchanged = [k for k in before if torch.equal(before[k], after[k])]
+    assert not unchanged, f"parameters not updated by one step: {unchanged}"
+
+
+def test_the_contract_covers_every_model_class():
+    """Every recipe class of fbrec.models is held to the contract here (popularity and ExpoMF, which learn by
+    counting and by EM, through their own tests above)."""
+    import fbrec.models
+
+    probe = FeedbackDataModule(prepared_dir=None, batch_size=64)   # sizes only: 0 users, 0 items
+    covered = {type(make(probe, None)) for make in RECIPES.values()} | {type(make(probe)) for make in ORDINAL.values()}
+    covered |= {PopularityModule, fbrec.models.ExpoMFModule}   # test_popularity_..., test_expomf_... above
+    assert set(fbrec.models.RECIPES.values()) <= covered, set(fbrec.models.RECIPES.values()) - covered

@@ -92,18 +92,13 @@ def build_cli(args: list[str]) -> FbrecCLI:
         return _build_cli(translate_flat_args(args, Path(tmp)))
 
 
-def _note(old: str, new: str) -> None:
-    import sys
-
-    print(f"note: {old} is deprecated and will be removed in the next release; use {new}", file=sys.stderr)
-
-
 def translate_flat_args(args: list[str], tmp: Path) -> list[str]:
     """The flat data keys of earlier releases, in the --config YAML and on the command line, rewritten into the
     data specs (fbrec.data.specs), each with a one-line note naming the new key."""
     import yaml
 
     from fbrec.data.specs import FLAT, SPECS, translate_flat
+    from fbrec.data.specs import _deprecation_note as _note
 
     out = list(args)
     if "--config" in out and out.index("--config") + 1 < len(out):

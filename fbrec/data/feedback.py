@@ -21,29 +21,13 @@ from fbrec.data.io import read_log, read_side_table
 from fbrec.data.levels import check_level_order
 from fbrec.data.prepare import PrepareConfig, PreparedDataset, interactions_csr, prepare_raw
 from fbrec.data.propensities import attach_pair_propensities, read_pair_propensities
-from fbrec.data.specs import (
-    SPECS,
-    Evaluation,
-    Exposure,
-    Features,
-    Sampling,
-    Source,
-    coerce,
-    coerce_exposure,
-    translate_flat,
-)
+from fbrec.data.specs import Evaluation, Exposure, Features, Sampling, Source, resolve_specs
 from fbrec.data.transforms import inject_noise
 from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.propensity import PopularityPropensity
 from fbrec.types import ITEM_INDEX, LABEL, LEVEL, USER_INDEX, WEIGHT
 
 PROPENSITIES = (None, "popularity", "dataset", "file")
-
-
-def _deprecation_note(old: str, new: str) -> None:
-    import sys
-
-    print(f"note: {old} is deprecated and will be removed in the next release; use {new}", file=sys.stderr)
 
 
 class FeedbackData:
@@ -74,33 +58,8 @@ class FeedbackData:
                  propensity: Exposure | None = None, sampling: Sampling | None = None,
                  evaluation: Evaluation | None = None, features: Features | None = None, seed: int | None = None,
                  **flat):
-        if isinstance(source, str):   # FeedbackData("movielens-100k")
-            source = Source(dataset=source)
-        if isinstance(propensity, str) and flat:   # a legacy name with its legacy options: translated together
-            flat, propensity = {"propensity": propensity, **flat}, None
-        if flat:
-            given = {"source": source, "preparation": preparation, "propensity": propensity, "sampling": sampling,
-                     "evaluation": evaluation, "features": features}
-            nested = translate_flat(flat, note=_deprecation_note)
-            unknown = sorted(set(nested) - set(SPECS))
-            if unknown:
-                raise ConfigError(f"unknown data option {unknown[0]!r}", rule=f"the data config's keys are {', '.join(SPECS)}",
-                                  fix="see fbrec.data.specs for what each spec holds")
-            for key, value in nested.items():
-                if key == "seed":
-                    seed = value
-                elif key == "propensity":
-                    propensity = value
-                else:   # flat fields fill in the spec given alongside them (if any)
-                    base = given[key]
-                    base = asdict(base) if hasattr(base, "__dataclass_fields__") else dict(base or {})
-                    given[key] = {**base, **value}
-            source, preparation, sampling, evaluation, features = (given[k] for k in ("source", "preparation",
-                                                                                     "sampling", "evaluation",
-                                                                                     "features"))
-        src, prep = coerce(Source, source), coerce(PrepareConfig, preparation)
-        samp, ev, feats = coerce(Sampling, sampling), coerce(Evaluation, evaluation), coerce(Features, features)
-        exposure = coerce_exposure(propensity)
+        src, prep, exposure, samp, ev, feats, seed = resolve_specs(
+            source, preparation, propensity, sampling, evaluation, features, seed, flat)
         # the constructor's arguments as plain data (fbrec.train(data=...) writes them into a run's config)
         self.init_args = {"source": asdict(src), "preparation": asdict(prep),
                           "propensity": exposure.as_config() if isinstance(exposure, Exposure) else exposure,

@@ -217,3 +217,43 @@ def translate_flat(block: dict, note=None) -> dict:
 
 def spec_fields(kind) -> list[str]:
     return [f.name for f in fields(kind)]
+
+
+def _deprecation_note(old: str, new: str) -> None:
+    import sys
+
+    print(f"note: {old} is deprecated and will be removed in the next release; use {new}", file=sys.stderr)
+
+
+def resolve_specs(source, preparation, propensity, sampling, evaluation, features, seed, flat: dict):
+    """FeedbackData's arguments as specs: a dataset name as its source, dicts as their specs, and the flat keys of
+    the last release (each with a one-line note) folded into the specs given alongside them."""
+    from dataclasses import asdict
+
+    from fbrec.data.prepare import PrepareConfig
+
+    if isinstance(source, str):   # FeedbackData("movielens-100k")
+        source = Source(dataset=source)
+    if isinstance(propensity, str) and flat:   # a legacy name with its legacy options: translated together
+        flat, propensity = {"propensity": propensity, **flat}, None
+    if flat:
+        given = {"source": source, "preparation": preparation, "sampling": sampling, "evaluation": evaluation,
+                 "features": features}
+        nested = translate_flat(flat, note=_deprecation_note)
+        unknown = sorted(set(nested) - set(SPECS))
+        if unknown:
+            raise ConfigError(f"unknown data option {unknown[0]!r}", rule=f"the data config's keys are "
+                              f"{', '.join(SPECS)}", fix="see fbrec.data.specs for what each spec holds")
+        for key, value in nested.items():
+            if key == "seed":
+                seed = value
+            elif key == "propensity":
+                propensity = value
+            else:   # flat fields fill in the spec given alongside them (if any)
+                base = given[key]
+                base = asdict(base) if hasattr(base, "__dataclass_fields__") else dict(base or {})
+                given[key] = {**base, **value}
+        source, preparation, sampling, evaluation, features = (given[k] for k in ("source", "preparation",
+                                                                                 "sampling", "evaluation", "features"))
+    return (coerce(Source, source), coerce(PrepareConfig, preparation), coerce_exposure(propensity),
+            coerce(Sampling, sampling), coerce(Evaluation, evaluation), coerce(Features, features), seed)
