@@ -66,3 +66,17 @@ def test_objects_fbrec_cannot_rebuild_are_refused_before_any_run(kwargs, pattern
     with pytest.raises(ConfigError, match=pattern):
         fbrec.train(**kwargs)
     assert MlflowClient(mlflow_store).search_experiments(filter_string="name = 'fbrec'") == []
+
+
+def test_progress_receives_what_the_cli_prints_and_the_outcome_is_returned(tmp_path, mlflow_store):
+    from test_cli import TINY
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    lines: list[str] = []
+    run = fbrec.train(str(config), {"trainer.max_epochs": 1, "trainer.enable_progress_bar": False},
+                      progress=lines.append)
+    assert any(line.startswith("best epoch on validation: 0") for line in lines), lines
+    assert any(line.startswith("time: config + read + prepare data") for line in lines), lines
+    assert run.outcome.run_id == run.run_id and run.outcome.recipe == "tiny" and run.outcome.dataset == "synthetic"
+    assert run.outcome.test["ndcg_at_5"] == pytest.approx(run.metrics["test/ndcg_at_5"], abs=1e-6)

@@ -15,6 +15,8 @@ The README's claims and the tests that hold each one to the code:
 | imports point down the package list | import contract "fbrec layers point down only" |
 | the best epoch is chosen on validation, never on test | test_model_selection.py |
 | `import fbrec` loads neither torch nor MLflow | test_api.py::test_import_fbrec_loads_neither_torch_nor_mlflow |
+| `progress=print` shows what the CLI shows; the run reports its outcome | test_api.py::test_progress_receives_what_the_cli_prints_and_the_outcome_is_returned |
+| the flat data keys of the last release still work, each with a note naming the new key | test_cli_inputs.py::test_config_type_errors_name_the_key_the_value_and_the_type (the `--data.batch_size=q` row) |
 | unknown and cold users get the most popular items, flagged | test_bundle_and_retrieval.py::test_an_unknown_user_gets_the_popularity_fallback_flagged_as_in_the_service, test_serving.py |
 | a user error is one line and a hint, exit code 2 | test_cli.py::test_user_errors_print_one_line_and_a_hint_and_exit_2 |
 | writes are atomic; files fbrec did not write are refused | test_cli.py, test_bundle_trust.py (the atomic-write tests) |
