@@ -184,7 +184,9 @@ def main() -> None:
             f"next k under the preferences parsed from what the user said (boosts accumulate), `reward` (MovieLens) "
             f"the next k after re-ranking its top 50 by the pointwise reward model of the same seed. RecBot's MovieLens "
             f"anchor (Recall@10 0.394, pass rate 33.5%) comes from a different protocol (a target item per session) "
-            f"and is not comparable. Total {time.perf_counter() - start:.0f} s.\n\n" + "\n\n".join(sections))
+            f"and is not comparable. NUM and sDCG take relevance from each user's held-out truth, the same for every "
+            f"policy, and an item earns once (its first appearance); before 2026-12-03 they were normalised by each "
+            f"session's own clicks, which ranked `same` first. Total {time.perf_counter() - start:.0f} s.\n\n" + "\n\n".join(sections))
     print(body)
     if args.write:
         write_section("llm_feedback", body)
