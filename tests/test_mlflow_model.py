@@ -42,6 +42,7 @@ def test_params_are_logged_once_each_flat_and_readable(trained):
     assert params["model.embedding_dim"] == "8" and params["model.ks"] == "[5, 10]"
     assert params["data.source.dataset"] == "synthetic" and params["data.source.options.num_users"] == "120"
     assert params["data.seed"] == "0" and params["seed"] == "0" and params["trainer.max_epochs"] == "2"
+    assert params["model.num_users"] != "0" and params["model.num_items"] != "0", "the real table sizes"
     # every name appears under one prefix only: no bare duplicates of data or model arguments
     bare = {k for k in params if "." not in k}
     assert bare == {"recipe", "model", "seed"}

@@ -47,6 +47,13 @@ def test_a_run_reports_and_exports_its_best_validation_epoch_not_its_last(plante
     assert run.data.metrics["test/hit_rate_at_1"] == pytest.approx(best["hit_rate_at_1"], abs=1e-6)
     art = read_run_artifacts(run_id, mlflow_store)
     np.testing.assert_array_equal(art.item_embeddings, good[1])
+    # the best epoch is kept for the report; last.ckpt is the latest epoch, what --resume continues from
+    from fbrec.models.selection import checkpoint_epoch
+    from fbrec.tracking import checkpoint_dir
+
+    store = checkpoint_dir(run_id, mlflow_store)
+    assert checkpoint_epoch(store / "last.ckpt") == 3
+    assert checkpoint_epoch(run.data.tags["best_checkpoint"]) == 0
 
 
 def test_early_stopping_ends_the_run_after_patience_validations_without_improvement(planted_dir, tmp_path,

@@ -252,7 +252,10 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None, regi
     try:
         if rank0 and resume is None:
             client.log_text(run_id, cli.parser.dump(cli.config, skip_none=False, skip_check=True), "config.yaml")
-            logger.log_params(flat_params(cli.config, recipe, dm.seed))   # each once, flat
+            params = flat_params(cli.config, recipe, dm.seed)   # each once, flat
+            # the table sizes come from the data (linked at instantiation); the config still holds their 0 default
+            params.update({"model.num_users": dm.num_users, "model.num_items": dm.num_items})
+            logger.log_params(params)
             log_dataset_inputs(run_id, dm.data, _data_source(dm), uri)
         outcome = _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, uri, cli, register, say)
     except BaseException as exc:
