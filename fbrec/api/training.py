@@ -307,8 +307,13 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
     started = time.perf_counter()
     side_by_side = None
     if getattr(dm, "propensity_name", None) is not None and dm.data.val.height:
-        # the same checkpoint on validation (MNAR clicks, naive and SNIPS-corrected) next to the test report
-        trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)
+        # the same checkpoint on validation (MNAR clicks, naive and SNIPS-corrected) next to the test report; it is
+        # reported in report/biased_vs_unbiased.csv, not logged again as a phantom epoch of the learning curve
+        loggers, trainer.loggers = trainer.loggers, []
+        try:
+            trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)
+        finally:
+            trainer.loggers = loggers
         side_by_side = model.last_evaluators["val"].summary()
     user_emb, item_emb = model.export_embeddings(dm.num_users, dm.num_items)   # collective when sharded
     tower = model.user_feature_tower() if hasattr(model, "user_feature_tower") else None   # collective too
