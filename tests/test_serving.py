@@ -210,7 +210,26 @@ BAD_REQUESTS = [
     ("vector of text", "/search", {"vector": ["a"] * 32}, 422, r"vector"),
     ("oversize body", "/recommend/batch", {"users": ["u" * 5000] * 8}, 413, r"bytes"),
     ("not json", "/recommend", "this is not json", 422, r""),
+    # no coercion: a bool is not an int, 0 is not false (issue 23's hostile set)
+    ("k as bool", "/recommend", {"user": 1, "k": True}, 422, r"k: Input should be a valid integer"),
+    ("user as bool", "/recommend", {"user": True}, 422, r"user"),
+    ("exclude_seen as 0", "/recommend", {"user": 1, "exclude_seen": 0}, 422, r"exclude_seen: .*valid boolean"),
+    ("include id as bool", "/recommend", {"user": 1, "filter": {"include_items": [True]}}, 422, r"include_items"),
+    # attribute values of another type than the column's: one 4xx, not a polars error
+    ("year as text", "/recommend", {"user": 1, "filter": {"attributes": {"year": ["1995"]}}}, 422,
+     r"attribute 'year' values \['1995'\] are not of its type"),
+    ("genres as lists", "/recommend", {"user": 1, "filter": {"attributes": {"genres": [["Comedy"]]}}}, 422,
+     r"attribute 'genres' values"),
+    ("vector overflow", "/search", {"vector": [3e38] * 32}, 422, r"scores overflow"),
+    ("reload with a NUL byte", "/admin/reload", {"bundle": "a\u0000b"}, 409, r"bundle refused"),
 ]
+
+
+def test_a_user_id_beyond_any_integer_type_is_an_unknown_user_not_a_5xx(server):
+    r = server.post("/recommend", {"user": 1180591620717411303424, "k": 3})
+    assert r.status_code == 200 and r.json()["fallback"] == "popularity", r.text
+    r = server.get("/recommend/1180591620717411303424?k=3")
+    assert r.status_code == 200 and r.json()["fallback"] == "popularity", r.text
 
 
 @pytest.mark.parametrize("name,path,body,status,pattern", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])

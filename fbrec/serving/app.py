@@ -238,8 +238,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
             still = live.current.version if live.current else None
             return JSONResponse({"error": f"bundle refused: {exc.problem}", "rule": exc.rule, "fix": exc.fix,
                                  "serving": still}, status_code=409)
-        except OSError as exc:
-            return _error(409, f"bundle refused: {exc}", fix="check the path")
+        except (OSError, ValueError) as exc:   # ValueError: a path Python cannot open (an embedded NUL byte)
+            return _error(409, f"bundle refused: {type(exc).__name__}", rule="a bundle folder fbrec exported",
+                          fix="check the path")
         return {"status": "reloaded", "bundle_version": new.version, "path": str(new.path)}
 
     return app

@@ -1,4 +1,5 @@
-"""Request and response bodies of the retrieval service. Unknown fields and wrong types are refused (422)."""
+"""Request and response bodies of the retrieval service. Unknown fields and wrong types are refused (422), strictly:
+no coercion, so `"k": true` is not k=1, `"user": true` is not user 1 and `"exclude_seen": 0` is not false."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ Id = int | str
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ItemFilter(_Strict):

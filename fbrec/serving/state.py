@@ -86,8 +86,14 @@ class ServedBundle:
                 raise RequestError(422, f"unknown item attribute {name!r}", rule=f"this bundle's item attributes: "
                                    f"{known or 'none'}", fix="filter on one of them, or export with item attributes")
             col = items[name]
-            hit = (col.list.eval(pl.element().is_in(values)).list.any() if isinstance(col.dtype, pl.List)
-                   else col.is_in(values)).fill_null(False).to_numpy()
+            try:
+                hit = (col.list.eval(pl.element().is_in(values)).list.any() if isinstance(col.dtype, pl.List)
+                       else col.is_in(values)).fill_null(False).to_numpy()
+            except (pl.exceptions.PolarsError, TypeError, ValueError):
+                kind = col.dtype.inner if isinstance(col.dtype, pl.List) else col.dtype
+                raise RequestError(422, f"attribute {name!r} values {values[:3]} are not of its type ({kind})",
+                                   rule="attribute filters give values of the attribute's own type",
+                                   fix=f"send {name} values like {col.drop_nulls().head(1).to_list()}") from None
             attr_mask = np.zeros(n, dtype=bool)
             attr_mask[items["item_index"].to_numpy()[hit]] = True
             mask = attr_mask if mask is None else mask & attr_mask
@@ -141,6 +147,9 @@ class ServedBundle:
                                fix="send finite numbers")
         mask, exclude = self.allowed(item_filter)
         items, scores = self.bundle.search(q, k, exclude=exclude, allowed=mask)
+        if not np.isfinite(scores).all():
+            raise RequestError(422, "the vector's scores overflow (not finite)", rule="a query keeps every inner "
+                               "product finite in float32", fix="send a vector of ordinary magnitude (normalise it)")
         return {"items": self.items_out(items, scores), "bundle_version": self.version}
 
 
