@@ -101,6 +101,9 @@ class _TooLarge(Exception):
 
 def create_app(settings: ServeSettings) -> FastAPI:
     metrics = Metrics()
+    # every counter exists from the start (a dashboard's rate() needs the zero before the first error)
+    metrics.inc("fbrec_http_errors_total", "5xx responses", value=0.0)
+    metrics.inc("fbrec_fallback_total", "answers from the popularity fallback", value=0.0)
     live = LiveBundle(settings.bundle, metrics, gpu=settings.gpu)
     limiter = anyio.CapacityLimiter(settings.search_threads)
 
