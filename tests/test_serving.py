@@ -183,7 +183,18 @@ def test_health_version_and_prometheus_metrics(server):
     text = server.get("/metrics").text
     assert 'fbrec_http_requests_total{path="/recommend",status="200"}' in text
     assert 'fbrec_http_request_seconds_bucket{le="0.01",path="/recommend"}' in text
-    assert f'fbrec_bundle_info{{path="{server.get("/version").json()["path"]}"' in text
+    assert f'fbrec_bundle_info{{version="{server.get("/version").json()["bundle_version"]}"}} 1' in text
+
+
+def test_no_answer_reveals_a_filesystem_path(server, bundles):
+    """The bundle is named by run id + manifest checksum; its folder and the working directory stay private."""
+    import os
+
+    secrets = {str(bundles["a"].resolve()), os.getcwd()}
+    answers = [server.get(p).text for p in ("/version", "/metrics", "/readyz", "/healthz")]
+    answers.append(server.post("/admin/reload", {}).text)
+    for text in answers:
+        assert not any(s in text for s in secrets), text[:500]
 
 
 BAD_REQUESTS = [
@@ -223,6 +234,11 @@ BAD_REQUESTS = [
     ("vector overflow", "/search", {"vector": [3e38] * 32}, 422, r"scores overflow"),
     ("reload with a NUL byte", "/admin/reload", {"bundle": "a\u0000b"}, 409, r"bundle refused"),
 ]
+
+
+def test_get_on_the_batch_route_is_refused_not_served_as_a_user_named_batch(server):
+    r = server.get("/recommend/batch")
+    assert r.status_code == 405 and "POST /recommend/batch" in r.json()["rule"], r.text
 
 
 def test_a_user_id_beyond_any_integer_type_is_an_unknown_user_not_a_5xx(server):

@@ -189,8 +189,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.get("/version")
     async def version():
         current = served()
-        return {"bundle_version": current.version, "path": str(current.path),
-                "manifest": asdict(current.bundle.manifest), "loaded_at": current.loaded_at}
+        # the bundle's identity is its run id and manifest checksum (bundle_version), never a filesystem path
+        return {"bundle_version": current.version, "manifest": asdict(current.bundle.manifest),
+                "loaded_at": current.loaded_at}
 
     @app.post("/recommend", response_model=Recommendations)
     async def recommend(body: RecommendRequest):
@@ -201,6 +202,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if out["fallback"]:
             metrics.inc("fbrec_fallback_total", "answers from the popularity fallback", reason="unknown_or_cold")
         return out
+
+    @app.get("/recommend/batch", include_in_schema=False)
+    async def recommend_batch_get():   # not a user named "batch": the batch route takes POST only
+        return _error(405, "GET /recommend/batch", rule="batches are sent with POST /recommend/batch",
+                      fix='POST {"users": [...]} to /recommend/batch')
 
     @app.get("/recommend/{user}", response_model=Recommendations)
     async def recommend_get(user: str, k: int = 10, exclude_seen: bool = True):
@@ -244,7 +250,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         except (OSError, ValueError) as exc:   # ValueError: a path Python cannot open (an embedded NUL byte)
             return _error(409, f"bundle refused: {type(exc).__name__}", rule="a bundle folder fbrec exported",
                           fix="check the path")
-        return {"status": "reloaded", "bundle_version": new.version, "path": str(new.path)}
+        return {"status": "reloaded", "bundle_version": new.version}
 
     return app
 
