@@ -97,7 +97,8 @@ def translate_flat_args(args: list[str], tmp: Path) -> list[str]:
     data specs (fbrec.data.specs), each with a one-line note naming the new key."""
     import yaml
 
-    from fbrec.data.specs import FLAT, SPECS, translate_flat
+    from fbrec.api.training import recipe_name
+    from fbrec.data.specs import EXPOSURE_FLAT, EXPOSURES, FLAT, SPECS, translate_flat
     from fbrec.data.specs import _deprecation_note as _note
 
     out = list(args)
@@ -107,13 +108,11 @@ def translate_flat_args(args: list[str], tmp: Path) -> list[str]:
         block = doc.get("data")
         if isinstance(block, dict) and any(k not in SPECS for k in block):
             doc["data"] = translate_flat(block, note=_note)
-            path = tmp / recipe_folder(Path(out[at])) / "config.yaml"
+            path = tmp / recipe_name(Path(out[at])) / "config.yaml"   # the run keeps the recipe's name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(doc, sort_keys=False))
             out[at] = str(path)
-    exposure = {"propensity_eta": "eta", "min_propensity": "min_propensity", "propensity_normalise": "normalise",
-                "propensity_path": "path"}
-    classes = {"popularity": "PopularityExposure", "dataset": "DatasetExposure", "file": "FileExposure"}
+    classes = {name: f"{cls.__module__}.{cls.__name__}" for name, cls in EXPOSURES.items()}
     for i, arg in enumerate(out):
         if not arg.startswith("--data."):
             continue
@@ -121,13 +120,13 @@ def translate_flat_args(args: list[str], tmp: Path) -> list[str]:
         if key in FLAT:
             spec, field = FLAT[key]
             new = f"data.{spec}.{field}"
-        elif key in exposure:
-            new = f"data.propensity.init_args.{exposure[key]}"
+        elif key in EXPOSURE_FLAT:
+            new = f"data.propensity.init_args.{EXPOSURE_FLAT[key]}"
         elif key == "propensity" and (value or (out[i + 1] if i + 1 < len(out) else "")) in classes:
             if sep:
-                out[i] = f"--data.propensity=fbrec.data.specs.{classes[value]}"
+                out[i] = f"--data.propensity={classes[value]}"
             else:
-                out[i + 1] = f"fbrec.data.specs.{classes[out[i + 1]]}"
+                out[i + 1] = classes[out[i + 1]]
             _note("--data.propensity NAME", "--data.propensity fbrec.data.specs.<Name>Exposure")
             continue
         else:
@@ -135,12 +134,6 @@ def translate_flat_args(args: list[str], tmp: Path) -> list[str]:
         out[i] = f"--{new}{sep}{value}"
         _note(f"--data.{key}", f"--{new}")
     return out
-
-
-def recipe_folder(path: Path) -> str:
-    """The name a translated copy of a recipe keeps, so the run is still named after the recipe."""
-    path = path.resolve()
-    return (path.parent.name or "config") if path.name in ("config.yaml", "config.yml") else path.stem
 
 
 def _build_cli(args: list[str]) -> FbrecCLI:

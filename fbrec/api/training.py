@@ -185,13 +185,13 @@ def _build(path: Path, overrides: list[str]):
     """The LightningCLI objects; building them reads and prepares the data (the model's sizes come from it)."""
     from fbrec.api.config import build_cli
 
+    cap = os.environ.get("FBREC_MAX_EPOCHS")   # a smoke run of any documented command: at most this many epochs
+    if cap and (not cap.isdigit() or int(cap) < 1):   # refused before any data is read
+        raise ConfigError(f"FBREC_MAX_EPOCHS={cap!r}", rule="a whole number of epochs >= 1",
+                          fix="export FBREC_MAX_EPOCHS=1, or unset it")
     started = time.perf_counter()
     cli = build_cli(["--config", str(path), *overrides, *launcher_overrides()])
-    cap = os.environ.get("FBREC_MAX_EPOCHS")
-    if cap:   # a smoke run of any documented command (the README harness, CI): at most this many epochs
-        if not cap.isdigit() or int(cap) < 1:
-            raise ConfigError(f"FBREC_MAX_EPOCHS={cap!r}", rule="a whole number of epochs >= 1",
-                              fix="export FBREC_MAX_EPOCHS=1, or unset it")
+    if cap:
         loop = cli.trainer.fit_loop
         loop.max_epochs = int(cap) if loop.max_epochs in (None, -1) else min(loop.max_epochs, int(cap))
     cli.fbrec_build_seconds = time.perf_counter() - started

@@ -44,9 +44,12 @@ class Source:
 
 @dataclass
 class Sampling:
-    """How training examples are drawn: uniform negatives per positive, examples per step (per process), a pool of
-    the user's items for PLD (`positive_pool`), the denoising protocol's injected noise (`noise_rate`), labels
-    ("binary" or ordinal "level"), and the refit's merge of validation into training (`merge_validation`)."""
+    """How training examples are drawn: `num_negatives` uniform negatives per positive; `batch_size` examples per
+    step (per process); `positive_pool` k > 0 adds k of the user's training items to every batch for PLD's resampling
+    of the positive; `noise_rate` rho adds floor(rho x |u's training items|) random never-interacted items to each
+    user's training pairs (the denoising protocol; validation and test stay clean); `label` "binary" or "level" (each
+    positive labelled with the highest level it reached, counted from min_level, for ordinal recipes);
+    `merge_validation` trains on training + validation pairs (the refit, `fbrec train --refit`)."""
 
     num_negatives: int = 1
     batch_size: int = 1024
@@ -58,9 +61,12 @@ class Sampling:
 
 @dataclass
 class Evaluation:
-    """The evaluation protocol: `candidates` "all" (the catalogue) or "test_items" (the MCAR protocol);
-    `val_users` / `sampled_metrics` bound validation's cost (named in the metric keys); users per full-ranking
-    chunk (`batch_size`); the head slice's share of items and the cold slice's interaction bound."""
+    """The evaluation protocol: `candidates` "all" ranks the whole catalogue, "test_items" only each user's logged
+    test items (the MCAR protocol of Coat / Yahoo! R3). `val_users` N validates each epoch on a seeded sample of N
+    users (`val_users<N>/...`); `sampled_metrics` N ranks each user's relevant items among N sampled unseen items
+    (`val_sampled<N>/...`; cheap, and not consistent with full ranking, Krichene & Rendle KDD 2020); the test always
+    ranks every item for every user. `batch_size`: users per full-ranking chunk; `head_fraction`: the share of items
+    (by training popularity) in the head slice; `cold_max_interactions`: the cold slice's bound."""
 
     candidates: str = "all"
     val_users: int | None = None
@@ -137,7 +143,8 @@ def coerce_exposure(value) -> Exposure | None:
             raise ConfigError("propensity='file' without propensity_path",
                               rule="propensity_path goes with propensity: file, and only with it",
                               fix="use propensity: {class_path: fbrec.data.specs.FileExposure, init_args: {path: PATH}}")
-        return {"popularity": PopularityExposure, "dataset": DatasetExposure}.get(value, lambda: value)()
+        cls = EXPOSURES.get(value)
+        return cls() if cls is not None else value   # an unknown name: FeedbackData names it
     if isinstance(value, dict) and "class_path" in value:
         import importlib
 
@@ -168,7 +175,8 @@ FLAT = {
                                          ("cold_max_interactions", "cold_max_interactions"))},
     "item_features": ("features", "item"), "user_features": ("features", "user"),
 }
-_EXPOSURE_FLAT = {"propensity_eta": "eta", "min_propensity": "min_propensity", "propensity_normalise": "normalise",
+EXPOSURES = {"popularity": PopularityExposure, "dataset": DatasetExposure, "file": FileExposure}   # legacy names
+EXPOSURE_FLAT = {"propensity_eta": "eta", "min_propensity": "min_propensity", "propensity_normalise": "normalise",
                   "propensity_path": "path"}
 SPECS = ("source", "preparation", "propensity", "sampling", "evaluation", "features", "seed")
 
@@ -188,15 +196,15 @@ def translate_flat(block: dict, note=None) -> dict:
             out[spec][field] = value
             if note:
                 note(f"data.{key}", f"data.{spec}.{field}")
-        elif key in _EXPOSURE_FLAT:
-            exposure_args[_EXPOSURE_FLAT[key]] = value
+        elif key in EXPOSURE_FLAT:
+            exposure_args[EXPOSURE_FLAT[key]] = value
             if note:
-                note(f"data.{key}", f"data.propensity.init_args.{_EXPOSURE_FLAT[key]}")
+                note(f"data.{key}", f"data.propensity.init_args.{EXPOSURE_FLAT[key]}")
         else:
             out[key] = value   # unknown: the parser names it
     prop = out.get("propensity")
     if isinstance(prop, str) or (prop is None and "path" in exposure_args):
-        cls = {"popularity": PopularityExposure, "dataset": DatasetExposure, "file": FileExposure}.get(prop or "file")
+        cls = EXPOSURES.get(prop or "file")
         if cls is None:
             out["propensity"] = prop   # FeedbackData names the unknown source
         else:
