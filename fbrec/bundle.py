@@ -44,6 +44,8 @@ FORMAT_VERSION = 1
 USER_TOWER, USER_FEATURES = "user_tower.onnx", "user_features.json"   # optional: a new user's query tower
 _FILES = ("user_embeddings.npy", "item_embeddings.npy", "user_map.parquet", "item_map.parquet", "seen.parquet",
           "index.faiss")
+KNOWN_FILES = (*_FILES, "items.parquet", USER_TOWER, USER_FEATURES)   # every name a manifest may checksum
+MANIFEST_MAX_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,35 @@ def _attribute_table(items: pl.DataFrame, num_items: int) -> pl.DataFrame:
     return table
 
 
+def _read_manifest(path: Path) -> Manifest:
+    """manifest.json as a Manifest, or one BundleError naming what is wrong with it (never a traceback)."""
+    def corrupted(problem: str) -> BundleError:
+        return BundleError(f"manifest.json in {str(path.parent)!r} {problem}",
+                           rule="the manifest is a JSON file written by `fbrec export`", fix="re-export the bundle")
+
+    if path.is_symlink() or not path.is_file():
+        raise corrupted("is not a regular file")
+    if path.stat().st_size > MANIFEST_MAX_BYTES:
+        raise corrupted(f"holds {path.stat().st_size} bytes, over {MANIFEST_MAX_BYTES}")
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise corrupted("is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise corrupted(f"is not JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(raw, dict):
+        raise corrupted(f"holds a JSON {type(raw).__name__}, not an object")
+    try:
+        manifest = Manifest(**raw)
+    except TypeError as exc:
+        raise corrupted(f"has unexpected fields ({exc})") from None
+    checksums = manifest.checksums
+    if not isinstance(checksums, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in checksums.items()):
+        raise corrupted("has checksums that are not a {file name: sha256} object")
+    return manifest
+
+
 class Bundle:
     """A loaded bundle: `recommend(raw_user_id, k)` -> [(raw_item_id, score), ...] through the FAISS index."""
 
@@ -160,13 +191,9 @@ class Bundle:
         if not manifest_path.exists():
             raise BundleError(f"{str(self.path)!r} is not a bundle (no manifest.json)",
                               rule="bundles are written by `fbrec export`", fix="check the --bundle path")
-        try:
-            self.manifest = Manifest(**json.loads(manifest_path.read_text()))
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise BundleError(f"manifest.json in {str(self.path)!r} is corrupted: {exc}",
-                              rule="the manifest is JSON written by fbrec", fix="re-export the bundle") from exc
+        self.manifest = _read_manifest(manifest_path)
         if self.manifest.format_version != FORMAT_VERSION:
-            raise BundleError(f"bundle format {self.manifest.format_version} is not {FORMAT_VERSION}",
+            raise BundleError(f"bundle format {self.manifest.format_version!r} is not {FORMAT_VERSION}",
                               rule=f"this fbrec reads format {FORMAT_VERSION}", fix="re-export with this fbrec")
         if verify:
             self.verify()
@@ -240,10 +267,17 @@ class Bundle:
                               rule="every bundle file is checksummed; an unlisted file cannot be trusted",
                               fix="re-export the bundle with `fbrec export`")
         for name, digest in self.manifest.checksums.items():
+            if name not in KNOWN_FILES:   # never a path: no absolute name, no `..`, no device such as /dev/zero
+                raise BundleError(f"the manifest lists {name[:100]!r}, which is not a bundle file",
+                                  rule=f"checksummed files are bundle files by name: {', '.join(KNOWN_FILES)}",
+                                  fix="re-export the bundle; never edit one by hand")
             path = self.path / name
             if not path.exists():
                 raise BundleError(f"bundle file {name!r} is missing", rule="every file in the manifest must exist",
                                   fix="re-export the bundle; never edit one by hand")
+            if path.is_symlink() or not path.is_file():
+                raise BundleError(f"bundle file {name!r} is not a regular file", rule="a bundle holds regular files "
+                                  "(no links, folders or devices)", fix="re-export the bundle")
             if file_sha256(path) != digest:
                 raise BundleError(f"bundle file {name!r} fails its sha256 checksum",
                                   rule="files must match the manifest", fix="the bundle is corrupted: re-export it")

@@ -60,8 +60,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+TOKEN = "s3cret-admin-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
 class Server:
-    def __init__(self, bundle, *extra):
+    def __init__(self, bundle, *extra, token: str | None = TOKEN):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The log goes to a file: an undrained pipe fills after ~64 KB of access lines and then blocks the server
@@ -70,7 +74,8 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "fbrec.cli.main", "serve", "--bundle", str(bundle),
                                       "--port", str(self.port), "--max-k", "100", "--max-batch", "8",
                                       "--max-body", "20000", *extra],
-                                     stdout=self.log, stderr=subprocess.STDOUT, text=True)
+                                     stdout=self.log, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, "FBREC_ADMIN_TOKEN": token or ""})
         deadline = time.time() + 60
         while time.time() < deadline:
             assert self.proc.poll() is None, self.output()
@@ -84,6 +89,9 @@ class Server:
 
     def post(self, path, body, **kw):
         return requests.post(f"{self.url}{path}", json=body, timeout=10, **kw)
+
+    def admin(self, body, **kw):
+        return self.post("/admin/reload", body, headers=ADMIN, **kw)
 
     def get(self, path, **kw):
         return requests.get(f"{self.url}{path}", timeout=10, **kw)
@@ -192,7 +200,8 @@ def test_no_answer_reveals_a_filesystem_path(server, bundles):
 
     secrets = {str(bundles["a"].resolve()), os.getcwd()}
     answers = [server.get(p).text for p in ("/version", "/metrics", "/readyz", "/healthz")]
-    answers.append(server.post("/admin/reload", {}).text)
+    answers.append(server.admin({}).text)
+    answers.append(server.admin({"bundle": "missing-bundle"}).text)
     for text in answers:
         assert not any(s in text for s in secrets), text[:500]
 
@@ -205,16 +214,16 @@ BAD_REQUESTS = [
     ("k above max", "/recommend", {"user": 1, "k": 101}, 422, r"1 <= k <= 100"),
     ("missing user", "/recommend", {"k": 3}, 422, r"user: Field required"),
     ("user as list", "/recommend", {"user": [1], "k": 3}, 422, r"user"),
-    ("unknown include id", "/recommend", {"user": 1, "filter": {"include_items": [424242]}}, 422,
+    ("unknown include id", "/recommend", {"user": 1, "filter": {"include_items": [424242]}}, 404,
      r"unknown item ids in include_items: \[424242\]"),
-    ("unknown exclude id", "/recommend", {"user": 1, "filter": {"exclude_items": ["x"]}}, 422,
+    ("unknown exclude id", "/recommend", {"user": 1, "filter": {"exclude_items": ["x"]}}, 404,
      r"unknown item ids in exclude_items"),
     ("unknown attribute", "/recommend", {"user": 1, "filter": {"attributes": {"colour": ["red"]}}}, 422,
      r"unknown item attribute 'colour'"),
     ("bad filter field", "/recommend", {"user": 1, "filter": {"genre": ["x"]}}, 422, r"filter.genre"),
     ("empty batch", "/recommend/batch", {"users": []}, 422, r"users"),
     ("oversize batch", "/recommend/batch", {"users": list(range(9))}, 422, r"9 users in one batch.*at most 8"),
-    ("unknown similar item", "/similar", {"item": 424242}, 422, r"unknown item ids in item"),
+    ("unknown similar item", "/similar", {"item": 424242}, 404, r"unknown item ids in item"),
     ("vector too short", "/search", {"vector": [1.0, 2.0]}, 422, r"vector has 2 values.*embedding_dim=32"),
     ("vector not finite", "/search", '{"vector": [' + ", ".join(["NaN"] * 32) + "]}", 422, r"NaN"),
     ("vector infinite", "/search", '{"vector": [' + ", ".join(["Infinity"] * 32) + "]}", 422, r"infinite"),
@@ -231,8 +240,11 @@ BAD_REQUESTS = [
      r"attribute 'year' values \['1995'\] are not of its type"),
     ("genres as lists", "/recommend", {"user": 1, "filter": {"attributes": {"genres": [["Comedy"]]}}}, 422,
      r"attribute 'genres' values"),
-    ("vector overflow", "/search", {"vector": [3e38] * 32}, 422, r"scores overflow"),
-    ("reload with a NUL byte", "/admin/reload", {"bundle": "a\u0000b"}, 409, r"bundle refused"),
+    ("vector overflow", "/search", {"vector": [3e38] * 32}, 422, r"magnitude 3e\+38.*within"),
+    ("reload without a token", "/admin/reload", {}, 401, r"missing or wrong admin token.*Bearer"),
+    ("vector of huge values", "/search", {"vector": [1e300] * 32}, 422, r"NaN or infinite"),
+    ("vector beyond the range", "/search", {"vector": [2e6] * 32}, 422, r"within \+-1e\+06"),
+    ("unknown route", "/no/such/route", {}, 404, r"POST /no/such/route: Not Found"),
 ]
 
 
@@ -290,7 +302,7 @@ def test_reload_under_concurrent_traffic_fails_no_request(bundles):
             w.start()
         time.sleep(0.5)
         for target in ("b", "a", "b", "a", "b"):
-            r = srv.post("/admin/reload", {"bundle": str(bundles[target])})
+            r = srv.admin({"bundle": str(bundles[target])})
             assert r.status_code == 200, r.text
             time.sleep(0.3)
         stop.set()
@@ -317,7 +329,7 @@ def test_a_corrupt_or_incompatible_bundle_is_refused_and_the_old_one_keeps_servi
         live = srv.get("/readyz").json()["bundle_version"]
         for target, pattern in ((broken, "fails its sha256"), (bundles["narrow"], "embedding_dim is 8"),
                                 (bundles["root"] / "missing", "is not a bundle")):
-            r = srv.post("/admin/reload", {"bundle": str(target)})
+            r = srv.admin({"bundle": str(target)})
             assert r.status_code == 409 and pattern in r.json()["error"], r.text
             assert r.json()["serving"] == live
             assert srv.post("/recommend", {"user": 1, "k": 3}).json()["bundle_version"] == live
@@ -404,3 +416,113 @@ def test_gpu_serving_refuses_clearly_without_a_gpu_and_searches_on_one(bundles, 
     else:
         code, output = _run(["serve", "--bundle", str(bundles["a"]), "--gpu"], capsys)
         assert code == 2 and "FAISS sees no GPU" in output
+
+
+# --- access: admin token, bundle root, Host allow-list; one error shape; the fuzzer -----------------------------------
+def test_admin_endpoints_are_off_without_a_token_and_refuse_a_wrong_one(bundles, server):
+    off = Server(bundles["a"], "--no-access-log", token=None)
+    try:
+        r = off.admin({})   # even with a token in hand: there is none to match
+        assert r.status_code == 404 and "admin endpoints are off" in r.json()["error"], r.text
+        assert "--admin-token" in r.json()["rule"]
+    finally:
+        off.stop()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
+        r = server.post("/admin/reload", {}, headers=headers)
+        assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer", r.text
+    # a cross-site form post (text/plain, no Authorization) can neither authenticate nor be read as JSON
+    r = requests.post(f"{server.url}/admin/reload", data="{}", headers={"content-type": "text/plain"}, timeout=10)
+    assert r.status_code == 401, r.text
+    assert server.admin({}).status_code == 200
+
+
+def test_reload_reads_only_folders_under_the_bundle_root(bundles, tmp_path):
+    outside = tmp_path / "outside"
+    import shutil
+
+    shutil.copytree(bundles["b"], outside)
+    escape = bundles["root"] / "escape"
+    escape.symlink_to(outside, target_is_directory=True)
+    srv = Server(bundles["a"], "--no-access-log")
+    try:
+        for name in (str(outside), "../outside", "escape", "/etc", "a/../../.."):
+            r = srv.admin({"bundle": name})
+            assert r.status_code == 403 and "outside the bundle root" in r.json()["error"], (name, r.text)
+            assert str(outside) not in r.text and str(bundles["root"]) not in r.text
+        r = srv.admin({"bundle": "b"})   # a name relative to the root (the served bundle's parent)
+        assert r.status_code == 200, r.text
+        r = srv.admin({"bundle": "no-such-bundle"})
+        assert r.status_code == 409 and r.json()["error"] == ("bundle refused: 'no-such-bundle' is not a bundle "
+                                                             "(no manifest.json)"), r.text
+    finally:
+        srv.stop()
+        escape.unlink()
+
+
+def test_requests_must_name_an_allowed_host(server):
+    for host, status in ((f"127.0.0.1:{server.port}", 200), (f"localhost:{server.port}", 200),
+                         (f"[::1]:{server.port}", 200), ("evil.example", 400), (f"attacker.test:{server.port}", 400),
+                         ("", 400)):
+        r = requests.get(f"{server.url}/readyz", headers={"Host": host}, timeout=10)
+        assert r.status_code == status, (host, r.text)
+    r = requests.post(f"{server.url}/admin/reload", json={}, headers={"Host": "rebound.example", **ADMIN}, timeout=10)
+    assert r.status_code == 400 and "--allowed-host" in r.json()["fix"], r.text
+
+
+def test_every_error_has_one_shape_documented_in_the_openapi(server):
+    schema = server.get("/openapi.json").json()
+    error = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            codes = {c for c in op["responses"] if c.startswith(("4", "5"))}
+            assert {"400", "404", "405", "413", "500"} <= codes, (path, method, codes)
+            for code in codes:
+                assert op["responses"][code]["content"]["application/json"]["schema"] == error, (path, method, code)
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    fields = set(schema["components"]["schemas"]["ErrorBody"]["properties"])
+    for r in (server.post("/recommend", {"user": 1, "k": 0}), server.get("/nowhere"), server.get("/similar"),
+              server.post("/similar", {"item": 424242}), server.get("/recommend/batch"),
+              server.post("/admin/reload", {}), server.post("/recommend", "not json")):
+        assert r.status_code >= 400 and set(r.json()) <= fields and r.json()["error"], r.text
+
+
+def test_the_openapi_states_the_limits_the_service_enforces(server):
+    models = server.get("/openapi.json").json()["components"]["schemas"]
+    assert models["RecommendRequest"]["properties"]["k"]["maximum"] == 100   # --max-k 100
+    assert models["BatchRecommendRequest"]["properties"]["users"]["maxItems"] == 8   # --max-batch 8
+    vector = models["VectorRequest"]["properties"]["vector"]
+    assert vector["minItems"] == vector["maxItems"] == 32 and vector["items"]["maximum"] == 1e6
+    attrs = models["ItemFilter"]["properties"]["attributes"]
+    assert attrs["properties"]["year"]["items"]["type"] == "integer" and attrs["additionalProperties"] is False
+    assert models["RecommendRequest"]["properties"]["features"]["type"] == "null"   # no user tower in this bundle
+
+
+def test_metrics_parse_with_the_prometheus_parser_and_every_counter_exists_from_the_start(bundles):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    srv = Server(bundles["a"], "--no-access-log")
+    try:
+        families = {f.name: f for f in text_string_to_metric_families(srv.get("/metrics").text)}
+    finally:
+        srv.stop()
+    for name in ("fbrec_http_errors", "fbrec_fallback", "fbrec_bundle_reloads", "fbrec_bundle_info",
+                 "fbrec_bundle_items"):
+        assert name in families, sorted(families)
+    assert [s.value for s in families["fbrec_http_errors"].samples if s.name.endswith("_total")] == [0.0]
+
+
+def test_an_openapi_fuzzer_finds_no_failure_with_all_its_checks(server):
+    """schemathesis, from the service's own /openapi.json, every check on (5xx, status and schema conformance,
+    positive and negative data, methods), with and without the admin token."""
+    cli = os.path.join(os.path.dirname(sys.executable), "schemathesis")
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+           "PYTHONPATH": os.path.dirname(__file__) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for auth in ((), ("-H", f"Authorization: Bearer {TOKEN}")):
+        run = subprocess.run([cli, "run", f"{server.url}/openapi.json", "--checks", "all", "--max-examples", "60",
+                              "--workers", "2", "--no-color", "--seed", "23", *auth],
+                             capture_output=True, text=True, timeout=300, env=env)
+        summary = run.stdout[run.stdout.rfind("SUMMARY"):]
+        assert run.returncode == 0 and "passed" in summary and "Failures:" not in summary \
+            and "Errors:" not in summary, \
+            run.stdout[-4000:] + run.stderr[-2000:]
+    assert server.get("/metrics").text.count("fbrec_http_errors_total 0") == 1

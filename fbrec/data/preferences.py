@@ -22,6 +22,11 @@ from fbrec.errors import ConfigError
 
 KEYS = ("include", "exclude", "boost", "min_year", "max_year", "popularity", "popularity_weight")
 POPULARITY = ("popular", "niche")
+BOOST_LIMIT = 100.0   # |weight| of a boost or of popularity: in standard deviations of scores, finite by far
+
+
+def _is_weight(w) -> bool:
+    return isinstance(w, int | float) and not isinstance(w, bool) and bool(np.isfinite(w)) and abs(w) <= BOOST_LIMIT
 
 
 @dataclass
@@ -46,15 +51,19 @@ class Preferences:
                               fix="remove it or fix its spelling")
         for key in ("include", "exclude"):
             value = data.get(key, {})
-            if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
-                raise ConfigError(f"preferences.{key} = {value!r}", rule=f"{key} maps an attribute to a list of values",
+            if not isinstance(value, dict) or not all(
+                    isinstance(v, list) and all(isinstance(x, str | int | float) for x in v) for v in value.values()):
+                raise ConfigError(f"preferences.{key} = {value!r}", rule=f"{key} maps an attribute to a list of values "
+                                  "(text or numbers, matched as text without case)",
                                   fix=f'e.g. {{"{key}": {{"genres": ["Comedy"]}}}}')
         boost = data.get("boost", {})
         if not isinstance(boost, dict) or not all(
-                isinstance(v, dict) and all(isinstance(w, int | float) and not isinstance(w, bool)
-                                            for w in v.values()) for v in boost.values()):
-            raise ConfigError(f"preferences.boost = {boost!r}", rule="boost maps an attribute to {value: number}",
-                              fix='e.g. {"boost": {"genres": {"Comedy": 1.0}}}')
+                isinstance(v, dict) and all(_is_weight(w) for w in v.values()) for v in boost.values()):
+            raise ConfigError(f"preferences.boost = {boost!r}", rule="boost maps an attribute to {value: number}, "
+                              f"each within +-{BOOST_LIMIT:g}", fix='e.g. {"boost": {"genres": {"Comedy": 1.0}}}')
+        if "popularity_weight" in data and not _is_weight(data["popularity_weight"]):
+            raise ConfigError(f"preferences.popularity_weight = {data['popularity_weight']!r}",
+                              rule=f"a number within +-{BOOST_LIMIT:g}", fix='e.g. {"popularity_weight": 0.5}')
         for key in ("min_year", "max_year"):
             v = data.get(key)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool)):

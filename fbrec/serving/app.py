@@ -1,26 +1,33 @@
 """The FastAPI app of `fbrec serve`: top-k over HTTP from a bundle, hot reload, health and Prometheus metrics.
 
 Searches run in worker threads behind a bounded limiter (FAISS releases the GIL; the event loop never blocks on
-it). Bad requests get 4xx with a JSON body naming the problem, the rule and the fix; every response is counted and
-timed in /metrics.
+it). Every error is one JSON shape (`ErrorBody`: the problem, the rule and the fix), documented in the OpenAPI for
+each status a route returns, with the limits (k, batch, vector dimension) in the schema. Requests must name an
+allowed Host (DNS rebinding); the admin endpoints are off unless a token is set and reload only folders under the
+bundle root. Every response is counted and timed in /metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import signal
+import socket
 import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fbrec.data.preferences import BOOST_LIMIT
 from fbrec.errors import BundleError
 from fbrec.retrieval import set_search_threads
 from fbrec.serving.errors import RequestError
@@ -28,24 +35,43 @@ from fbrec.serving.metrics import Metrics
 from fbrec.serving.schemas import (
     BatchRecommendations,
     BatchRecommendRequest,
+    ErrorBody,
     Recommendations,
     RecommendRequest,
     ReloadRequest,
     SimilarRequest,
     VectorRequest,
 )
-from fbrec.serving.state import LiveBundle, ServedBundle
+from fbrec.serving.state import VECTOR_LIMIT, LiveBundle, ServedBundle
 
 log = logging.getLogger("fbrec.serving")
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def default_allowed_hosts(host: str) -> tuple[str, ...]:
+    """The Host names a request may carry: loopback, plus the listening address (or, on a wildcard address, this
+    machine's name). Anything else (a DNS-rebinding page, a typo) is refused; `--allowed-host` adds names."""
+    if host in WILDCARD_HOSTS:
+        return (*LOOPBACK_HOSTS, socket.gethostname().lower(), socket.getfqdn().lower())
+    return tuple(dict.fromkeys((*LOOPBACK_HOSTS, host.lower())))
+
+
 class ServeSettings:
-    """Limits of one service process (the CLI flags of `fbrec serve`)."""
+    """Limits and access rules of one service process (the CLI flags of `fbrec serve`)."""
 
     def __init__(self, bundle: str | Path, *, max_k: int = 1000, max_batch: int = 256,
-                 max_body_bytes: int = 1 << 20, search_threads: int = 4, gpu: bool = False):
+                 max_body_bytes: int = 1 << 20, search_threads: int = 4, gpu: bool = False,
+                 admin_token: str | None = None, bundle_root: str | Path | None = None,
+                 allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS):
         self.bundle, self.max_k, self.max_batch = Path(bundle), max_k, max_batch
         self.max_body_bytes, self.search_threads, self.gpu = max_body_bytes, search_threads, gpu
+        self.admin_token = admin_token or None
+        # reloads read folders under this root only (default: the folder holding the served bundle)
+        self.bundle_root = Path(bundle_root) if bundle_root else self.bundle.resolve().parent
+        self.allowed_hosts = tuple(h.lower() for h in allowed_hosts)
 
     @classmethod
     def from_env(cls) -> ServeSettings:
@@ -53,16 +79,57 @@ class ServeSettings:
         return cls(env["FBREC_SERVE_BUNDLE"], max_k=int(env.get("FBREC_SERVE_MAX_K", 1000)),
                    max_batch=int(env.get("FBREC_SERVE_MAX_BATCH", 256)),
                    max_body_bytes=int(env.get("FBREC_SERVE_MAX_BODY", 1 << 20)),
-                   search_threads=int(env.get("FBREC_SERVE_THREADS", 4)), gpu=env.get("FBREC_SERVE_GPU") == "1")
+                   search_threads=int(env.get("FBREC_SERVE_THREADS", 4)), gpu=env.get("FBREC_SERVE_GPU") == "1",
+                   admin_token=env.get("FBREC_ADMIN_TOKEN"), bundle_root=env.get("FBREC_SERVE_BUNDLE_ROOT"),
+                   allowed_hosts=tuple(env.get("FBREC_SERVE_HOSTS", ",".join(LOOPBACK_HOSTS)).split(",")))
 
     def to_env(self) -> dict[str, str]:
-        return {"FBREC_SERVE_BUNDLE": str(self.bundle), "FBREC_SERVE_MAX_K": str(self.max_k),
-                "FBREC_SERVE_MAX_BATCH": str(self.max_batch), "FBREC_SERVE_MAX_BODY": str(self.max_body_bytes),
-                "FBREC_SERVE_THREADS": str(self.search_threads), "FBREC_SERVE_GPU": "1" if self.gpu else "0"}
+        env = {"FBREC_SERVE_BUNDLE": str(self.bundle), "FBREC_SERVE_MAX_K": str(self.max_k),
+               "FBREC_SERVE_MAX_BATCH": str(self.max_batch), "FBREC_SERVE_MAX_BODY": str(self.max_body_bytes),
+               "FBREC_SERVE_THREADS": str(self.search_threads), "FBREC_SERVE_GPU": "1" if self.gpu else "0",
+               "FBREC_SERVE_BUNDLE_ROOT": str(self.bundle_root), "FBREC_SERVE_HOSTS": ",".join(self.allowed_hosts)}
+        if self.admin_token:
+            env["FBREC_ADMIN_TOKEN"] = self.admin_token
+        return env
 
 
-def _error(status: int, problem: str, rule: str = "", fix: str = "") -> JSONResponse:
-    return JSONResponse({"error": problem, "rule": rule, "fix": fix}, status_code=status)
+def _error(status: int, problem: str, rule: str = "", fix: str = "", headers: dict | None = None,
+           **extra) -> JSONResponse:
+    body = ErrorBody(error=problem, rule=rule, fix=fix, **extra).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_STATUS = {400: "a Host header this service does not answer to", 401: "a missing or wrong admin token",
+           403: "a bundle outside the bundle root", 404: "no such route, or the admin endpoints are off",
+           405: "a method the route does not take", 409: "a bundle refused (the old one keeps serving)",
+           413: "a body over --max-body", 422: "a request that breaks the schema or names unknown items",
+           500: "an internal error (counted in fbrec_http_errors_total)", 503: "no bundle loaded yet"}
+
+
+def _responses(*codes: int) -> dict:
+    """The error statuses a route can answer with, all in the one ErrorBody shape (for the OpenAPI)."""
+    common = (400, 404, 405, 413, 500)
+    shape = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    return {c: {"model": ErrorBody, "description": _STATUS[c], "content": shape} for c in sorted({*codes, *common})}
+
+
+class _HostCheck:
+    """Refuse requests whose Host header is not an allowed name (DNS rebinding), before any route runs."""
+
+    def __init__(self, app, allowed: tuple[str, ...]):
+        self.app, self.allowed = app, set(allowed)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or "*" in self.allowed:
+            return await self.app(scope, receive, send)
+        host = dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1").lower()
+        name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] if ":" in host else host
+        if name not in self.allowed:
+            return await _error(400, f"Host {host[:100]!r} is not served here",
+                                rule=f"requests name one of the allowed hosts: {', '.join(sorted(self.allowed))}",
+                                fix="use one of those names, or start the service with --allowed-host NAME")(
+                                    scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 class _BodyLimit:
@@ -146,6 +213,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return response
 
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(_HostCheck, allowed=settings.allowed_hosts)   # outermost: a foreign Host gets nothing else
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -156,7 +224,16 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(RequestError)
     async def refused(request: Request, exc: RequestError):
-        return _error(exc.status, exc.problem, exc.rule, exc.fix)
+        headers = {401: {"WWW-Authenticate": "Bearer"}, 405: {"Allow": "POST"}}.get(exc.status)
+        return _error(exc.status, exc.problem, exc.rule, exc.fix, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):   # 404 and 405 from routing: one shape
+        rules = {404: ("routes are listed at /docs", "check the path"),
+                 405: ("each route takes the methods listed at /docs", "use the route's method")}
+        rule, fix = rules.get(exc.status_code, ("", ""))
+        return _error(exc.status_code, f"{request.method} {request.url.path[:200]}: {exc.detail}", rule, fix,
+                      headers=getattr(exc, "headers", None))
 
     def served() -> ServedBundle:
         current = live.current
@@ -171,29 +248,54 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def run(fn, *args):
         return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
 
-    @app.get("/healthz")
+    def check_admin(request: Request) -> None:
+        if settings.admin_token is None:
+            raise RequestError(404, "the admin endpoints are off", rule="they are on when the service starts with "
+                               "--admin-token TOKEN (or FBREC_ADMIN_TOKEN)",
+                               fix="restart with a token; `kill -HUP` reloads the bundle path without one")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), settings.admin_token.encode()):
+            raise RequestError(401, "missing or wrong admin token", rule="admin requests carry the header "
+                               "'Authorization: Bearer TOKEN'", fix="send the token the service was started with")
+
+    def under_root(name: str) -> Path:
+        """The folder a reload names, resolved (symlinks too) and refused unless it lies under the bundle root."""
+        if "\x00" in name:
+            raise RequestError(422, "the bundle name holds a NUL byte", rule="a bundle is a folder under the bundle "
+                               "root", fix="send the folder's name")
+        root = settings.bundle_root.resolve()
+        target = (root / name).resolve()   # a relative name is taken under the root; an absolute one must be in it
+        if target != root and not target.is_relative_to(root):
+            raise RequestError(403, "that bundle is outside the bundle root", rule="reloads read folders under "
+                               "--bundle-root only (default: the folder holding the served bundle)",
+                               fix="export the bundle under the root, or restart with --bundle-root")
+        return target
+
+    @app.get("/healthz", responses=_responses())
     async def healthz():
         return {"status": "alive"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses=_responses(503))
     async def readyz():
         current = live.current
         if current is None:
             return _error(503, "bundle not loaded", fix="wait")
         return {"status": "ready", "bundle_version": current.version}
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", responses={200: {"description": "Prometheus text format 0.0.4",
+                                          "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                     **_responses()})
     async def prometheus():
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/version")
+    @app.get("/version", responses=_responses(503))
     async def version():
         current = served()
         # the bundle's identity is its run id and manifest checksum (bundle_version), never a filesystem path
         return {"bundle_version": current.version, "manifest": asdict(current.bundle.manifest),
                 "loaded_at": current.loaded_at}
 
-    @app.post("/recommend", response_model=Recommendations)
+    @app.post("/recommend", response_model=Recommendations, responses=_responses(422, 503))
     async def recommend(body: RecommendRequest):
         check_k(body.k)
         current = served()   # this request's bundle, whatever a reload does meanwhile
@@ -203,16 +305,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             metrics.inc("fbrec_fallback_total", "answers from the popularity fallback", reason="unknown_or_cold")
         return out
 
-    @app.get("/recommend/batch", include_in_schema=False)
-    async def recommend_batch_get():   # not a user named "batch": the batch route takes POST only
-        return _error(405, "GET /recommend/batch", rule="batches are sent with POST /recommend/batch",
-                      fix='POST {"users": [...]} to /recommend/batch')
-
-    @app.get("/recommend/{user}", response_model=Recommendations)
-    async def recommend_get(user: str, k: int = 10, exclude_seen: bool = True):
-        return await recommend(RecommendRequest(user=user, k=k, exclude_seen=exclude_seen))
-
-    @app.post("/recommend/batch", response_model=BatchRecommendations)
+    @app.post("/recommend/batch", response_model=BatchRecommendations, responses=_responses(422, 503))
     async def recommend_batch(body: BatchRecommendRequest):
         check_k(body.k)
         if len(body.users) > settings.max_batch:
@@ -226,33 +319,115 @@ def create_app(settings: ServeSettings) -> FastAPI:
         results = await run(answer)
         return {"results": results, "bundle_version": current.version}
 
-    @app.post("/similar")
+    @app.get("/recommend/{user}", response_model=Recommendations, responses=_responses(422, 503))
+    async def recommend_get(user: str, k: int = 10, exclude_seen: bool = True):
+        if user == "batch":   # not a user named "batch": the batch route takes POST only
+            raise RequestError(405, "GET /recommend/batch", rule="batches are sent with POST /recommend/batch "
+                               "(a user whose id is 'batch' is asked for with POST /recommend)",
+                               fix='POST {"users": [...]} to /recommend/batch')
+        return await recommend(RecommendRequest(user=user, k=k, exclude_seen=exclude_seen))
+
+    @app.post("/similar", responses=_responses(422, 503))
     async def similar(body: SimilarRequest):
         check_k(body.k)
         current = served()
         return await run(current.similar, body.item, body.k, body.filter)
 
-    @app.post("/search")
+    @app.post("/search", responses=_responses(422, 503))
     async def search(body: VectorRequest):
         check_k(body.k)
         current = served()
         return await run(current.by_vector, body.vector, body.k, body.filter)
 
-    @app.post("/admin/reload")
+    # the token is checked before the body is read: an unauthenticated request learns nothing about the schema
+    @app.post("/admin/reload", responses=_responses(401, 403, 409, 422), dependencies=[Depends(check_admin)])
     async def reload(body: ReloadRequest | None = None):
-        target = body.bundle if body is not None else None
+        name = body.bundle if body is not None else None
+        target = under_root(name) if name is not None else None
         try:
             new = await anyio.to_thread.run_sync(live.reload, target)
-        except BundleError as exc:
+        except (BundleError, OSError, ValueError) as exc:   # ValueError: a path Python cannot open
             still = live.current.version if live.current else None
-            return JSONResponse({"error": f"bundle refused: {exc.problem}", "rule": exc.rule, "fix": exc.fix,
-                                 "serving": still}, status_code=409)
-        except (OSError, ValueError) as exc:   # ValueError: a path Python cannot open (an embedded NUL byte)
-            return _error(409, f"bundle refused: {type(exc).__name__}", rule="a bundle folder fbrec exported",
-                          fix="check the path")
+            problem = exc.problem if isinstance(exc, BundleError) else type(exc).__name__
+            for path in {str(target or live.path), str((target or live.path).resolve())}:   # never echo a path
+                problem = problem.replace(path, name or "the current bundle")
+            return _error(409, f"bundle refused: {problem}", getattr(exc, "rule", "") or "a folder `fbrec export` "
+                          "wrote", getattr(exc, "fix", "") or "re-export the bundle", serving=still)
         return {"status": "reloaded", "bundle_version": new.version}
 
+    def openapi() -> dict:
+        """The generated schema plus the limits this process enforces (k, batch size, vector dimension and range)
+        and, once a bundle is loaded, its attribute names and types for filters."""
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        _declare_limits(schema, settings, live.current)
+        if live.current is not None:
+            app.openapi_schema = schema   # the dimension and attributes are fixed across reloads: cache
+        return schema
+
+    app.openapi = openapi
+
     return app
+
+
+def _attribute_schema(dtype) -> dict:
+    import polars as pl
+
+    inner = dtype.inner if isinstance(dtype, pl.List) else dtype
+    kind = ("boolean" if inner == pl.Boolean else "integer" if inner.is_integer() else
+            "number" if inner.is_float() else "string")
+    return {"type": "array", "items": {"type": kind}}
+
+
+def _declare_limits(schema: dict, settings: ServeSettings, current: ServedBundle | None) -> None:
+    """Write the limits the handlers enforce into the generated schema, so a client (or a fuzzer) sees the same
+    rules the service applies."""
+    models = schema.get("components", {}).get("schemas", {})
+    schema["components"]["securitySchemes"] = {"adminToken": {"type": "http", "scheme": "bearer",
+                                                              "description": "the service's --admin-token"}}
+    schema["paths"]["/admin/reload"]["post"]["security"] = [{"adminToken": []}]
+    for name in ("RecommendRequest", "BatchRecommendRequest", "SimilarRequest", "VectorRequest"):
+        models[name]["properties"]["k"].update(minimum=1, maximum=settings.max_k)
+    models["BatchRecommendRequest"]["properties"]["users"]["maxItems"] = settings.max_batch
+    get_user = schema["paths"]["/recommend/{user}"]["get"]
+    for param in get_user["parameters"]:
+        if param["name"] == "k":
+            param["schema"].update(minimum=1, maximum=settings.max_k)
+    vector = models["VectorRequest"]["properties"]["vector"]
+    vector["items"].update(minimum=-VECTOR_LIMIT, maximum=VECTOR_LIMIT)
+    if current is None:
+        return
+    vector.update(minItems=current.dim, maxItems=current.dim)
+    bundle = current.bundle   # real ids as examples: a reader of /docs (or a fuzzer) reaches known users and items
+    users, items_ = bundle.user_map.raw.head(3).to_list(), bundle.item_map.raw.head(3).to_list()
+    models["RecommendRequest"]["properties"]["user"]["examples"] = users
+    models["BatchRecommendRequest"]["properties"]["users"]["examples"] = [users]
+    models["SimilarRequest"]["properties"]["item"]["examples"] = items_
+    request = models["RecommendRequest"]["properties"]
+    if current.tower is None:   # features are read by an exported user tower only
+        request["features"] = {"type": "null", "description": "this bundle has no user tower: leave features out"}
+    items = current.bundle.items
+    values = {} if items is None else {c: _attribute_schema(items[c].dtype) for c in items.columns
+                                       if c != "item_index"}
+    # filters and stated preferences name the bundle's attributes, with values of each attribute's type
+    attrs = models["ItemFilter"]["properties"]["attributes"]
+    attrs.pop("additionalProperties", None)
+    attrs.update(properties=values, additionalProperties=False)
+    scalars = {"type": "array", "items": {"type": ["string", "number", "boolean"]}}   # matched as text
+    by_attribute = {"type": "object", "properties": {c: scalars for c in values}, "additionalProperties": False}
+    weights = {"type": "object", "additionalProperties": {"type": "number", "minimum": -BOOST_LIMIT,
+                                                          "maximum": BOOST_LIMIT}}
+    year = {"anyOf": [{"type": "integer"}, {"type": "null"}]}
+    request["preferences"] = {"anyOf": [{"type": "null"}, {
+        "type": "object", "additionalProperties": False,
+        "description": "stated preferences (docs/llm-feedback.md); min_year <= max_year when both are given",
+        "properties": {"include": by_attribute, "exclude": by_attribute,
+                       "boost": {"type": "object", "additionalProperties": False,
+                                 "properties": {c: weights for c in values}},
+                       "min_year": year, "max_year": year,
+                       "popularity": {"anyOf": [{"enum": ["popular", "niche"]}, {"type": "null"}]},
+                       "popularity_weight": {"type": "number", "minimum": -BOOST_LIMIT, "maximum": BOOST_LIMIT}}}]}
 
 
 def app_from_env() -> FastAPI:

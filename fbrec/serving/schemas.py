@@ -3,11 +3,18 @@ no coercion, so `"k": true` is not k=1, `"user": true` is not user 1 and `"exclu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-Id = int | str
+
+def _whole(value):
+    """JSON has one number type: 57.0 is the integer 57 (as JSON Schema says); 57.5 and true stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 63 else value
+
+
+Int = Annotated[int, BeforeValidator(_whole)]
+Id = Annotated[int | str, BeforeValidator(_whole)]
 
 
 class _Strict(BaseModel):
@@ -26,7 +33,7 @@ class ItemFilter(_Strict):
 
 class RecommendRequest(_Strict):
     user: Id
-    k: int = 10
+    k: Int = 10
     exclude_seen: bool = True
     filter: ItemFilter | None = None
     features: dict[str, Any] | None = None   # a new user's side features, e.g. {"age": 34, "occupation": "writer"}
@@ -37,25 +44,37 @@ class RecommendRequest(_Strict):
 
 class BatchRecommendRequest(_Strict):
     users: list[Id] = Field(min_length=1)
-    k: int = 10
+    k: Int = 10
     exclude_seen: bool = True
     filter: ItemFilter | None = None
 
 
 class SimilarRequest(_Strict):
     item: Id
-    k: int = 10
+    k: Int = 10
     filter: ItemFilter | None = None
 
 
 class VectorRequest(_Strict):
     vector: list[float]
-    k: int = 10
+    k: Int = 10
     filter: ItemFilter | None = None
 
 
 class ReloadRequest(_Strict):
-    bundle: str | None = None   # a new bundle folder; None reloads the current path
+    # a bundle folder under the service's --bundle-root (a name relative to it, or a path inside it);
+    # None reloads the current one
+    bundle: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer: the problem, the rule it broke and how to fix it (`serving`: after a refused reload,
+    the bundle version still served)."""
+
+    error: str
+    rule: str = ""
+    fix: str = ""
+    serving: str | None = None
 
 
 class Item(BaseModel):

@@ -28,6 +28,7 @@ from fbrec.serving.schemas import ItemFilter
 from fbrec.serving.tower import QueryTower
 
 log = logging.getLogger("fbrec.serving")
+VECTOR_LIMIT = 1e6   # |value| of a /search vector: ordinary embeddings, and inner products that stay finite
 
 
 class ServedBundle:
@@ -66,8 +67,8 @@ class ServedBundle:
         found = [self.bundle.item_index(i) for i in ids]
         unknown = [i for i, f in zip(ids, found, strict=True) if f is None]
         if unknown:
-            raise RequestError(422, f"unknown item ids in {what}: {unknown[:5]}" + (" ..." if len(unknown) > 5 else ""),
-                               rule="filters name items of the served bundle", fix="drop those ids")
+            raise RequestError(404, f"unknown item ids in {what}: {unknown[:5]}" + (" ..." if len(unknown) > 5 else ""),
+                               rule="requests name items of the served bundle", fix="drop those ids")
         return np.asarray(found, dtype=np.int64)
 
     def allowed(self, item_filter: ItemFilter | None) -> tuple[np.ndarray | None, np.ndarray]:
@@ -86,6 +87,9 @@ class ServedBundle:
                 raise RequestError(422, f"unknown item attribute {name!r}", rule=f"this bundle's item attributes: "
                                    f"{known or 'none'}", fix="filter on one of them, or export with item attributes")
             col = items[name]
+            if any(v is None for v in values):
+                raise RequestError(422, f"attribute {name!r} values hold null", rule="attribute filters give values",
+                                   fix=f"drop the nulls from {name}")
             try:
                 hit = (col.list.eval(pl.element().is_in(values)).list.any() if isinstance(col.dtype, pl.List)
                        else col.is_in(values)).fill_null(False).to_numpy()
@@ -145,6 +149,9 @@ class ServedBundle:
         if not np.isfinite(q).all():
             raise RequestError(422, "vector holds NaN or infinite values", rule="queries are finite",
                                fix="send finite numbers")
+        if np.abs(q).max(initial=0.0) > VECTOR_LIMIT:
+            raise RequestError(422, f"vector holds a value of magnitude {np.abs(q).max():.3g}",
+                               rule=f"query values lie within +-{VECTOR_LIMIT:g}", fix="normalise the vector")
         mask, exclude = self.allowed(item_filter)
         items, scores = self.bundle.search(q, k, exclude=exclude, allowed=mask)
         if not np.isfinite(scores).all():
