@@ -84,7 +84,7 @@ def test_bundle_write_is_atomic_and_refuses_to_overwrite(tmp_path, embeddings):
 @pytest.mark.parametrize("damage,pattern", [
     (lambda p: (p / "item_embeddings.npy").write_bytes(b"x"), r"'item_embeddings.npy' fails its sha256"),
     (lambda p: (p / "index.faiss").unlink(), r"'index.faiss' is missing"),
-    (lambda p: (p / "manifest.json").write_text("{"), r"manifest.json .* is corrupted"),
+    (lambda p: (p / "manifest.json").write_text("{"), r"manifest.json .* is not JSON"),
     (lambda p: (p / "manifest.json").unlink(), r"is not a bundle"),
 ])
 def test_corrupted_bundles_are_rejected(tmp_path, embeddings, damage, pattern):

@@ -87,10 +87,28 @@ def _short_item_map(path):
     _rehash(path, "item_map.parquet")
 
 
+def _checksum_key(key):
+    def damage(path):
+        manifest = json.loads((path / "manifest.json").read_text())
+        manifest["checksums"][key] = "0" * 64
+        (path / "manifest.json").write_text(json.dumps(manifest))
+    return damage
+
+
+def _manifest_dir(path):
+    (path / "manifest.json").unlink()
+    (path / "manifest.json").mkdir()
+
+
+def _linked_file(path):
+    (path / "seen.parquet").rename(path / "elsewhere.parquet")
+    (path / "seen.parquet").symlink_to(path / "elsewhere.parquet")
+
+
 CORRUPTIONS = {
     "checksum mismatch": (lambda p: (p / "item_embeddings.npy").write_bytes(b"x"), r"fails its sha256"),
     "file missing": (lambda p: (p / "index.faiss").unlink(), r"'index.faiss' is missing"),
-    "manifest not json": (lambda p: (p / "manifest.json").write_text("{"), r"manifest.json .* is corrupted"),
+    "manifest not json": (lambda p: (p / "manifest.json").write_text("{"), r"manifest.json .* is not JSON"),
     "no manifest": (lambda p: (p / "manifest.json").unlink(), r"is not a bundle"),
     "unlisted file": (_drop_checksum, r"lists no checksum for seen.parquet"),
     "num_items off": (lambda p: _edit_manifest(p, num_items=199), r"item embeddings \(200, 8\) are not"),
@@ -104,6 +122,19 @@ CORRUPTIONS = {
     "seen out of range": (_seen_outside, r"seen.parquet refers to users or items outside"),
     "pickled array": (_pickled_npy, r"has a file that cannot be read: Object arrays cannot be loaded"),
     "format version": (lambda p: _edit_manifest(p, format_version=99), r"bundle format 99 is not 1"),
+    "format version as text": (lambda p: _edit_manifest(p, format_version="1"), r"bundle format '1' is not 1"),
+    # a manifest names files by their bundle names only: a device, an absolute path or `..` never gets read (the
+    # /dev/zero key once made `fbrec retrieve` and a service reload hang forever)
+    "device as a checksum key": (_checksum_key("/dev/zero"), r"lists '/dev/zero', which is not a bundle file"),
+    "parent path as a checksum key": (_checksum_key("../x.npy"), r"lists '../x.npy', which is not a bundle file"),
+    "nested checksum key": (_checksum_key("sub/items.parquet"), r"which is not a bundle file"),
+    "linked bundle file": (_linked_file, r"'seen.parquet' is not a regular file"),
+    "manifest a directory": (_manifest_dir, r"manifest.json in .* is not a regular file"),
+    "manifest not UTF-8": (lambda p: (p / "manifest.json").write_bytes(b'{"model": "\xff\xfe"}'),
+                           r"is not UTF-8 text"),
+    "manifest a list": (lambda p: (p / "manifest.json").write_text("[1, 2]"), r"holds a JSON list, not an object"),
+    "manifest extra field": (lambda p: _edit_manifest(p, surprise=1), r"has unexpected fields"),
+    "checksums a list": (lambda p: _edit_manifest(p, checksums=["a"]), r"checksums that are not a"),
 }
 
 
