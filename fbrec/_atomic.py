@@ -60,6 +60,22 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def tree_sha256(path: Path) -> str:
+    """sha256 over a directory's files (relative name + each file's sha256, in name order), or of one file; anything
+    not a regular file (a link, a device) enters by name and kind, so swapping one in changes the digest."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for entry in sorted(p for p in path.rglob("*")):
+        name = entry.relative_to(path).as_posix()
+        if entry.is_symlink() or not (entry.is_file() or entry.is_dir()):
+            h.update(f"{name}\0special\n".encode())
+        elif entry.is_file():
+            h.update(f"{name}\0{file_sha256(entry)}\n".encode())
+    return h.hexdigest()
+
+
 def is_fbrec_output(path: Path) -> bool:
     return (Path(path) / MARKER).is_file()
 

@@ -90,10 +90,33 @@ def test_a_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(devices, sh
     resumed_id = _finish(_fbrec(["train", "--resume", run_id], killed_store, tmp_path))
     assert resumed_id == run_id
     resumed = client.get_run(run_id)
-    assert resumed.info.status == "FINISHED"
+    assert resumed.info.status == "FINISHED" and "fbrec.end" not in resumed.data.tags, "a stale 'died' note"
     reference = MlflowClient(f"sqlite:///{straight_store}/mlflow.db").get_run(straight_id)
     for key in ("test/ndcg_at_10", "test/recall_at_10", "test/auc"):
         assert resumed.data.metrics[key] == pytest.approx(reference.data.metrics[key], abs=1e-6), key
     assert resumed.data.tags["best_epoch"] == reference.data.tags["best_epoch"]
     epochs = sorted({m.step for m in client.get_metric_history(run_id, "val/ndcg_at_5")})
     assert len(epochs) >= 5, "every epoch's validation is in the one run"
+
+
+def test_resume_refuses_a_checkpoint_changed_after_fbrec_wrote_it(tmp_path):
+    """Checkpoints are hashed when written (run tags); --resume checks them before DCP unpickles `.metadata`."""
+    config = tmp_path / "short.yaml"
+    config.write_text(CONFIG.format(devices=1, sharding="null").replace("max_epochs: 5", "max_epochs: 2"))
+    store = tmp_path / "store"
+    store.mkdir()
+    run_id = _finish(_fbrec(["train", "--config", str(config)], store, tmp_path))
+    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+    client.set_terminated(run_id, "FAILED")   # as if it had died after its last save
+    tags = client.get_run(run_id).data.tags
+    assert tags["fbrec.checkpoint.last.ckpt"].split()[0] and any(k.startswith("fbrec.checkpoint.epoch") for k in tags)
+    metadata = store / "checkpoints" / run_id / "last.ckpt" / ".metadata"
+    genuine = metadata.read_bytes()
+    metadata.write_bytes(genuine + b"tampered")
+    refused = _fbrec(["train", "--resume", run_id], store, tmp_path)
+    out, err = refused.communicate(timeout=300)
+    assert refused.returncode == 2, err[-2000:]
+    assert "checkpoint 'last.ckpt' of run" in err and "does not match the hash recorded" in err, err[-2000:]
+    assert "Traceback" not in err
+    metadata.write_bytes(genuine)   # the state fbrec wrote resumes
+    assert _finish(_fbrec(["train", "--resume", run_id], store, tmp_path)) == run_id

@@ -69,7 +69,25 @@ def _resumable(run_id: str, uri: str):
         raise ConfigError(f"run {run_id!r} has no saved state in {str(last.parent)!r}",
                           rule="a run saves its state after each validated epoch; this one died before the first",
                           fix="start it again with --config")
+    _verify_checkpoints(run, last.parent)
     return run, last
+
+
+def _verify_checkpoints(run, folder: Path) -> None:
+    """Every checkpoint of the run hashes to a digest the run recorded when fbrec wrote it, checked before anything
+    in it is read (DCP's .metadata is a pickle): a checkpoint changed since is refused with one line."""
+    from fbrec._atomic import tree_sha256
+    from fbrec.embeddings.strategy import checkpoint_tag
+
+    for ckpt in sorted(p for p in folder.glob("*.ckpt") if not p.name.startswith(".")):
+        recorded = run.data.tags.get(checkpoint_tag(ckpt.name), "").split()
+        if tree_sha256(ckpt) not in recorded:
+            raise ConfigError(f"checkpoint {ckpt.name!r} of run {run.info.run_id!r} does not match the hash recorded "
+                              "when fbrec wrote it" if recorded else f"checkpoint {ckpt.name!r} of run "
+                              f"{run.info.run_id!r} has no recorded hash",
+                              rule="--resume reads only checkpoints whose sha256 the run recorded (a changed "
+                              "checkpoint could run code when unpickled)",
+                              fix="start a new run with --config; do not copy checkpoints between run stores")
 
 
 def _logged_config(run_id: str, uri: str, into: Path) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,16 @@ from torch.distributed.checkpoint._traverse import set_element
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 from torch.distributed.checkpoint.planner import ReadItem
 
-from fbrec._atomic import is_fbrec_output, new_temp_dir, recover, swap_into_place
+from fbrec._atomic import is_fbrec_output, new_temp_dir, recover, swap_into_place, tree_sha256
 from fbrec.embeddings.meta import META_FILE, read_meta, write_meta
 from fbrec.errors import ConfigError
+
+CHECKPOINT_TAG = "fbrec.checkpoint."   # + the checkpoint's name: "<its sha256> <the replaced state's sha256>"
+
+
+def checkpoint_tag(name: str) -> str:
+    """The run tag holding a checkpoint's digests (MLflow keys take letters, digits and _-. /; `=` becomes _)."""
+    return CHECKPOINT_TAG + re.sub(r"[^\w.\- /]", "_", name)
 
 
 class _SafeLoadPlanner(DefaultLoadPlanner):
@@ -98,8 +106,20 @@ class TorchRecStrategy(DDPStrategy):
         self.barrier("save_checkpoint:written")
         if self.global_rank == 0:
             write_meta(tmp / META_FILE, checkpoint)
+            self._record_digest(path.name, tree_sha256(tmp))   # before the swap: a kill leaves a recorded state
             swap_into_place(tmp, path)
         self.barrier("save_checkpoint:swapped")
+
+    def _record_digest(self, name: str, digest: str) -> None:
+        """The checkpoint's hash goes into the run (tag `fbrec.checkpoint.<name>`: this state's digest and the one
+        it replaces), so that `--resume` can refuse a checkpoint changed after fbrec wrote it before unpickling."""
+        trainer = self.lightning_module.trainer if self.lightning_module is not None else None
+        for logger in trainer.loggers if trainer is not None else ():
+            run_id = getattr(logger, "run_id", None)
+            if run_id is None or not hasattr(logger.experiment, "set_tag"):
+                continue
+            previous = logger.experiment.get_run(run_id).data.tags.get(checkpoint_tag(name), "").split()
+            logger.experiment.set_tag(run_id, checkpoint_tag(name), " ".join([digest, *previous[:1]]))
 
     def load_checkpoint(self, checkpoint_path, weights_only=None) -> dict:
         path = Path(self.broadcast(str(checkpoint_path)))

@@ -80,6 +80,8 @@ def reopen_run(run_id: str, resumed_from: str, tracking_uri: str | None = None) 
     client.update_run(run_id, status="RUNNING")
     for key, value in {**owner_tags(), "fbrec.resumed_from": resumed_from}.items():
         client.set_tag(run_id, key, value)
+    if END_TAG in client.get_run(run_id).data.tags:   # "died ... resume it": no longer true
+        client.delete_tag(run_id, END_TAG)
 
 
 def download_config(run_id: str, into: Path, tracking_uri: str | None = None) -> Path | None:
