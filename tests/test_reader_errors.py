@@ -44,6 +44,15 @@ TEXT_CASES = [
      {"timestamp_format": "%d/%m/%Y"}, r"cannot be parsed"),
     ("unknown timestamp unit", "log.csv", f"user,item,timestamp\n1,a,{T0}\n", {"timestamp_unit": "minutes"},
      r"unknown timestamp unit 'minutes'"),
+    ("one text timestamp among numbers", "log.csv", f"user,item,timestamp\n1,a,{T0}\n2,b,16000x\n3,c,{T0}\n", {},
+     r"1 values are not numbers in a column of epoch numbers, e.g. \['16000x'\] \(lines 3\)"),
+    # bytes: files in another encoding, or not text at all
+    ("latin-1 CSV", "log.csv", b"user,item\n1,a\n2,caf\xe9\n", {},
+     r"'log.csv' is not UTF-8 text: line 3 holds byte 0xe9 at column 6.*iconv -f latin1"),
+    ("latin-1 NDJSON", "log.ndjson", b'{"user": 1, "item": "a"}\n{"user": 2, "item": "caf\xe9"}\n', {},
+     r"'log.ndjson' is not UTF-8 text: line 2 holds byte 0xe9"),
+    ("binary file named .csv", "log.csv", b"user,item\n\x1f\x8b\x08\x00\x00binary", {},
+     r"'log.csv' is not a text file \(it holds NUL bytes, the first at byte 14\).*decompress"),
     ("empty user", "log.csv", "user,item\n1,a\n,b\n", {}, r"column 'user': 1 rows are null \(lines 3\)"),
     ("empty item", "log.csv", "user,item\n1,a\n2,\n", {}, r"column 'item': 1 rows are null \(lines 3\)"),
     ("integer ids that are not", "log.csv", "user,item\n1,2\nu1,3\n", {"integer_ids": True},
@@ -114,7 +123,7 @@ PARQUET_CASES = [
 @pytest.mark.parametrize("name,file,text,kwargs,pattern", TEXT_CASES, ids=[c[0] for c in TEXT_CASES])
 def test_a_bad_text_log_gets_one_clear_error_with_its_line(tmp_path, name, file, text, kwargs, pattern):
     path = tmp_path / file
-    path.write_text(text)
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
     with pytest.raises(FbrecError, match=pattern) as err:
         read_log(path, **kwargs)
     assert err.value.rule and err.value.fix, "every message names the rule and the fix"

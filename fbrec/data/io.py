@@ -92,6 +92,45 @@ def _ragged(path: Path, sep: str, has_header: bool, n_fields: int, where: Where)
                                       fix=fix)
 
 
+def _not_utf8(path: Path) -> DataValidationError | None:
+    """The first line of a text log that is not UTF-8, as an error naming it (None when the file is UTF-8)."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return DataValidationError(
+                    f"{path.name!r} is not UTF-8 text: line {number} holds byte 0x{line[exc.start]:02x} at column "
+                    f"{exc.start + 1}", rule="CSV and NDJSON logs are UTF-8 text",
+                    fix=f"re-encode the file, e.g. `iconv -f latin1 -t utf-8 {path.name} > utf8_{path.name}` "
+                        "(or write it as parquet)")
+    return None
+
+
+def _check_text(path: Path) -> None:
+    """CSV and NDJSON logs are UTF-8 text: a binary file (NUL bytes) or another encoding is named before parsing."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    nul = head.find(bytes(1))
+    if nul >= 0:
+        raise DataValidationError(f"{path.name!r} is not a text file (it holds NUL bytes, the first at byte "
+                                  f"{nul + 1})", rule="CSV and NDJSON logs are UTF-8 text",
+                                  fix="is it parquet or compressed? name it .parquet, or decompress it first")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4 and (found := _not_utf8(path)) is not None:   # not a cut multi-byte char
+            raise found from None
+
+
+def _unreadable(path: Path, fmt: str, exc: Exception) -> DataValidationError:
+    """A reader's failure as one error: the encoding, named by line, when that is the cause."""
+    if fmt != "parquet" and "utf-8" in str(exc).lower() and (found := _not_utf8(path)) is not None:
+        return found
+    return DataValidationError(f"cannot read {str(path)!r} as {fmt}: {exc}".splitlines()[0],
+                               rule=f"the file must be valid {fmt}", fix="check the file and format=")
+
+
 def _scan(path: Path, fmt: str, separator: str, schema: Mapping[str, pl.DataType] | None,
           has_header: bool = True) -> pl.LazyFrame:
     if fmt == "parquet":
@@ -122,8 +161,14 @@ def parse_timestamps(frame: pl.DataFrame, fmt: str | None = None, unit: str = "s
     ts = frame[TIMESTAMP]
     factor = TIMESTAMP_UNITS[unit]
     fix_format = "pass timestamp_format='%Y-%m-%d %H:%M:%S' (data.timestamp_format) or clean those rows"
-    if ts.dtype == pl.String and ts.str.strip_chars().cast(pl.Float64, strict=False).null_count() == ts.null_count():
-        ts = ts.str.strip_chars().cast(pl.Float64)   # numbers written as text: read as numbers
+    if ts.dtype == pl.String:
+        numbers = ts.str.strip_chars().cast(pl.Float64, strict=False)
+        given = ts.len() - ts.null_count()
+        if numbers.null_count() == ts.null_count():
+            ts = numbers   # numbers written as text: read as numbers
+        elif 2 * (ts.len() - numbers.null_count()) >= given:   # mostly epoch numbers: the others are the bad ones
+            raise _bad_timestamps(ts, numbers.is_null() & ts.is_not_null(), where,
+                                  "are not numbers in a column of epoch numbers", "fix or drop those rows")
     if ts.dtype.is_integer():
         out = ts.cast(pl.Int64) // factor
     elif ts.dtype.is_float():
@@ -179,6 +224,8 @@ def read_log(path: str | Path, *, columns: Mapping[str, str] | None = None,
         raise DataValidationError(f"columns= maps unknown canonical names {unknown}",
                                   rule=f"canonical names: {list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}",
                                   fix="use canonical names as keys and your file's names as values")
+    if fmt != "parquet":
+        _check_text(path)
     sep = detect_separator(path, separator) if fmt == "csv" else ","
     where = {"csv": Where("line", 2 if has_header else 1), "ndjson": Where("line", 1)}.get(fmt, Where("row", 1))
     try:
@@ -188,8 +235,7 @@ def read_log(path: str | Path, *, columns: Mapping[str, str] | None = None,
                    has_header)
         file_cols = lf.collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataValidationError(f"cannot read {str(path)!r} as {fmt}: {exc}".splitlines()[0],
-                                  rule=f"the file must be valid {fmt}", fix="check the file and format=") from exc
+        raise _unreadable(path, fmt, exc) from None
     rename = {}
     for canon in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
         src = mapping.get(canon, canon)
@@ -207,6 +253,8 @@ def read_log(path: str | Path, *, columns: Mapping[str, str] | None = None,
     try:
         frame = lf.select([pl.col(src).alias(dst) for src, dst in rename.items()]).collect()
     except pl.exceptions.PolarsError as exc:
+        if "utf-8" in str(exc).lower():
+            raise _unreadable(path, fmt, exc) from None
         if fmt == "csv":
             _ragged(path, sep, has_header, len(header), where)
         raise DataValidationError(f"cannot read {str(path)!r}: {str(exc).splitlines()[0]}",
