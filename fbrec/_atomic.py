@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -120,14 +121,39 @@ def check_replaceable(out: Path, kind: str, *, overwrite: bool = True, option: s
                           fix=f"pass --overwrite or choose another {option}")
 
 
+def _owned_name(prefix: str) -> str:
+    """`<prefix><random>.<pid>@<host>`: the writer's process, so another writer can tell a live temp from a dead one."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}.{os.getpid()}@{socket.gethostname()}"
+
+
+def _writer_dead(path: Path) -> bool:
+    """A temp's writer is gone: a process of this host that no longer exists (or a name without an owner, from an
+    older fbrec). Another host's temp is never judged dead: its writer may be alive over a shared filesystem."""
+    owner = path.name.rsplit(".", 1)[-1]
+    pid, at, host = owner.partition("@")
+    if not at or not pid.isdigit():
+        return True
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def stale_temps(out: Path) -> list[Path]:
-    """Temp or old directories of earlier writes to `out` that were killed before they finished."""
+    """Temp or old directories of earlier writes to `out` whose writer died before it finished (a concurrent
+    writer's live temp is not stale)."""
     out = Path(out)
     if not out.parent.is_dir():
         return []
     found = []
     for prefix in (_TMP, _OLD):
-        found += [p for p in out.parent.glob(f".{out.name}{prefix}*") if p.is_dir() and is_fbrec_output(p)]
+        found += [p for p in out.parent.glob(f".{out.name}{prefix}*")
+                  if p.is_dir() and is_fbrec_output(p) and _writer_dead(p)]
     return sorted(found)
 
 
@@ -155,7 +181,7 @@ def new_temp_dir(out: Path, kind: str) -> Path:
     """A marked temp directory beside `out` with the permissions of a plain mkdir (readable by others under the
     usual umask, unlike mkdtemp's 0700)."""
     out = Path(out)
-    tmp = out.parent / f".{out.name}{_TMP}{uuid.uuid4().hex[:12]}"
+    tmp = out.parent / f".{out.name}{_owned_name(_TMP)}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir(mode=_mode_for_new_dirs())
@@ -179,7 +205,7 @@ def swap_into_place(tmp: Path, out: Path) -> None:
     if _exchange(tmp, out):            # tmp now holds the old directory
         shutil.rmtree(tmp, ignore_errors=True)
         return
-    old = out.parent / f".{out.name}{_OLD}{uuid.uuid4().hex[:12]}"
+    old = out.parent / f".{out.name}{_owned_name(_OLD)}"
     out.rename(old)                    # a crash here leaves `old` whole; recover() renames it back
     tmp.rename(out)
     shutil.rmtree(old, ignore_errors=True)
@@ -198,6 +224,8 @@ def atomic_directory(out: str | Path, kind: str, *, overwrite: bool = True, opti
     tmp = new_temp_dir(out, kind)
     try:
         yield tmp
+        # again: a concurrent writer may have created `out` meanwhile (refused without overwrite, never half-done)
+        check_replaceable(out, kind, overwrite=overwrite, option=option)
         swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -221,7 +249,7 @@ def write_new_file(out: str | Path, write, option: str = "--out") -> Path:
     """`write(tmp_path)` fills a temp file beside `out`, which is then linked into place only if `out` still does
     not exist (no overwrite, even in a race); the temp file is always removed."""
     out = new_file_path(out, option)
-    tmp = out.parent / f".{out.name}{_TMP}{uuid.uuid4().hex[:12]}"
+    tmp = out.parent / f".{out.name}{_owned_name(_TMP)}"
     try:
         write(tmp)
         os.link(tmp, out)   # fails if `out` appeared meanwhile: nothing is overwritten

@@ -312,3 +312,41 @@ def test_data_prepare_never_deletes_a_users_folder_and_replaces_its_own_only_whe
     assert code == 2 and "already exists" in out.err and "--overwrite" in out.err
     assert prepare("--overwrite")[0] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_two_writers_of_one_new_folder_never_delete_each_others_temp(tmp_path):
+    """Two `fbrec export --out X` at once: the second's cleanup keeps the first's live temp (its writer is alive);
+    the one finishing last refuses to replace the other's result without --overwrite (one clear error, its own temp
+    removed), and replaces it with overwrite."""
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="already exists"), atomic_directory(out, "bundle", overwrite=False) as first:
+        (first / "a").write_text("first")
+        with atomic_directory(out, "bundle", overwrite=False) as second:
+            assert first.is_dir(), "the second writer deleted the first's live temp"
+            (second / "a").write_text("second")
+        assert first.is_dir() and (out / "a").read_text() == "second"
+    assert (out / "a").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with atomic_directory(out, "bundle") as first:
+        (first / "a").write_text("first")
+        with atomic_directory(out, "bundle") as second:
+            (second / "a").write_text("second")
+    assert (out / "a").read_text() == "first"   # with overwrite the last to finish wins, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_dead_writers_temp_is_cleaned_and_another_hosts_is_left(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".out.fbrec-tmp-aaaa.{gone.stdout.strip()}@{socket.gethostname()}"
+    remote = tmp_path / ".out.fbrec-tmp-bbbb.123@another-host"
+    for p in (dead, remote):
+        p.mkdir()
+        (p / MARKER).write_text("{}")
+    assert stale_temps(out) == [dead]
+    recover(out)
+    assert not dead.exists() and remote.exists()
