@@ -241,6 +241,10 @@ BAD_REQUESTS = [
     ("genres as lists", "/recommend", {"user": 1, "filter": {"attributes": {"genres": [["Comedy"]]}}}, 422,
      r"attribute 'genres' values"),
     ("vector overflow", "/search", {"vector": [3e38] * 32}, 422, r"magnitude 3e\+38.*within"),
+    ("NaN boost", "/recommend", '{"user": 1, "preferences": {"boost": {"genres": {"Comedy": NaN}}}}', 422,
+     r"preferences.boost .*within \+-100"),
+    ("huge boost", "/recommend", {"user": 1, "preferences": {"boost": {"genres": {"Comedy": 1e308}}}}, 422,
+     r"preferences.boost"),
     ("reload without a token", "/admin/reload", {}, 401, r"missing or wrong admin token.*Bearer"),
     ("vector of huge values", "/search", {"vector": [1e300] * 32}, 422, r"NaN or infinite"),
     ("vector beyond the range", "/search", {"vector": [2e6] * 32}, 422, r"within \+-1e\+06"),
@@ -268,6 +272,15 @@ def test_bad_requests_get_a_4xx_naming_the_problem(server, name, path, body, sta
          else requests.post(f"{server.url}{path}", data=body, headers={"content-type": "application/json"}))
     assert r.status_code == status, r.text
     assert re.search(pattern, r.json()["error"] + " " + r.json().get("rule", "")), r.text
+
+
+def test_metric_labels_are_route_templates_and_unmatched_is_only_a_404(server):
+    server.get("/docs"), server.get("/openapi.json"), server.get("/no/such/page"), server.get("/recommend/1?k=2")
+    lines = [line for line in server.get("/metrics").text.splitlines() if line.startswith("fbrec_http_requests_total")]
+    assert any('path="/docs",status="200"' in line for line in lines), lines
+    assert any('path="/openapi.json",status="200"' in line for line in lines), lines
+    assert any('path="/recommend/{user}",status="200"' in line for line in lines), lines
+    assert all('status="404"' in line for line in lines if 'path="unmatched"' in line), lines
 
 
 def test_no_request_in_this_module_ended_in_a_5xx(server):

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from fbrec.data.preferences import BOOST_LIMIT
 from fbrec.errors import BundleError
@@ -203,8 +204,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         except Exception:
             log.exception("unhandled error on %s", request.url.path)
             response = _error(500, "internal error", fix="see the service log")
-        route = request.scope.get("route")
-        path = route.path if route is not None else "unmatched"
+        path = _route_path(app, request.scope)
         metrics.inc("fbrec_http_requests_total", "HTTP requests by path and status", path=path,
                     status=str(response.status_code))
         if response.status_code >= 500:
@@ -369,6 +369,18 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.openapi = openapi
 
     return app
+
+
+def _route_path(app: FastAPI, scope) -> str:
+    """The route template a request matched (a bounded metric label: /recommend/{user}, /docs); "unmatched" for a
+    404. FastAPI's own routes put themselves in the scope; Starlette's (/docs, /openapi.json) are matched here."""
+    route = scope.get("route")
+    if route is not None:
+        return route.path
+    for candidate in app.routes:
+        if candidate.matches(scope)[0] == Match.FULL:
+            return candidate.path
+    return "unmatched"
 
 
 def _attribute_schema(dtype) -> dict:
