@@ -26,6 +26,24 @@ def test_train_evaluate_export_recommend_from_python(tmp_path, mlflow_store):
     assert len(recs) == 3
 
 
+def test_the_python_api_store_follows_the_current_directory(tmp_path, monkeypatch):
+    """Without MLFLOW_TRACKING_URI, each run goes to ./mlruns of the directory it starts in (mlflow exports the first
+    run's store into the environment; fbrec does not take that for the user's setting)."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uris = []
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        run = fbrec.train(str(config), {"trainer.max_epochs": 1, "trainer.enable_progress_bar": False})
+        uris.append(run.tracking_uri)
+        assert (tmp_path / name / "mlruns" / "checkpoints" / run.run_id).is_dir()
+    assert uris == [f"sqlite:///{tmp_path / n / 'mlruns' / 'mlflow.db'}" for n in ("first", "second")]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uris[0])   # the user's own setting wins wherever they are
+    assert fbrec.train(str(config), {"trainer.max_epochs": 1}).tracking_uri == uris[0]
+
+
 @pytest.mark.slow
 def test_import_fbrec_loads_neither_torch_nor_mlflow():
     code = "import sys, fbrec; fbrec.Bundle; assert 'torch' not in sys.modules and 'mlflow' not in sys.modules"

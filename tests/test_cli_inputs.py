@@ -36,6 +36,10 @@ CONFIG_ERRORS = [
     (["--model.init_args.auc", "maybe"], r"model.init_args.auc='maybe' is not a valid bool"),
     (["--patience", "0"], r"patience=0.*patience >= 1"),
     (["--data.source.timestamp_unit", "minutes"], r"unknown timestamp unit 'minutes'"),
+    (["--model.class_path", "fbrec.models.MatrixFactorisationModule"],
+     r"model.class_path 'fbrec.models.MatrixFactorisationModule' cannot be used: module 'fbrec.models' has no "
+     r"attribute 'MatrixFactorisationModule'.*did you mean fbrec.models.MatrixFactorizationModule\?"),
+    (["--model.class_path", "nowhere.Model"], r"model.class_path 'nowhere.Model' cannot be used: .*check the spelling"),
 ]
 
 

@@ -155,9 +155,9 @@ def _build_cli(args: list[str]) -> FbrecCLI:
             raise cause from None
         if not isinstance(exc, ArgumentError):
             raise
-        typed = _type_error(exc, args)
+        typed = _type_error(exc, args) or _class_path_error(exc)
         if typed is not None:
-            raise typed from exc
+            raise typed from None
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         first = next((line for line in lines if "is not accepted" in line or "unrecognized" in line
                       or "Expected a" in line and "NoneType" not in line), lines[0] if lines else str(exc))
@@ -166,6 +166,32 @@ def _build_cli(args: list[str]) -> FbrecCLI:
             "compare the keys with `fbrec train --config X --print_config`"
         raise ConfigError(f"invalid training config: {first}", rule="keys and types follow the recipe classes' "
                           "__init__ signatures", fix=hint) from exc
+
+
+def _class_path_error(exc: BaseException) -> ConfigError | None:
+    """jsonargparse's "Problem with given class_path 'fbrec.models.MatrixFactorisationModule': module ... has no
+    attribute" as one line naming the key, the class path, the reason and the closest class of that module."""
+    import difflib
+    import importlib
+    import re
+
+    text = str(exc)
+    found = re.search(r"Problem with given class_path '([^']+)':\s*(.+)", text)
+    if found is None:
+        return None
+    key = re.search(r'Parser key "([^"]+)"', text)
+    path, reason = found.group(1), found.group(2).strip()
+    module_name, _, name = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+        classes = [n for n in dir(module) if n[:1].isupper() and isinstance(getattr(module, n), type)]
+    except ImportError:
+        classes = []
+    close = difflib.get_close_matches(name, classes, n=1)
+    return ConfigError(f"{key.group(1) if key else 'a'}.class_path {path!r} cannot be used: {reason}",
+                       rule="class_path names an importable class of the right kind (module.Class)",
+                       fix=f"did you mean {module_name}.{close[0]}?" if close else
+                       "check the spelling; recipes in models/ show the class paths fbrec ships")
 
 
 def _type_error(exc: BaseException, args: list[str]) -> ConfigError | None:

@@ -4,6 +4,7 @@ metrics, system-level predictiveness where the truth is known, a model folder wr
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from pathlib import Path
 
@@ -121,10 +122,19 @@ def load_reward_model(path: str | Path) -> tuple[RewardModel, dict]:
     if not is_fbrec_output(path) or not (path / "result.json").is_file():
         raise ConfigError(f"{str(path)!r} is not a reward-model folder", rule="written by `fbrec llm reward-model "
                           "train`", fix="train one first")
-    result = json.loads((path / "result.json").read_text())
-    state = torch.load(path / "reward_model.pt", weights_only=True)
-    model = RewardModel((state["head.0.weight"].shape[1] - 4) // 5)   # 5 text blocks + 4 statistics
-    model.load_state_dict(state)
+    try:
+        result = json.loads((path / "result.json").read_text())
+        # weights only: a crafted file (pickled code, other objects) is refused by torch's restricted unpickler
+        state = torch.load(path / "reward_model.pt", weights_only=True)
+        model = RewardModel((state["head.0.weight"].shape[1] - 4) // 5)   # 5 text blocks + 4 statistics
+        model.load_state_dict(state)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError, TypeError, AttributeError, OSError,
+            EOFError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{str(path)!r} holds a reward model fbrec cannot load ({type(exc).__name__}: {reason})",
+                          rule="reward_model.pt is a tensor state dict and result.json JSON, as `fbrec llm "
+                          "reward-model train` wrote them (nothing else is unpickled)",
+                          fix="train the reward model again") from None
     return model.eval(), result
 
 

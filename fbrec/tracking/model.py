@@ -17,6 +17,8 @@ import mlflow.pyfunc
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
+from fbrec.tracking.store import use_tracking_uri
+
 MODEL_NAME = "fbrec_bundle"
 _REQUIREMENTS = ("numpy", "polars", "pyarrow", "faiss-cpu", "pandas")
 
@@ -34,7 +36,7 @@ def _requirements() -> list[str]:
 def log_bundle_model(run_id: str, bundle_dir: str | Path, tracking_uri: str, *, user_id_type: str = "string",
                      item_id_type: str = "string", register: str | None = None) -> str:
     """Log `bundle_dir` as the run's MLflow model (and register it under `register`); returns its model URI."""
-    mlflow.set_tracking_uri(tracking_uri)
+    use_tracking_uri(tracking_uri)
     signature = ModelSignature(
         inputs=Schema([ColSpec(user_id_type, "user"), ColSpec("long", "k", required=False)]),
         outputs=Schema([ColSpec(user_id_type, "user"), ColSpec("long", "rank"), ColSpec(item_id_type, "item"),

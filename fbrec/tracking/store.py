@@ -20,12 +20,27 @@ DEFAULT_EXPERIMENT = "fbrec"
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
+_exported: list[str] = []   # the MLFLOW_TRACKING_URI value mlflow.set_tracking_uri last exported for fbrec
+
+
 def default_tracking_uri(root: str | Path | None = None) -> str:
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+    """MLFLOW_TRACKING_URI when the user set it, else the embedded store ./mlruns of the current directory (so the
+    Python API follows os.chdir as the CLI follows the shell's directory)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env and env not in _exported[-1:]:
+        return env
     root = Path(root or Path.cwd() / "mlruns").resolve()
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def use_tracking_uri(uri: str) -> None:
+    """mlflow.set_tracking_uri, which also exports MLFLOW_TRACKING_URI (for subprocesses: torchrun's ranks keep the
+    store); fbrec remembers the value is its own, not the user's, so a later run in another directory moves."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before != uri:
+        _exported[:] = [uri]
 
 
 def _artifact_root(uri: str) -> str | None:
@@ -37,7 +52,7 @@ def _artifact_root(uri: str) -> str | None:
 def tracking_setup(experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None) -> tuple[str, str]:
     """Point mlflow at the store and make sure the experiment exists; returns (uri, experiment_id)."""
     uri = tracking_uri or default_tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    use_tracking_uri(uri)
     with _store_lock(uri):   # two first runs at once: one creates the sqlite schema and experiment, the other waits
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name(experiment)
