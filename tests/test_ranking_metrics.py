@@ -194,6 +194,34 @@ def test_auc_counts_each_positive_against_the_negatives_like_brute_force(seed):
         assert set(users) == {u for u in range(U) if positives[u]}
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_auc_of_rows_with_many_positives_matches_brute_force_in_any_chunking(seed):
+    """One pass per row (binary search among the row's sorted positives), row chunks of any size: the brute-force
+    value, with ties, excluded items and rows holding most of the catalogue as positives."""
+    from fbrec.evaluation.ranking import _auc
+
+    rng = np.random.default_rng(seed)
+    B, n = 9, 40
+    scores = torch.from_numpy(rng.integers(0, 6, (B, n)).astype(np.float32))
+    exclude = [set(rng.choice(n, rng.integers(0, 6), replace=False).tolist()) for _ in range(B)]
+    truth = [sorted(rng.choice([i for i in range(n) if i not in exclude[u]], rng.integers(1, 30), replace=False)
+                    .tolist()) for u in range(B)]
+    for u in range(B):
+        scores[u, sorted(exclude[u])] = float("-inf")
+    tr_r = torch.tensor([u for u in range(B) for _ in truth[u]])
+    tr_c = torch.tensor([i for u in range(B) for i in truth[u]])
+    positive = torch.from_numpy(rng.random(len(tr_r)) < 0.7)   # a slice: the other targets are not negatives
+    positives = [set() for _ in range(B)]
+    for r, c, p in zip(tr_r.tolist(), tr_c.tolist(), positive.tolist(), strict=True):
+        if p:
+            positives[r].add(c)
+    expected = _reference_auc(scores.numpy(), exclude, [set(t) for t in truth], positives)
+    n_excluded = torch.tensor([len(e) for e in exclude])
+    for budget in (1, n * 2, 1 << 24):
+        got = _auc(scores, tr_r, tr_c, positive, n_excluded, budget=budget).numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=f"budget {budget}")
+
+
 # --- session metrics, worked by hand ------------------------------------------------------------------------------
 def _session(*rounds):
     from fbrec.evaluation.session import Round

@@ -142,40 +142,63 @@ def _rank_metrics(hits: torch.Tensor, n_rel: torch.Tensor, ks: Sequence[int], *,
 
 def _auc(scores: torch.Tensor, tr_r: torch.Tensor, tr_c: torch.Tensor, positive: torch.Tensor,
          n_excluded: torch.Tensor, budget: int = 1 << 24) -> torch.Tensor:
-    """Per-row AUC of the `positive` targets against the row's negatives; NaN where a row lacks either.
+    """Per-row AUC of the `positive` targets against the row's negatives; NaN where a row lacks either. Exact, ties
+    counted 1/2 (the Mann-Whitney statistic).
 
     scores (B, I) with excluded items at -inf; (tr_r, tr_c) every target of the batch in (row, item) order;
     positive (T,) bool, the targets this AUC is for (a slice's): the other targets are neither positive nor
-    negative. Negatives are the items neither excluded nor targets. No row is sorted: for each positive, count the
-    items scoring above and tied with it, in chunks of at most `budget` comparisons, then take the targets' own
-    counts out (they are few): O(targets x items) instead of O(rows x items x log items)."""
+    negative. Negatives are the items neither excluded nor targets. Each row's positive scores are sorted (a row has
+    few), and ONE pass over the row's items binary-searches each item among them: sum_items (#positives above +
+    ties/2) = sum over negatives of the positives that beat them. The excluded items' and the targets' own terms are
+    taken out exactly. O(items x log positives) per row, however many positives (was O(items x positives), 83% of a
+    validation on a 5M-row log)."""
     B, I = scores.shape
     dev = scores.device
     s_t = scores[tr_r, tr_c]                                                     # (T,) every target's score
     per_row = torch.bincount(tr_r, minlength=B)
-    n_neg = (I - n_excluded - per_row).float()                                   # (B,)
+    n_neg = (I - n_excluded - per_row).double()                                  # (B,)
     pos = positive.nonzero().squeeze(1)
     s_p, r_p = s_t[pos], tr_r[pos]
-    above = torch.empty(len(pos), device=dev)
-    tied = torch.empty(len(pos), device=dev)
+    n_pos = torch.bincount(r_p, minlength=B)
+    m = int(n_pos.max()) if len(pos) else 0
+    if m == 0:
+        return torch.full((B,), float("nan"), device=dev)
+    # the positives of each row, sorted, padded with +inf (above every finite score: beats nothing, ties nothing)
+    offsets = torch.cumsum(n_pos, 0) - n_pos
+    sorted_p = torch.full((B, m), float("inf"), device=dev)
+    order = torch.argsort(r_p, stable=True)
+    sorted_p[r_p[order], torch.arange(len(pos), device=dev) - offsets[r_p[order]]] = s_p[order]
+    sorted_p = sorted_p.sort(dim=1).values
+    wins = torch.zeros(B, dtype=torch.float64, device=dev)
     step = max(1, budget // max(1, I))
-    for start in range(0, len(pos), step):                                       # all items of the row
-        rows = scores[r_p[start:start + step]]                                   # (c, I)
-        s = s_p[start:start + step, None]
-        above[start:start + step] = (rows > s).sum(1)
-        tied[start:start + step] = (rows == s).sum(1)
-    # the row's targets (this positive included) are not negatives: a padded (B, P_max) table of their scores
-    offsets = torch.cumsum(per_row, 0) - per_row
-    slot = torch.arange(len(tr_r), device=dev) - offsets[tr_r]
-    table = torch.full((B, int(per_row.max()) if len(tr_r) else 1), float("nan"), device=dev)
-    table[tr_r, slot] = s_t
-    mine = table[r_p]                                                            # (P, P_max)
-    above -= (mine > s_p[:, None]).sum(1)
-    tied -= (mine == s_p[:, None]).sum(1)
-    wins = n_neg[r_p] - above - 0.5 * tied                                       # (P,) negatives below + ties/2
-    n_pos = torch.bincount(r_p, minlength=B).float()
-    total = torch.zeros(B, device=dev).index_add_(0, r_p, wins)
-    return total / (n_pos * n_neg)
+    for start in range(0, B, step):                                              # rows in chunks: one pass each
+        rows, seq = scores[start:start + step], sorted_p[start:start + step]
+        at_most = torch.searchsorted(seq, rows, right=True)                      # (c, I) #positives <= the item
+        # an item ties a positive iff the largest positive <= it equals it; ties are rare with real scores, so
+        # only those items are searched again for the count of positives < them
+        tied = (seq.gather(1, (at_most - 1).clamp_(min=0)) == rows) & (at_most > 0)
+        n_tied = torch.zeros(len(rows), dtype=torch.float64, device=dev)
+        if tied.any():
+            r, c = tied.nonzero(as_tuple=True)
+            below = torch.searchsorted(seq[r], rows[r, c, None], right=False).squeeze(1)
+            n_tied.index_add_(0, r, (at_most[r, c] - below).double())
+        k = n_pos[start:start + step]
+        # per item: positives above = k - at_most, tied = at_most - below (counted 1/2)
+        wins[start:start + step] = (k * I - at_most.sum(1)).double() + 0.5 * n_tied
+
+    def term(values: torch.Tensor, rows_of: torch.Tensor) -> torch.Tensor:
+        """sum over the given (row, score) items of (#positives above + ties / 2) within their row"""
+        ref = sorted_p[rows_of]                                                  # (n, m)
+        finite = torch.isfinite(ref) | (ref == float("-inf"))                    # the padding is not a positive
+        above = ((ref > values[:, None]) & finite).sum(1).double()
+        tied = ((ref == values[:, None]) & finite).sum(1).double()
+        return torch.zeros(B, dtype=torch.float64, device=dev).index_add_(0, rows_of, above + 0.5 * tied)
+
+    # excluded items sit at -inf: each counts the row's positives above -inf (and ties with a -inf positive)
+    neg_inf = torch.full((B,), float("-inf"), device=dev)
+    wins -= term(neg_inf, torch.arange(B, device=dev)) * n_excluded.double()
+    wins -= term(s_t, tr_r)                                                      # targets are not negatives
+    return (wins / (n_pos.double() * n_neg)).float()
 
 
 class RankingEvaluator:
