@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -331,8 +332,14 @@ def test_fbrec_max_epochs_caps_every_training(mlflow_store, tiny_config, monkeyp
     assert code == 2 and "FBREC_MAX_EPOCHS='one'" in output and "a whole number of epochs" in output
 
 
-def test_train_on_your_log_uses_the_recipes_model_not_its_dataset_settings(mlflow_store, tmp_path, capsys):
+def test_train_on_your_log_uses_the_recipes_model_not_its_dataset_settings(mlflow_store, tmp_path, capsys,
+                                                                          monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    import fbrec.models.base
     from fbrec.data.synthetic import SyntheticConfig, generate
+
+    monkeypatch.setattr(fbrec.models.base, "EVAL_WARN_SECONDS", 0.0)   # every evaluation counts as long here
 
     log = generate(SyntheticConfig(num_users=150, num_items=90, seed=0)).log.select("user", "item", "timestamp")
     log.write_csv(tmp_path / "clicks.csv")
@@ -342,6 +349,14 @@ def test_train_on_your_log_uses_the_recipes_model_not_its_dataset_settings(mlflo
     assert code == 0, output
     assert "the recipe's dataset settings are not used (data.source.dataset, data.preparation.min_rating)" in output
     assert "test metrics: bpr_movielens100k on clicks" in output
+    # a long evaluation is announced once per stage with the setting that bounds it
+    assert re.search(r"note: validation ranks [\d,]+ users x [\d,]+ items with AUC: about \d+ s per pass here "
+                     r"\(extrapolated from its first batch\); --data.evaluation.val_users \d+ .* or "
+                     r"--model.init_args.auc false .* bounds it", output), output
+    assert output.count("note: validation ranks") == 1 and "note: the test ranks" in output
+    # your own log validates on a seeded sample of 10,000 users by default (all of them here: the log has fewer)
+    run = MlflowClient(mlflow_store).get_run(output.split("MLflow run ")[1].split()[0])
+    assert run.data.params["data.evaluation.val_users"] == "10000" and "val/ndcg_at_10" in run.data.metrics
 
 
 @pytest.mark.parametrize(("env", "expected"), [

@@ -103,6 +103,8 @@ def _config_with_objects(config: str | None, model, data, out: Path) -> Path:
     return out
 
 
+OWN_LOG_VAL_USERS = 10_000   # validation users per epoch on your own log (data.evaluation.val_users)
+
 # what a recipe says about its own dataset: a run on your log keeps the recipe's model and training, not these
 _DATASET_KEYS = {"source": ("dataset", "data_dir", "options", "prepared_dir", "levels"),
                  "preparation": ("min_rating", "min_level"), "evaluation": ("candidates",)}
@@ -120,6 +122,10 @@ def _config_for_log(config: str, out: Path, progress: Progress | None) -> Path:
     block = doc["data"] = translate_flat(doc.get("data") or {})
     dropped = [f"{spec}.{k}" for spec, keys in _DATASET_KEYS.items() for k in keys
                if isinstance(block.get(spec), dict) and block[spec].pop(k, None) is not None]
+    evaluation = block.setdefault("evaluation", {}) if isinstance(block.get("evaluation", {}), dict) else {}
+    # a log of your own can be large: validate on a seeded sample of users (the test ranks every user); a log
+    # with fewer users than this validates on all of them, and the metric names say when it is a sample
+    evaluation.setdefault("val_users", OWN_LOG_VAL_USERS)
     prop = block.get("propensity")
     if isinstance(prop, dict) and str(prop.get("class_path", "")).endswith("DatasetExposure"):
         block.pop("propensity")

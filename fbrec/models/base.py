@@ -8,6 +8,7 @@ EmbeddingModule — a RankingModule whose user/item embeddings live in a TorchRe
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,6 +27,10 @@ from fbrec.evaluation.pooled import PooledLevelAUC
 from fbrec.models.alignment import ProfileAlignment
 from fbrec.types import InteractionBatch
 
+# an evaluation pass extrapolated past this (from its first batch of users) is announced with the setting that bounds
+# it; FBREC_EVAL_WARN_SECONDS overrides it
+EVAL_WARN_SECONDS = float(os.environ.get("FBREC_EVAL_WARN_SECONDS", 120))
+
 
 class RankingModule(L.LightningModule):
     """Validation and test rank every item for each evaluation user; metrics go to `val/...` and `test/...`."""
@@ -43,6 +48,7 @@ class RankingModule(L.LightningModule):
         self.last_evaluators: dict[str, RankingEvaluator] = {}
         self.eval_users_on_this_rank = 0
         self.eval_seconds: dict[str, float] = {}   # per stage, summed over the run's evaluations
+        self._eval_warned: set[str] = set()        # stages whose long evaluation was announced
         self.eval_counts: dict[str, int] = {}
         self.stage_seconds: dict[str, float] = {}
         self._queries: list[tuple[torch.Tensor, torch.Tensor]] | None = None   # the FAISS path's users (_start_eval)
@@ -101,6 +107,28 @@ class RankingModule(L.LightningModule):
         """Scores of every item for each user, (B, I): inner products unless a model ranks otherwise."""
         query = self.user_embeddings(users) if level is None else self.user_embeddings_at_level(users, level)
         return query @ item_embeddings.T                                        # (B, D) x (D, I) -> (B, I)
+
+    def _warn_if_long(self, stage: str, batch_idx: int) -> None:
+        """After the first batch of users, extrapolate the pass; past EVAL_WARN_SECONDS say so once per stage, with
+        the setting that bounds it (a 5M-row log once validated for 50 minutes without a word)."""
+        if batch_idx != 0 or stage in self._eval_warned or self._trainer is None:
+            return
+        batches = self.trainer.num_val_batches if stage == "val" else self.trainer.num_test_batches
+        total = sum(batches) if isinstance(batches, list) else batches
+        estimate = (time.perf_counter() - self._eval_started) * max(1, total)
+        if estimate < EVAL_WARN_SECONDS or total in (None, float("inf")):
+            return
+        self._eval_warned.add(stage)
+        dm = self.trainer.datamodule
+        users, items = len(dm.eval_users(stage)), self._item_embeddings.shape[0]
+        bounds = ["--model.init_args.auc false (the same top-k metrics by FAISS's blocked search)"] if self.auc else []
+        if stage == "val":
+            bounds.insert(0, f"--data.evaluation.val_users {max(1000, min(10_000, users // 4))} (a seeded sample; the "
+                             "test still ranks every user)")
+        took = f"{estimate:.0f} s" if estimate < 90 else f"{estimate / 60:.0f} min"
+        rank_zero_info(f"note: {'validation' if stage == 'val' else 'the test'} ranks {users:,} users x {items:,} items"
+                       f"{' with AUC' if self.auc else ''}: about {took} per pass here (extrapolated from its first "
+                       "batch)" + (f"; {' or '.join(bounds)} bounds it" if bounds else ""))
 
     def _eval_step(self, users: torch.Tensor) -> None:
         """users (B,) of this rank's share, -1 where the loader padded it (looked up as user 0, then dropped)."""
@@ -180,6 +208,7 @@ class RankingModule(L.LightningModule):
 
     def validation_step(self, users: torch.Tensor, batch_idx: int) -> None:
         self._eval_step(users)
+        self._warn_if_long("val", batch_idx)
 
     def on_validation_epoch_end(self) -> None:
         self._end_eval("val")
@@ -189,6 +218,7 @@ class RankingModule(L.LightningModule):
 
     def test_step(self, users: torch.Tensor, batch_idx: int) -> None:
         self._eval_step(users)
+        self._warn_if_long("test", batch_idx)
 
     def on_test_epoch_end(self) -> None:
         self._end_eval("test")
