@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -160,3 +161,42 @@ def test_evaluation_is_sharded_across_processes_and_gathered_to_the_same_metrics
     assert ranks[0]["logged"] == ranks[1]["logged"]
     for key, value in ranks[0]["reference"].items():
         assert ranks[0]["logged"][key] == pytest.approx(value, abs=1e-6), key
+
+
+def _probe_worker(rank: int, world: int, folders: list[str], port: int, results) -> None:
+    import torch.distributed as dist
+
+    from fbrec.embeddings.strategy import check_shared_folder
+    from fbrec.errors import ConfigError
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        check_shared_folder(Path(folders[rank]), rank, world, "nonce")
+        results[rank] = "ok"
+    except ConfigError as exc:
+        results[rank] = str(exc)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-folder", "per-node-folders"])
+def test_a_checkpoint_folder_rank_0_cannot_see_is_refused_at_start(shared, tmp_path):
+    """Two gloo processes probe the checkpoint folder: one folder passes (no probe left behind); a folder that is a
+    different place for rank 1 (a node's local disk) is refused on every rank with one line."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folders = [str(tmp_path / "ckpt"), str(tmp_path / ("ckpt" if shared else "other-node-disk"))]
+    results = mp.Manager().dict()
+    mp.spawn(_probe_worker, args=(2, folders, port, results), nprocs=2, join=True)
+    if shared:
+        assert dict(results) == {0: "ok", 1: "ok"} and not list((tmp_path / "ckpt").iterdir())
+    else:
+        for rank in (0, 1):
+            assert "is not shared: rank 0 does not see the files of rank(s) [1]" in results[rank], dict(results)
+            assert "shared storage" in results[rank]

@@ -120,3 +120,36 @@ def test_resume_refuses_a_checkpoint_changed_after_fbrec_wrote_it(tmp_path):
     assert "Traceback" not in err
     metadata.write_bytes(genuine)   # the state fbrec wrote resumes
     assert _finish(_fbrec(["train", "--resume", run_id], store, tmp_path)) == run_id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("before,after", [(2, 1), (1, 2)], ids=["2-to-1-process", "1-to-2-processes"])
+def test_a_run_resumes_on_another_number_of_processes(before, after, tmp_path):
+    """DCP reshards the row-wise tables; the run records the new world size; the line states the global batch and
+    the per-process batch that keeps it, which the resume passes; the metrics land near the uninterrupted run's."""
+    config = tmp_path / "resume.yaml"
+    config.write_text(CONFIG.format(devices=before, sharding="{user: row_wise, item: row_wise}"))
+    straight_store, killed_store = tmp_path / "straight", tmp_path / "killed"
+    for store in (straight_store, killed_store):
+        store.mkdir()
+    straight = _fbrec(["train", "--config", str(config)], straight_store, tmp_path)
+    killed = _fbrec(["train", "--config", str(config)], killed_store, tmp_path)
+    run_id = _kill_after_epoch(killed, killed_store, epoch=1)
+    straight_id = _finish(straight)
+    mark_dead_runs_in_store(f"sqlite:///{killed_store}/mlflow.db")
+    kept = 16 * before // after   # the per-process batch that keeps the global batch
+    resumed = _fbrec(["train", "--resume", run_id, "--trainer.devices", str(after), "--data.sampling.batch_size",
+                      str(kept)], killed_store, tmp_path)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    assert (f"resumed on {after} process(es); the run was trained on {before}: its checkpoint is resharded, and the "
+            f"global batch is now {kept * after}") in out + err, (out + err)[-3000:]
+    client = MlflowClient(f"sqlite:///{killed_store}/mlflow.db")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["world_size"] == str(after)
+    assert run.data.tags["fbrec.world_size_before_resume"] == str(before)
+    reference = MlflowClient(f"sqlite:///{straight_store}/mlflow.db").get_run(straight_id)
+    for key in ("test/ndcg_at_10", "test/recall_at_10", "test/auc"):
+        assert run.data.metrics[key] == pytest.approx(reference.data.metrics[key], abs=0.05), key
+    epochs = sorted({m.step for m in client.get_metric_history(run_id, "val/ndcg_at_5")})
+    assert len(epochs) == 5, "each epoch validated once, none retrained after the resume"

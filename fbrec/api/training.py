@@ -139,6 +139,9 @@ def run_training(config: str | None, overrides: list[str], *, resume: str | None
             resume = resolve_run_id(resume, uri)
             run, last = _resumable(resume, uri)
             path, recipe = _logged_config(resume, uri, Path(tmp)), run.data.tags.get("recipe", "resumed")
+            # the node count comes from this launch (torchrun sets it; else one node), never from the old config: a
+            # two-node run resumed on one machine would wait for a second node forever
+            overrides = ["--trainer.num_nodes=1", *overrides]
         else:
             from fbrec.api.config import resolve_config
 
@@ -258,6 +261,7 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None, regi
         mark_dead_runs(cli.config["experiment"], uri)
     if rank0 and resume is not None:
         reopen_run(resume, str(last), uri)
+        _state_world_size_change(client, resume, trainer.world_size, dm, say)
     if ckpt is not None:
         ckpt.dirpath = str(checkpoint_dir(run_id or "rank", uri))
     dropped = {part: dm.data.stats.get(f"cold_dropped_{part}", 0) for part in ("val", "test")}
@@ -286,6 +290,21 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None, regi
     if objects is not None:
         objects["outcome"] = outcome
     return outcome.run_id
+
+
+def _state_world_size_change(client, run_id: str, world: int, dm, say: Progress) -> None:
+    """A run resumed on another number of processes: DCP reshards its checkpoint; the run records the new world size
+    and the line says what became of the global batch (each process takes data.sampling.batch_size)."""
+    before = client.get_run(run_id).data.tags.get("world_size")
+    if before is None or not before.isdigit() or int(before) == world:
+        return
+    batch, old = dm.batch_size, int(before)
+    client.set_tag(run_id, "world_size", str(world))
+    client.set_tag(run_id, "fbrec.world_size_before_resume", before)
+    keep = batch * old / world
+    say(f"resumed on {world} process(es); the run was trained on {old}: its checkpoint is resharded, and the global "
+        f"batch is now {batch * world:,} examples (was {batch * old:,})"
+        + (f"; --data.sampling.batch_size {int(keep)} keeps it" if keep == int(keep) and keep != batch else ""))
 
 
 def _add_early_stopping(trainer, monitor: str | None, patience: int) -> None:

@@ -15,6 +15,7 @@ import io
 import os
 import re
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,29 @@ CHECKPOINT_TAG = "fbrec.checkpoint."   # + the checkpoint's name: "<its sha256> 
 def checkpoint_tag(name: str) -> str:
     """The run tag holding a checkpoint's digests (MLflow keys take letters, digits and _-. /; `=` becomes _)."""
     return CHECKPOINT_TAG + re.sub(r"[^\w.\- /]", "_", name)
+
+
+def check_shared_folder(folder: Path, rank: int, world: int, nonce: str) -> None:
+    """Each rank writes a probe file into `folder`; rank 0 checks it sees every rank's, and every rank refuses the
+    run with one line when it does not (without a shared filesystem, checkpoints would silently hold rank 0's shards
+    only and could neither test nor resume). Collective: every rank calls it."""
+    import torch.distributed as dist
+
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".fbrec-probe-{nonce}-{rank}"
+    probe.write_text(str(rank))
+    dist.barrier()
+    missing = [r for r in range(world) if not (folder / f".fbrec-probe-{nonce}-{r}").exists()] if rank == 0 else []
+    box = [missing]
+    dist.broadcast_object_list(box, src=0)
+    dist.barrier()   # every probe was looked at before any is removed
+    probe.unlink(missing_ok=True)
+    if box[0]:
+        raise ConfigError(f"checkpoint folder {str(folder)!r} is not shared: rank 0 does not see the files of rank(s) "
+                          f"{box[0]}", rule="every process writes its shards of each checkpoint into one folder that "
+                          "rank 0 sees (a filesystem every node mounts)",
+                          fix="put the run store on shared storage (e.g. NFS): MLFLOW_TRACKING_URI=sqlite:///"
+                              "/shared/mlruns/mlflow.db, or start every node in a shared working directory")
 
 
 class _SafeLoadPlanner(DefaultLoadPlanner):
@@ -78,6 +102,11 @@ class TorchRecStrategy(DDPStrategy):
         self.model_to_device()
         if trainer.state.fn == "fit":
             self.setup_optimizers(trainer)
+            ckpt = trainer.checkpoint_callback
+            if self.world_size > 1 and ckpt is not None and getattr(ckpt, "dirpath", None):
+                # every rank writes its shards where rank 0 swaps the checkpoint in: refuse storage it cannot see
+                check_shared_folder(Path(self.broadcast(str(ckpt.dirpath))), self.global_rank, self.world_size,
+                                    self.broadcast(uuid.uuid4().hex[:12]))
         self.setup_precision_plugin()
 
     def _configure_launcher(self) -> None:
