@@ -40,6 +40,8 @@ CONFIG_ERRORS = [
      r"model.class_path 'fbrec.models.MatrixFactorisationModule' cannot be used: module 'fbrec.models' has no "
      r"attribute 'MatrixFactorisationModule'.*did you mean fbrec.models.MatrixFactorizationModule\?"),
     (["--model.class_path", "nowhere.Model"], r"model.class_path 'nowhere.Model' cannot be used: .*check the spelling"),
+    (["--model.class_path", "fbrec.data.specs.Sampling"],
+     r"model.class_path 'fbrec.data.specs.Sampling' is not a RankingModule"),
 ]
 
 

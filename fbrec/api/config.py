@@ -176,11 +176,18 @@ def _class_path_error(exc: BaseException) -> ConfigError | None:
     import re
 
     text = str(exc)
+    key = re.search(r'Parser key "([^"]+)"', text)
+    kind = re.search(r"Import path (\S+) does not correspond to a subclass of (\w+)", text)
+    if kind is not None:
+        return ConfigError(f"{key.group(1) if key else 'a'}.class_path {kind.group(1)!r} is not a {kind.group(2)}",
+                           rule=f"this key takes a subclass of {kind.group(2)}",
+                           fix="see the recipes in models/ for the classes fbrec ships")
     found = re.search(r"Problem with given class_path '([^']+)':\s*(.+)", text)
     if found is None:
         return None
-    key = re.search(r'Parser key "([^"]+)"', text)
     path, reason = found.group(1), found.group(2).strip()
+    if not any(why in reason for why in ("has no attribute", "No module named", "import", "subclass")):
+        return None   # the class is fine, one of its arguments is not: the caller names that one
     module_name, _, name = path.rpartition(".")
     try:
         module = importlib.import_module(module_name)
