@@ -54,8 +54,10 @@ def planted_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _own_prepared_cache(tmp_path_factory, monkeypatch):
-    """Each test prepares into its own cache of prepared datasets (fbrec.data.cache): no test reads another's."""
+    """Each test prepares into its own cache of prepared datasets (fbrec.data.cache) and records its own verified
+    bundles (fbrec.bundle): no test reads another's, none writes to the home folder."""
     monkeypatch.setenv("FBREC_PREPARED_CACHE", str(tmp_path_factory.mktemp("prepared-cache")))
+    monkeypatch.setenv("FBREC_CACHE_DIR", str(tmp_path_factory.mktemp("fbrec-cache")))
 
 
 @pytest.fixture(autouse=True)

@@ -350,3 +350,26 @@ def test_a_dead_writers_temp_is_cleaned_and_another_hosts_is_left(tmp_path):
     assert stale_temps(out) == [dead]
     recover(out)
     assert not dead.exists() and remote.exists()
+
+
+def test_a_verified_bundle_is_not_hashed_again_until_a_file_changes(tmp_path, embeddings, monkeypatch):
+    """The second load of an unchanged bundle skips the sha256 pass (a retrieve starts fast); a file rewritten in
+    place, even to the same size, is hashed again and refused."""
+    import fbrec.bundle as bundle_module
+
+    _write(tmp_path, embeddings)
+    path = tmp_path / "bundle"
+    calls = []
+    real = bundle_module.file_sha256
+    monkeypatch.setattr(bundle_module, "file_sha256", lambda p: calls.append(p) or real(p))
+    Bundle(path)
+    hashed = len(calls)
+    assert hashed >= 6
+    Bundle(path)
+    assert len(calls) == hashed, "an unchanged, verified bundle was hashed again"
+    data = bytearray((path / "item_embeddings.npy").read_bytes())
+    data[-1] ^= 0xFF   # same size, different bytes
+    (path / "item_embeddings.npy").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="fails its sha256"):
+        Bundle(path)
+    assert len(calls) > hashed
