@@ -333,7 +333,7 @@ def test_fbrec_max_epochs_caps_every_training(mlflow_store, tiny_config, monkeyp
 
 
 def test_train_on_your_log_uses_the_recipes_model_not_its_dataset_settings(mlflow_store, tmp_path, capsys,
-                                                                          monkeypatch):
+                                                                          monkeypatch, caplog):
     from mlflow.tracking import MlflowClient
 
     import fbrec.models.base
@@ -349,7 +349,9 @@ def test_train_on_your_log_uses_the_recipes_model_not_its_dataset_settings(mlflo
     assert code == 0, output
     assert "the recipe's dataset settings are not used (data.source.dataset, data.preparation.min_rating)" in output
     assert "test metrics: bpr_movielens100k on clicks" in output
-    # a long evaluation is announced once per stage with the setting that bounds it
+    # a long evaluation is announced once per stage with the setting that bounds it (Lightning's info lines reach
+    # the terminal through logging, which pytest may hold in caplog after other tests configured it)
+    output += caplog.text
     assert re.search(r"note: validation ranks [\d,]+ users x [\d,]+ items with AUC: about \d+ s per pass here "
                      r"\(extrapolated from its first batch\); --data.evaluation.val_users \d+ .* or "
                      r"--model.init_args.auc false .* bounds it", output), output
