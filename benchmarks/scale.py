@@ -1,5 +1,5 @@
 """End to end at scale on one machine, as a user runs it: a Zipf click log written to parquet, then exactly
-`fbrec train --log LOG --data.integer_ids true --trainer.max_epochs 1` with the defaults (the default recipe's model,
+`fbrec train --log LOG --data.source.integer_ids true --trainer.max_epochs 1` with the defaults (the default recipe's model,
 validation on a seeded sample of users, the test ranking every item for every user, AUC on), then `fbrec export`;
 per-stage wall time (preparation included: the prepared-data cache is off) and peak RSS, for one and two processes
 (and the GPU when asked and present). `--train-args` adds settings to compare (e.g. `--model.init_args.auc false`).
@@ -50,7 +50,7 @@ def train(log: Path, client, processes: int, accelerator: str, extra: list[str])
     """`fbrec train --log` in a child process, defaults plus `extra`; the run's per-stage seconds, its notes, and the
     command's wall time."""
     before = {r.info.run_id for r in client.search_runs(_experiment(client))} if _experiment(client) else set()
-    command = [sys.executable, "-m", "fbrec.cli.main", "train", "--log", str(log), "--data.integer_ids", "true",
+    command = [sys.executable, "-m", "fbrec.cli.main", "train", "--log", str(log), "--data.source.integer_ids", "true",
                "--trainer.max_epochs", "1", "--trainer.devices", str(processes), "--trainer.accelerator", accelerator,
                "--trainer.enable_progress_bar", "false", "--experiment", "benchmarks-scale", *extra]
     start = time.perf_counter()
@@ -129,7 +129,7 @@ def main() -> None:
             f"`python -m benchmarks.scale --rows {' '.join(map(str, args.rows))} --processes "
             f"{' '.join(map(str, args.processes))} --accelerator {args.accelerator} --write"
             + (f" --train-args {extra}" if extra else "") + f"` on {machine()}. Each run is `fbrec train --log LOG "
-            "--data.integer_ids true --trainer.max_epochs 1" + (f" {extra}" if extra else "") + "` (the default "
+            "--data.source.integer_ids true --trainer.max_epochs 1" + (f" {extra}" if extra else "") + "` (the default "
             "recipe: MF-BPR, 32 dims, AUC on; validation on a seeded sample of 10,000 users; the test ranks every "
             "item for every user), preparation included (cache off), then `fbrec export`.\n\n" + "\n\n".join(sections))
     if args.write:

@@ -108,14 +108,16 @@ class RankingModule(L.LightningModule):
         query = self.user_embeddings(users) if level is None else self.user_embeddings_at_level(users, level)
         return query @ item_embeddings.T                                        # (B, D) x (D, I) -> (B, I)
 
-    def _warn_if_long(self, stage: str, batch_idx: int) -> None:
-        """After the first batch of users, extrapolate the pass; past EVAL_WARN_SECONDS say so once per stage, with
-        the setting that bounds it (a 5M-row log once validated for 50 minutes without a word)."""
+    def _warn_if_long(self, stage: str, batch_idx: int, step_seconds: float) -> None:
+        """After the first batch of users, extrapolate the pass (that batch's time x the batches, plus the setup
+        before it); past EVAL_WARN_SECONDS say so once per stage, with the setting that bounds it (a 5M-row log once
+        validated for 50 minutes without a word)."""
         if batch_idx != 0 or stage in self._eval_warned or self._trainer is None:
             return
         batches = self.trainer.num_val_batches if stage == "val" else self.trainer.num_test_batches
         total = sum(batches) if isinstance(batches, list) else batches
-        estimate = (time.perf_counter() - self._eval_started) * max(1, total)
+        setup = time.perf_counter() - self._eval_started - step_seconds
+        estimate = setup + step_seconds * max(1, total)
         if estimate < EVAL_WARN_SECONDS or total in (None, float("inf")):
             return
         self._eval_warned.add(stage)
@@ -207,8 +209,9 @@ class RankingModule(L.LightningModule):
         self._start_eval("val")
 
     def validation_step(self, users: torch.Tensor, batch_idx: int) -> None:
+        started = time.perf_counter()
         self._eval_step(users)
-        self._warn_if_long("val", batch_idx)
+        self._warn_if_long("val", batch_idx, time.perf_counter() - started)
 
     def on_validation_epoch_end(self) -> None:
         self._end_eval("val")
@@ -217,8 +220,9 @@ class RankingModule(L.LightningModule):
         self._start_eval("test")
 
     def test_step(self, users: torch.Tensor, batch_idx: int) -> None:
+        started = time.perf_counter()
         self._eval_step(users)
-        self._warn_if_long("test", batch_idx)
+        self._warn_if_long("test", batch_idx, time.perf_counter() - started)
 
     def on_test_epoch_end(self) -> None:
         self._end_eval("test")
