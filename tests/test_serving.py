@@ -337,16 +337,22 @@ def test_a_corrupt_or_incompatible_bundle_is_refused_and_the_old_one_keeps_servi
     broken = bundles["root"] / "broken"
     shutil.copytree(bundles["b"], broken)
     (broken / "item_embeddings.npy").write_bytes(b"garbage")
+    device = bundles["root"] / "device"   # a manifest naming /dev/zero once hung the reload (and SIGTERM) forever
+    shutil.copytree(bundles["b"], device)
+    manifest = json.loads((device / "manifest.json").read_text())
+    manifest["checksums"]["/dev/zero"] = "0" * 64
+    (device / "manifest.json").write_text(json.dumps(manifest))
     srv = Server(bundles["a"], "--no-access-log")
     try:
         live = srv.get("/readyz").json()["bundle_version"]
         for target, pattern in ((broken, "fails its sha256"), (bundles["narrow"], "embedding_dim is 8"),
-                                (bundles["root"] / "missing", "is not a bundle")):
+                                (bundles["root"] / "missing", "is not a bundle"),
+                                (device, "lists '/dev/zero', which is not a bundle file")):
             r = srv.admin({"bundle": str(target)})
             assert r.status_code == 409 and pattern in r.json()["error"], r.text
             assert r.json()["serving"] == live
             assert srv.post("/recommend", {"user": 1, "k": 3}).json()["bundle_version"] == live
-        assert 'fbrec_bundle_reloads_total{result="refused"} 3' in srv.get("/metrics").text
+        assert 'fbrec_bundle_reloads_total{result="refused"} 4' in srv.get("/metrics").text
         log = srv.stop()
         assert "refused, still serving" in log
         assert "POST /recommend" not in log, "--no-access-log still logged requests"
