@@ -63,9 +63,8 @@ def _kill_after_epoch(proc, store, epoch: int, timeout: float = 240) -> str:
     pytest.fail("no checkpoint was saved in time")
 
 
-@pytest.mark.parametrize("devices,sharding", [(1, "null"), (2, "{user: row_wise, item: row_wise}")],
-                         ids=["1-process", "2-processes-row-wise"])
-def test_a_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(devices, sharding, tmp_path):
+def _straight_and_killed(tmp_path, devices: int, sharding: str):
+    """The same run twice at once: one left to finish, one SIGKILLed after its second epoch was saved."""
     config = tmp_path / "resume.yaml"
     config.write_text(CONFIG.format(devices=devices, sharding=sharding))
     straight_store, killed_store = tmp_path / "straight", tmp_path / "killed"
@@ -74,7 +73,13 @@ def test_a_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(devices, sh
     straight = _fbrec(["train", "--config", str(config)], straight_store, tmp_path)
     killed = _fbrec(["train", "--config", str(config)], killed_store, tmp_path)
     run_id = _kill_after_epoch(killed, killed_store, epoch=1)
-    straight_id = _finish(straight)
+    return config, straight_store, _finish(straight), killed_store, run_id
+
+
+@pytest.mark.parametrize("devices,sharding", [(1, "null"), (2, "{user: row_wise, item: row_wise}")],
+                         ids=["1-process", "2-processes-row-wise"])
+def test_a_killed_run_resumes_to_the_metrics_of_an_uninterrupted_run(devices, sharding, tmp_path):
+    config, straight_store, straight_id, killed_store, run_id = _straight_and_killed(tmp_path, devices, sharding)
 
     client = MlflowClient(f"sqlite:///{killed_store}/mlflow.db")
     assert client.get_run(run_id).info.status == "RUNNING"   # nobody told MLflow yet
@@ -127,15 +132,8 @@ def test_resume_refuses_a_checkpoint_changed_after_fbrec_wrote_it(tmp_path):
 def test_a_run_resumes_on_another_number_of_processes(before, after, tmp_path):
     """DCP reshards the row-wise tables; the run records the new world size; the line states the global batch and
     the per-process batch that keeps it, which the resume passes; the metrics land near the uninterrupted run's."""
-    config = tmp_path / "resume.yaml"
-    config.write_text(CONFIG.format(devices=before, sharding="{user: row_wise, item: row_wise}"))
-    straight_store, killed_store = tmp_path / "straight", tmp_path / "killed"
-    for store in (straight_store, killed_store):
-        store.mkdir()
-    straight = _fbrec(["train", "--config", str(config)], straight_store, tmp_path)
-    killed = _fbrec(["train", "--config", str(config)], killed_store, tmp_path)
-    run_id = _kill_after_epoch(killed, killed_store, epoch=1)
-    straight_id = _finish(straight)
+    _, straight_store, straight_id, killed_store, run_id = _straight_and_killed(
+        tmp_path, before, "{user: row_wise, item: row_wise}")
     mark_dead_runs_in_store(f"sqlite:///{killed_store}/mlflow.db")
     kept = 16 * before // after   # the per-process batch that keeps the global batch
     resumed = _fbrec(["train", "--resume", run_id, "--trainer.devices", str(after), "--data.sampling.batch_size",
