@@ -22,6 +22,8 @@ The README's claims and the tests that hold each one to the code:
 | writes are atomic; files fbrec did not write are refused | test_cli.py, test_bundle_trust.py (the atomic-write tests) |
 | resume after a kill reaches the uninterrupted run's metrics | test_resume.py |
 | torchrun decides devices and nodes | test_cli.py::test_launcher_environment_sets_devices_and_nodes; docs/distributed.md blocks |
+| your own log validates on a seeded sample of 10,000 users; a long evaluation says so with the bounding setting | test_cli.py::test_train_on_your_log_uses_the_recipes_model_not_its_dataset_settings |
+| readers name the offending file line, the rule and the fix | test_reader_errors.py |
 | every README command runs | this file |
 """
 
