@@ -6,10 +6,13 @@ real HTTP server:
   echo       -> {"profile": "<sha of the prompt> ..."} at once
   flaky      -> HTTP 503 (Retry-After: 0) on the first request of each prompt, then as echo
   sloppy     -> a chatty answer without JSON first, valid JSON once re-asked
-  broken     -> never JSON
+  broken     -> never JSON (some-broken: only for prompts holding BREAK)
   needs-key  -> HTTP 401 unless Authorization is 'Bearer test-key'
   simulate   -> a simulated user's answer: clicks slot 1, a reason per slot, "more comedies"
   prefs      -> the preferences {"exclude": {"genres": ["Horror"]}} (bad-prefs: a malformed include)
+and answers no client should crash on (each a 200 unless said): html (a web page), truncated (half a JSON body),
+short (a Content-Length longer than the body, then the connection closes), list (a JSON list), partial-status (half a
+status line, then close), trickle (a valid answer one byte every 0.2 s), huge (a 50 MB body).
 GET /stats returns the number of chat requests received. Usage: python llm_server.py PORT
 """
 
@@ -19,6 +22,7 @@ import hashlib
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COUNT = {"requests": 0}
@@ -58,6 +62,8 @@ class Handler(BaseHTTPRequestHandler):
         first_user = next(m["content"] for m in messages if m["role"] == "user")
         digest = hashlib.sha256(first_user.encode()).hexdigest()[:12]
         reasked = any(m["role"] == "assistant" for m in messages)
+        if self._hostile(model):
+            return
         if model == "needs-key" and self.headers.get("Authorization") != "Bearer test-key":
             self._send(401, {"error": {"message": "invalid api key"}})
             return
@@ -76,13 +82,57 @@ class Handler(BaseHTTPRequestHandler):
                                   "command": "more comedies"})
         if model == "bad-prefs":
             content = json.dumps({"include": {"genres": "Horror"}, "exclude": {}, "boost": {}})
-        if model == "broken" or (model == "sloppy" and not reasked):
+        if model == "broken" or (model == "sloppy" and not reasked) or (model == "some-broken" and "BREAK" in prompt):
             content = "Sure! Here is a lovely profile, no JSON though."
         self._send(200, {"id": "x", "object": "chat.completion", "model": model,
                          "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                       "finish_reason": "stop"}],
                          "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(content.split()),
                                    "total_tokens": len(prompt.split()) + len(content.split())}})
+
+    def _hostile(self, model: str) -> bool:
+        """The malformed answers of the module docstring; True when one was sent."""
+        good = json.dumps({"choices": [{"message": {"content": json.dumps({"profile": "slow but fine"})}}]}).encode()
+        raw = {"html": b"<html><body>Please log in</body></html>", "truncated": good[: len(good) // 2],
+               "list": b"[1, 2, 3]"}.get(model)
+        if raw is not None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html" if model == "html" else "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+            return True
+        if model == "short":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(good) + 100))
+            self.end_headers()
+            self.wfile.write(good)
+            self.close_connection = True
+            return True
+        if model == "partial-status":
+            self.wfile.write(b"HTTP/1.1 20")
+            self.close_connection = True
+            return True
+        if model in ("trickle", "huge"):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(good) if model == "trickle" else 50 << 20))
+            self.end_headers()
+            try:
+                if model == "trickle":
+                    for i in range(len(good)):
+                        self.wfile.write(good[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                else:
+                    for _ in range(50 << 4):
+                        self.wfile.write(b" " * (1 << 16))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
+            return True
+        return False
 
 
 if __name__ == "__main__":

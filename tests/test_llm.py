@@ -85,6 +85,7 @@ def test_the_offline_backend_is_deterministic_and_says_it_is_not_a_language_mode
     b = make_backend("offline").run([_task("Heat (1995). Genres: Crime.")])[0]
     assert a.answer == b.answer and a.answer["profile"].startswith("Heat (1995). Genres: Crime. A niche item")
     assert "not a language model" in a.generated_by == GENERATED_BY and not backend.is_language_model
+    assert backend.usage.requests == 0, "templates send no request (runs once logged llm/requests = 2624)"
     with pytest.raises(ConfigError, match="no template for task 'summarise'"):
         backend.run([Task("summarise", {})])
 
@@ -145,6 +146,51 @@ def test_openai_client_retries_busy_servers_and_re_asks_invalid_answers(llm_serv
     assert _requests(llm_server) - before == 3
 
 
+HOSTILE_ANSWERS = [
+    ("html", r"answered HTTP 200 with a body that is not a chat completion \(\d+ bytes of text/html: b'<html>"),
+    ("truncated", r"not a chat completion \(\d+ bytes of application/json"),
+    ("list", r"not a chat completion \(a JSON list without choices"),
+    ("short", r"unreachable or not answering within 3 s after 2 tries"),
+    ("partial-status", r"unreachable or not answering within 3 s after 2 tries"),
+    ("trickle", r"unreachable or not answering within 3 s after 2 tries"),
+    ("huge", r"sent an answer over 8388608 bytes"),
+]
+
+
+@pytest.mark.parametrize("model,pattern", HOSTILE_ANSWERS, ids=[m for m, _ in HOSTILE_ANSWERS])
+def test_openai_client_turns_any_broken_answer_into_one_error_within_its_timeout(llm_server, model, pattern):
+    """A web page, half a body, a body shorter than its Content-Length, a list, half a status line, a server that
+    trickles bytes, a 50 MB body: each ends in one ConfigError naming it, within the deadline (retries included)."""
+    import time
+
+    from fbrec.errors import ConfigError
+
+    client = make_backend("openai", base_url=f"{llm_server}/v1", model=model, cache_dir="", timeout=3.0,
+                          max_retries=1, backoff=0.01)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=pattern):
+        client.run([_task("an item")])
+    assert time.monotonic() - started < 2 * 3.0 + 5, "the deadline bounds each try, however slow the server"
+
+
+def test_openai_client_keeps_the_usage_of_answers_that_came_back_when_one_fails(llm_server):
+    client = make_backend("openai", base_url=f"{llm_server}/v1", model="some-broken", cache_dir="", reasks=0)
+    with pytest.raises(LLMAnswerError):
+        client.run([_task("fine item one"), _task("fine item two"), _task("BREAK this one")])
+    assert client.usage.requests == 2 and client.usage.prompt_tokens > 0 and client.usage.completion_tokens > 0
+
+
+def test_the_response_cache_is_keyed_by_the_server_too(llm_server, tmp_path):
+    """Two servers with the same model name never share answers (the cache key once left the base URL out)."""
+    a = make_backend("openai", base_url=f"{llm_server}/v1", model="echo", cache_dir=tmp_path)
+    b = make_backend("openai", base_url=f"{llm_server.replace('127.0.0.1', 'localhost')}/v1", model="echo",
+                     cache_dir=tmp_path)
+    task = _task("the same prompt")
+    assert not a.run([task])[0].cached
+    assert not b.run([task])[0].cached, "a second server got the first one's cached answer"
+    assert a.run([task])[0].cached
+
+
 @pytest.mark.slow
 def test_openai_client_reads_the_key_from_the_environment_only_and_names_a_401(llm_server, tmp_path, monkeypatch):
     monkeypatch.delenv("TEST_LLM_KEY", raising=False)
@@ -161,7 +207,7 @@ def test_openai_client_reads_the_key_from_the_environment_only_and_names_a_401(l
 @pytest.mark.parametrize("options, pattern", [
     ({"model": "m"}, "needs a base URL and a model"),
     ({"base_url": "http://127.0.0.1:9/v1", "model": "m", "max_retries": 1, "backoff": 0.01},
-     "unreachable after 2 tries"),
+     "unreachable or not answering within 60 s after 2 tries: ConnectionError"),
 ])
 def test_openai_client_configuration_errors(options, pattern, monkeypatch):
     monkeypatch.delenv("FBREC_LLM_BASE_URL", raising=False)
@@ -366,7 +412,8 @@ def test_cli_profiles_through_an_openai_compatible_server(llm_server, tmp_path, 
     recipe.write_text("data:\n  dataset: synthetic\n  dataset_options: {num_users: 60, num_items: 40, seed: 1}\n")
     before = _requests(llm_server)
     code, out = _run(["llm", "profiles", "--config", str(recipe), "--out", "prof", "--backend", "openai",
-                      "--base-url", f"{llm_server}/v1", "--model", "echo", "--no-track"], capsys)
+                      "--base-url", f"{llm_server}/v1", "--model", "echo", "--no-track", "--timeout", "20",
+                      "--max-retries", "1", "--reasks", "1"], capsys)
     assert code == 0, out
     manifest = json.loads((tmp_path / "prof" / "manifest.json").read_text())
     sent, usage = _requests(llm_server) - before, manifest["usage"]

@@ -17,6 +17,9 @@ app.add_typer(reward_app, name="reward-model")
 
 BaseUrl = Annotated[str, typer.Option(help="openai: server URL, e.g. http://127.0.0.1:8000/v1 (or FBREC_LLM_BASE_URL)")]
 ModelName = Annotated[str, typer.Option(help="openai: model name (or FBREC_LLM_MODEL)")]
+Timeout = Annotated[float, typer.Option("--timeout", help="openai: seconds one request may take, body included")]
+MaxRetries = Annotated[int, typer.Option("--max-retries", help="openai: retries of a failed or busy request")]
+Reasks = Annotated[int, typer.Option("--reasks", help="re-asks of an answer that breaks the task's JSON schema")]
 
 
 @app.command()
@@ -33,6 +36,7 @@ def profiles(out: Annotated[Path, typer.Option("--out", help="profile folder to 
              api_key_env: Annotated[str, typer.Option(help="openai: environment variable holding the key")
                                     ] = "OPENAI_API_KEY",
              concurrency: Annotated[int, typer.Option(help="openai: requests in flight")] = 4,
+             timeout: Timeout = 60.0, max_retries: MaxRetries = 4, reasks: Reasks = 2,
              model_dir: Annotated[Path, typer.Option("--model-dir", help="hf: local transformers model folder")] = None,
              encoder: Annotated[Path, typer.Option(help="sentence-transformers folder (default: the installed "
                                                         "MiniLM)")] = None,
@@ -48,7 +52,9 @@ def profiles(out: Annotated[Path, typer.Option("--out", help="profile folder to 
     from fbrec.api.llm import build_profiles
 
     options = {"openai": {"base_url": base_url, "model": model, "api_key_env": api_key_env,
-                          "concurrency": concurrency}, "hf": {"model_dir": model_dir}}.get(backend, {})
+                          "concurrency": concurrency, "timeout": timeout, "max_retries": max_retries,
+                          "reasks": reasks},
+               "hf": {"model_dir": model_dir, "reasks": reasks}}.get(backend, {})
     r = build_profiles(out, dataset=dataset, config=config, seed=seed, split=split, min_rating=min_rating,
                        min_level=min_level, backend=backend, backend_options=options, encoder=encoder,
                        item_template=item_template, overwrite=overwrite, track=track, progress=say)
@@ -69,13 +75,15 @@ def parse(command: Annotated[str, typer.Argument(help='what the user asks for, e
                             ] = None,
           dataset: Annotated[str, typer.Option(help="or from this registered dataset's item table")] = None,
           backend: Annotated[str, typer.Option(help="offline (rules over the vocabulary) | openai")] = "offline",
-          base_url: BaseUrl = None, model: ModelName = None) -> None:
+          base_url: BaseUrl = None, model: ModelName = None, timeout: Timeout = 60.0,
+          max_retries: MaxRetries = 4, reasks: Reasks = 2) -> None:
     """Turn a natural-language command into structured preferences (JSON) for `fbrec retrieve --preferences`, the
     service's `preferences` field and `Bundle.recommend(preferences=...)`."""
     from fbrec.api.llm import parse as parse_command
 
     prefs = parse_command(command, bundle=bundle, dataset=dataset, backend=backend,
-                          backend_options={"base_url": base_url, "model": model})
+                          backend_options={"base_url": base_url, "model": model, "timeout": timeout,
+                                           "max_retries": max_retries, "reasks": reasks})
     typer.echo(json.dumps(prefs))
 
 

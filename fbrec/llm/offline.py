@@ -46,6 +46,5 @@ class OfflineBackend:
                                   rule=f"offline tasks: {sorted(TEMPLATES)}", fix="use an LLM backend for it")
             text = TEMPLATES[task.name](task.facts)
             answer = {"profile": text} if task.schema is not None else text
-            out.append(Completion(answer, text, GENERATED_BY))
-            self.usage.add(out[-1])
+            out.append(Completion(answer, text, GENERATED_BY, attempts=0))   # a template: no request was sent
         return out

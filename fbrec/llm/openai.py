@@ -1,9 +1,11 @@
 """An OpenAI-compatible chat-completions client (what vLLM, Ollama, llama.cpp's server and hosted APIs speak).
 
 Base URL and model from the arguments or FBREC_LLM_BASE_URL / FBREC_LLM_MODEL; the key only from the environment
-variable named by api_key_env (never from a file or a flag). Timeouts, retries with exponential backoff on
-connection errors, 429 and 5xx (Retry-After honoured), a concurrency limit, answers validated against the task's
-schema with re-asks, a response cache on disk (a second run sends nothing), token accounting in `usage`.
+variable named by api_key_env (never from a file or a flag). `timeout` bounds each whole request (connect, wait and
+the body, however slowly it trickles); answers over MAX_RESPONSE_BYTES are refused; retries with exponential backoff
+on connection errors, broken or malformed bodies, 429 and 5xx (Retry-After honoured); a concurrency limit; answers
+validated against the task's schema with re-asks; a response cache on disk keyed by server, model and prompt (a
+second run sends nothing); token accounting in `usage`, kept for the answers that came back when a batch fails.
 """
 
 from __future__ import annotations
@@ -18,11 +20,17 @@ from pathlib import Path
 from threading import Lock
 
 import requests
+import urllib3
 
 from fbrec.errors import ConfigError
 from fbrec.llm.client import Completion, LLMAnswerError, Task, Usage, parse_answer
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
+MAX_RESPONSE_BYTES = 8 << 20   # a chat completion is kilobytes; a body this large is not one
+
+
+class _Malformed(Exception):
+    """A 200 whose body is not a chat completion (HTML, truncated, a list, cut short): retried, then one error."""
 
 
 def default_cache_dir() -> Path:
@@ -60,34 +68,69 @@ class OpenAIBackend:
             body["response_format"] = {"type": "json_object"}
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         url = f"{self.base_url}/chat/completions"
+        problem = ""
         for attempt in range(self.max_retries + 1):
             wait = self.backoff * 2 ** attempt
             try:
-                r = self._session.post(url, json=body, headers=headers, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+                status, payload, retry_after = self._request(url, body, headers)
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, _Malformed) as exc:
+                problem = str(exc) if isinstance(exc, _Malformed) else type(exc).__name__
                 if attempt == self.max_retries:
-                    raise ConfigError(f"LLM server {self.base_url} unreachable after {attempt + 1} tries: "
-                                      f"{type(exc).__name__}", rule="the openai backend needs a running server",
-                                      fix="start the server or fix --base-url") from None
+                    if isinstance(exc, _Malformed):
+                        raise ConfigError(f"LLM server {self.base_url} answered HTTP 200 with a body that is not a "
+                                          f"chat completion ({problem}) after {attempt + 1} tries",
+                                          rule="an OpenAI-compatible server answers a JSON object with "
+                                          "choices[0].message.content", fix="check that --base-url is the server's "
+                                          "/v1 API (not a web page or a proxy) and the server's log") from None
+                    raise ConfigError(f"LLM server {self.base_url} unreachable or not answering within "
+                                      f"{self.timeout:g} s after {attempt + 1} tries: {problem}",
+                                      rule="the openai backend needs a running server that answers in time",
+                                      fix="start the server, fix --base-url, or raise --timeout") from None
             else:
-                if r.status_code == 200:
-                    return r.json()
-                if r.status_code not in RETRY_STATUS or attempt == self.max_retries:
-                    hint = f"check the key in ${self.api_key_env}" if r.status_code in (401, 403) else \
+                if status == 200:
+                    return payload
+                if status not in RETRY_STATUS or attempt == self.max_retries:
+                    hint = f"check the key in ${self.api_key_env}" if status in (401, 403) else \
                         "check --model and the server's log"
-                    raise ConfigError(f"LLM server answered HTTP {r.status_code}: {r.text[:200]}",
+                    raise ConfigError(f"LLM server answered HTTP {status}: {payload[:200]}",
                                       rule="chat completions must answer 200", fix=hint)
-                after = r.headers.get("Retry-After", "")
-                wait = min(float(after), 30.0) if after.replace(".", "", 1).isdigit() else wait
+                wait = min(float(retry_after), 30.0) if retry_after.replace(".", "", 1).isdigit() else wait
             with self._lock:
                 self.usage.retries += 1
             time.sleep(wait)
         raise AssertionError("unreachable")
 
+    def _request(self, url: str, body: dict, headers: dict) -> tuple[int, dict | str, str]:
+        """One POST within one deadline for everything (a server that trickles bytes is cut off at `timeout`) and a
+        size cap; (status, the completion as a dict for a 200 else the body's text, Retry-After)."""
+        deadline = time.monotonic() + self.timeout
+        with self._session.post(url, json=body, headers=headers, stream=True,
+                                timeout=(min(self.timeout, 10.0), self.timeout)) as r:
+            data = bytearray()
+            while chunk := r.raw.read1(65536, decode_content=True):   # what has arrived, not a full block
+                data += chunk
+                if len(data) > MAX_RESPONSE_BYTES:
+                    raise ConfigError(f"LLM server {self.base_url} sent an answer over {MAX_RESPONSE_BYTES} bytes",
+                                      rule="a chat completion is a small JSON object",
+                                      fix="check --base-url and --max-tokens")
+                if time.monotonic() > deadline:
+                    raise requests.Timeout(f"the answer took over {self.timeout:g} s")
+            if r.status_code != 200:
+                return r.status_code, data.decode("utf-8", "replace"), r.headers.get("Retry-After", "")
+            try:
+                payload = json.loads(data.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                raise _Malformed(f"{len(data)} bytes of {r.headers.get('Content-Type', 'unknown type')}: "
+                                 f"{bytes(data[:80])!r}") from None
+            if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+                raise _Malformed(f"a JSON {type(payload).__name__} without choices: {bytes(data[:80])!r}")
+            return 200, payload, ""
+
     def _cache_path(self, task: Task) -> Path | None:
         if self.cache is None:
             return None
-        key = json.dumps({"model": self.model, "messages": task.messages(), "temperature": self.temperature,
+        key = json.dumps({"server": self.base_url, "model": self.model, "messages": task.messages(),
+                          "temperature": self.temperature,
                           "max_tokens": self.max_tokens, "schema": task.schema.required if task.schema else None},
                          sort_keys=True)
         return self.cache / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
@@ -132,8 +175,18 @@ class OpenAIBackend:
         os.replace(tmp, path)
 
     def run(self, tasks: list[Task]) -> list[Completion]:
+        """Every task's completion, in order. When one fails, the tokens of those that came back are still counted
+        in `usage` before the first failure is raised."""
         with ThreadPoolExecutor(self.concurrency) as pool:
-            out = list(pool.map(self._one, tasks))
+            futures = [pool.submit(self._one, t) for t in tasks]
+            out, failure = [], None
+            for f in futures:
+                try:
+                    out.append(f.result())
+                except Exception as exc:   # noqa: BLE001 - re-raised below, after the usage is counted
+                    failure = failure or exc
         for c in out:
             self.usage.add(c)
+        if failure is not None:
+            raise failure
         return out
