@@ -43,6 +43,16 @@ def test_flat_index_equals_exact_search():
     assert recall_vs_exact(build_index(items, "Flat"), q, items, 10) == 1.0
 
 
+def test_exact_topk_is_the_same_in_any_query_chunking():
+    from fbrec.retrieval import exact_topk
+
+    items, q = _clustered(), _clustered(50, seed=1)
+    whole = exact_topk(q, items, 10, chunk=len(q))
+    for chunk in (None, 1, 7):
+        got = exact_topk(q, items, 10, chunk=chunk)
+        assert np.array_equal(got[1], whole[1]) and np.allclose(got[0], whole[0]), chunk
+
+
 def test_ivf_recall_vs_exact_at_least_0_95_with_enough_probes():
     items = _clustered()
     q = _clustered(100, seed=2)

@@ -79,10 +79,13 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
 
 
 def exact_topk(queries: np.ndarray, items: np.ndarray, k: int, *, metric: str = "ip",
-               chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force top-k: scores = queries @ items.T  # (Q, D) x (D, I) -> (Q, I), chunked over queries."""
+               chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top-k: scores = queries @ items.T  # (Q, D) x (D, I) -> (Q, I), chunked over queries so a chunk
+    holds about 16M scores (argpartition's int64 positions are twice that: 1024 queries x 164k items once made
+    `fbrec export` peak at 2.9 GB)."""
     queries, items = _as_f32(queries), _as_f32(items)
     k = min(k, len(items))
+    chunk = chunk or max(1, min(1024, (1 << 24) // max(1, len(items))))
     out_s, out_i = [], []
     for start in range(0, len(queries), chunk):
         q = queries[start:start + chunk]
