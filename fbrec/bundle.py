@@ -15,6 +15,7 @@ bundle. Loading needs numpy, polars and faiss only (no torch).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -154,8 +155,9 @@ def _attribute_table(items: pl.DataFrame, num_items: int) -> pl.DataFrame:
     return table
 
 
-def _read_manifest(path: Path) -> Manifest:
-    """manifest.json as a Manifest, or one BundleError naming what is wrong with it (never a traceback)."""
+def _read_manifest(path: Path) -> tuple[Manifest, str]:
+    """(manifest.json as a Manifest, the sha256 of its bytes), or one BundleError naming what is wrong with it (never
+    a traceback)."""
     def corrupted(problem: str) -> BundleError:
         return BundleError(f"manifest.json in {str(path.parent)!r} {problem}",
                            rule="the manifest is a JSON file written by `fbrec export`", fix="re-export the bundle")
@@ -164,8 +166,9 @@ def _read_manifest(path: Path) -> Manifest:
         raise corrupted("is not a regular file")
     if path.stat().st_size > MANIFEST_MAX_BYTES:
         raise corrupted(f"holds {path.stat().st_size} bytes, over {MANIFEST_MAX_BYTES}")
+    data = path.read_bytes()
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
+        raw = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise corrupted("is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -180,19 +183,14 @@ def _read_manifest(path: Path) -> Manifest:
     if not isinstance(checksums, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                   for k, v in checksums.items()):
         raise corrupted("has checksums that are not a {file name: sha256} object")
-    return manifest
+    return manifest, hashlib.sha256(data).hexdigest()
 
 
-def _verified_record(path: Path) -> Path | None:
-    """Where a verification of this bundle's manifest is recorded (None when no cache folder can be used)."""
-    import hashlib
-
+def _verified_record(path: Path, manifest_sha256: str) -> Path:
+    """Where a verification of this bundle (this folder, this manifest) is recorded."""
     root = os.environ.get("FBREC_CACHE_DIR") or str(Path.home() / ".cache" / "fbrec")
-    try:
-        digest = hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()
-    except OSError:
-        return None
-    return Path(root) / "verified" / f"{digest}-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
+    folder = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    return Path(root) / "verified" / f"{manifest_sha256}-{folder}"
 
 
 def _file_stats(path: Path, names) -> str:
@@ -204,9 +202,7 @@ def _file_stats(path: Path, names) -> str:
     return json.dumps(out, sort_keys=True)
 
 
-def _remember_verified(record: Path | None, stats: str) -> None:
-    if record is None:
-        return
+def _remember_verified(record: Path, stats: str) -> None:
     try:
         record.parent.mkdir(parents=True, exist_ok=True)
         tmp = record.with_name(record.name + f".tmp{os.getpid()}")
@@ -225,7 +221,7 @@ class Bundle:
         if not manifest_path.exists():
             raise BundleError(f"{str(self.path)!r} is not a bundle (no manifest.json)",
                               rule="bundles are written by `fbrec export`", fix="check the --bundle path")
-        self.manifest = _read_manifest(manifest_path)
+        self.manifest, self.manifest_sha256 = _read_manifest(manifest_path)
         if self.manifest.format_version != FORMAT_VERSION:
             raise BundleError(f"bundle format {self.manifest.format_version!r} is not {FORMAT_VERSION}",
                               rule=f"this fbrec reads format {FORMAT_VERSION}", fix="re-export with this fbrec")
@@ -307,15 +303,16 @@ class Bundle:
         before on this machine, whose files are unchanged since (size, inode, modification and change times, which
         no write can keep), is not hashed again (the record lives under FBREC_CACHE_DIR/verified, by the manifest's
         sha256)."""
-        record = _verified_record(self.path)
+        record = _verified_record(self.path, self.manifest_sha256)
         try:
-            if record is not None and record.is_file() and \
-                    record.read_text() == _file_stats(self.path, self.manifest.checksums):
+            stats = _file_stats(self.path, self.manifest.checksums)   # taken before hashing: a later write differs
+            if record.is_file() and record.read_text() == stats:
                 return
         except OSError:
-            pass   # a file gone or unreadable: hashing below names it
+            stats = None   # a file gone or unreadable: hashing below names it
         self._hash_files()
-        _remember_verified(record, _file_stats(self.path, self.manifest.checksums))
+        if stats is not None:
+            _remember_verified(record, stats)
 
     def _hash_files(self) -> None:
         missing = [f for f in _FILES if f not in self.manifest.checksums]

@@ -545,3 +545,22 @@ def test_an_openapi_fuzzer_finds_no_failure_with_all_its_checks(server):
             and "Errors:" not in summary, \
             run.stdout[-4000:] + run.stderr[-2000:]
     assert server.get("/metrics").text.count("fbrec_http_errors_total 0") == 1
+
+
+def test_a_whole_number_written_as_a_float_is_that_integer_and_a_fraction_is_refused(server):
+    """JSON has one number type: k=5.0 is k=5 (as JSON Schema's integer says); 5.5 and true are not integers."""
+    r = server.post("/recommend", {"user": 1, "k": 5.0})
+    assert r.status_code == 200 and len(r.json()["items"]) == 5, r.text
+    for k in (5.5, True):
+        assert server.post("/recommend", {"user": 1, "k": k}).status_code == 422
+
+
+def test_the_default_allowed_hosts_are_loopback_and_the_listening_address():
+    import socket
+
+    from fbrec.serving.app import LOOPBACK_HOSTS, default_allowed_hosts
+
+    assert default_allowed_hosts("10.1.2.3") == (*LOOPBACK_HOSTS, "10.1.2.3")
+    assert default_allowed_hosts("127.0.0.1") == LOOPBACK_HOSTS
+    wildcard = default_allowed_hosts("0.0.0.0")   # any interface: this machine's own name answers too
+    assert socket.gethostname().lower() in wildcard and set(LOOPBACK_HOSTS) <= set(wildcard)

@@ -174,11 +174,11 @@ def _aucs(scores: torch.Tensor, tr_r: torch.Tensor, tr_c: torch.Tensor, positive
     seq = torch.full((B, m), float("inf"), device=dev)
     seq[tr_r[order], slot] = s_t[order]
     # per slice: how many of its positives are among the first j sorted targets of the row, j = 0..m
-    prefix, k = {}, {}
+    member, prefix, k = {}, {}, {}
     for name, positive in positives.items():
-        member = torch.zeros((B, m), dtype=torch.int64, device=dev)
-        member[tr_r[order], slot] = positive[order].long()
-        prefix[name] = torch.cat([torch.zeros((B, 1), dtype=torch.int64, device=dev), member.cumsum(1)], 1)
+        member[name] = torch.zeros((B, m), dtype=torch.bool, device=dev)   # is the j-th sorted target a positive
+        member[name][tr_r[order], slot] = positive[order]
+        prefix[name] = torch.cat([torch.zeros((B, 1), dtype=torch.int64, device=dev), member[name].cumsum(1)], 1)
         k[name] = prefix[name][:, -1]
     wins = {name: torch.zeros(B, dtype=torch.float64, device=dev) for name in positives}
     # the largest target <= an item, with NaN in front (no target <= it; NaN equals nothing, not even -inf)
@@ -215,12 +215,10 @@ def _aucs(scores: torch.Tensor, tr_r: torch.Tensor, tr_c: torch.Tensor, positive
     out = {}
     every_row = torch.arange(B, device=dev)
     neg_inf = torch.full((B,), float("-inf"), device=dev)
-    for name, positive in positives.items():
-        member = torch.zeros((B, m), dtype=torch.bool, device=dev)
-        member[tr_r[order], slot] = positive[order]
+    for name in positives:
         w = wins[name]
-        w -= own_terms(neg_inf, every_row, member) * n_excluded.double()         # excluded items sit at -inf
-        w -= own_terms(s_t, tr_r, member)                                        # targets are not negatives
+        w -= own_terms(neg_inf, every_row, member[name]) * n_excluded.double()   # excluded items sit at -inf
+        w -= own_terms(s_t, tr_r, member[name])                                  # targets are not negatives
         out[name] = (w / (k[name].double() * n_neg)).float()
     return out
 

@@ -28,11 +28,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from fbrec.data.preferences import BOOST_LIMIT
 from fbrec.errors import BundleError
 from fbrec.retrieval import set_search_threads
 from fbrec.serving.errors import RequestError
 from fbrec.serving.metrics import Metrics
+from fbrec.serving.openapi import declare_limits
 from fbrec.serving.schemas import (
     BatchRecommendations,
     BatchRecommendRequest,
@@ -43,7 +43,7 @@ from fbrec.serving.schemas import (
     SimilarRequest,
     VectorRequest,
 )
-from fbrec.serving.state import VECTOR_LIMIT, LiveBundle, ServedBundle
+from fbrec.serving.state import LiveBundle, ServedBundle
 
 log = logging.getLogger("fbrec.serving")
 
@@ -101,9 +101,10 @@ def _error(status: int, problem: str, rule: str = "", fix: str = "", headers: di
 
 
 _STATUS = {400: "a Host header this service does not answer to", 401: "a missing or wrong admin token",
-           403: "a bundle outside the bundle root", 404: "no such route, or the admin endpoints are off",
+           403: "a bundle outside the bundle root",
+           404: "no such route, an unknown item id, or the admin endpoints are off",
            405: "a method the route does not take", 409: "a bundle refused (the old one keeps serving)",
-           413: "a body over --max-body", 422: "a request that breaks the schema or names unknown items",
+           413: "a body over --max-body", 422: "a request that breaks the schema or the rules it states",
            500: "an internal error (counted in fbrec_http_errors_total)", 503: "no bundle loaded yet"}
 
 
@@ -224,8 +225,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(RequestError)
     async def refused(request: Request, exc: RequestError):
-        headers = {401: {"WWW-Authenticate": "Bearer"}, 405: {"Allow": "POST"}}.get(exc.status)
-        return _error(exc.status, exc.problem, exc.rule, exc.fix, headers=headers)
+        return _error(exc.status, exc.problem, exc.rule, exc.fix, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):   # 404 and 405 from routing: one shape
@@ -256,7 +256,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), settings.admin_token.encode()):
             raise RequestError(401, "missing or wrong admin token", rule="admin requests carry the header "
-                               "'Authorization: Bearer TOKEN'", fix="send the token the service was started with")
+                               "'Authorization: Bearer TOKEN'", fix="send the token the service was started with",
+                               headers={"WWW-Authenticate": "Bearer"})
 
     def under_root(name: str) -> Path:
         """The folder a reload names, resolved (symlinks too) and refused unless it lies under the bundle root."""
@@ -265,7 +266,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                                "root", fix="send the folder's name")
         root = settings.bundle_root.resolve()
         target = (root / name).resolve()   # a relative name is taken under the root; an absolute one must be in it
-        if target != root and not target.is_relative_to(root):
+        if not target.is_relative_to(root):
             raise RequestError(403, "that bundle is outside the bundle root", rule="reloads read folders under "
                                "--bundle-root only (default: the folder holding the served bundle)",
                                fix="export the bundle under the root, or restart with --bundle-root")
@@ -324,7 +325,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if user == "batch":   # not a user named "batch": the batch route takes POST only
             raise RequestError(405, "GET /recommend/batch", rule="batches are sent with POST /recommend/batch "
                                "(a user whose id is 'batch' is asked for with POST /recommend)",
-                               fix='POST {"users": [...]} to /recommend/batch')
+                               fix='POST {"users": [...]} to /recommend/batch', headers={"Allow": "POST"})
         return await recommend(RecommendRequest(user=user, k=k, exclude_seen=exclude_seen))
 
     @app.post("/similar", responses=_responses(422, 503))
@@ -361,7 +362,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        _declare_limits(schema, settings, live.current)
+        declare_limits(schema, settings.max_k, settings.max_batch, live.current)
         if live.current is not None:
             app.openapi_schema = schema   # the dimension and attributes are fixed across reloads: cache
         return schema
@@ -381,65 +382,6 @@ def _route_path(app: FastAPI, scope) -> str:
         if candidate.matches(scope)[0] == Match.FULL:
             return candidate.path
     return "unmatched"
-
-
-def _attribute_schema(dtype) -> dict:
-    import polars as pl
-
-    inner = dtype.inner if isinstance(dtype, pl.List) else dtype
-    kind = ("boolean" if inner == pl.Boolean else "integer" if inner.is_integer() else
-            "number" if inner.is_float() else "string")
-    return {"type": "array", "items": {"type": kind}}
-
-
-def _declare_limits(schema: dict, settings: ServeSettings, current: ServedBundle | None) -> None:
-    """Write the limits the handlers enforce into the generated schema, so a client (or a fuzzer) sees the same
-    rules the service applies."""
-    models = schema.get("components", {}).get("schemas", {})
-    schema["components"]["securitySchemes"] = {"adminToken": {"type": "http", "scheme": "bearer",
-                                                              "description": "the service's --admin-token"}}
-    schema["paths"]["/admin/reload"]["post"]["security"] = [{"adminToken": []}]
-    for name in ("RecommendRequest", "BatchRecommendRequest", "SimilarRequest", "VectorRequest"):
-        models[name]["properties"]["k"].update(minimum=1, maximum=settings.max_k)
-    models["BatchRecommendRequest"]["properties"]["users"]["maxItems"] = settings.max_batch
-    get_user = schema["paths"]["/recommend/{user}"]["get"]
-    for param in get_user["parameters"]:
-        if param["name"] == "k":
-            param["schema"].update(minimum=1, maximum=settings.max_k)
-    vector = models["VectorRequest"]["properties"]["vector"]
-    vector["items"].update(minimum=-VECTOR_LIMIT, maximum=VECTOR_LIMIT)
-    if current is None:
-        return
-    vector.update(minItems=current.dim, maxItems=current.dim)
-    bundle = current.bundle   # real ids as examples: a reader of /docs (or a fuzzer) reaches known users and items
-    users, items_ = bundle.user_map.raw.head(3).to_list(), bundle.item_map.raw.head(3).to_list()
-    models["RecommendRequest"]["properties"]["user"]["examples"] = users
-    models["BatchRecommendRequest"]["properties"]["users"]["examples"] = [users]
-    models["SimilarRequest"]["properties"]["item"]["examples"] = items_
-    request = models["RecommendRequest"]["properties"]
-    if current.tower is None:   # features are read by an exported user tower only
-        request["features"] = {"type": "null", "description": "this bundle has no user tower: leave features out"}
-    items = current.bundle.items
-    values = {} if items is None else {c: _attribute_schema(items[c].dtype) for c in items.columns
-                                       if c != "item_index"}
-    # filters and stated preferences name the bundle's attributes, with values of each attribute's type
-    attrs = models["ItemFilter"]["properties"]["attributes"]
-    attrs.pop("additionalProperties", None)
-    attrs.update(properties=values, additionalProperties=False)
-    scalars = {"type": "array", "items": {"type": ["string", "number", "boolean"]}}   # matched as text
-    by_attribute = {"type": "object", "properties": {c: scalars for c in values}, "additionalProperties": False}
-    weights = {"type": "object", "additionalProperties": {"type": "number", "minimum": -BOOST_LIMIT,
-                                                          "maximum": BOOST_LIMIT}}
-    year = {"anyOf": [{"type": "integer"}, {"type": "null"}]}
-    request["preferences"] = {"anyOf": [{"type": "null"}, {
-        "type": "object", "additionalProperties": False,
-        "description": "stated preferences (docs/llm-feedback.md); min_year <= max_year when both are given",
-        "properties": {"include": by_attribute, "exclude": by_attribute,
-                       "boost": {"type": "object", "additionalProperties": False,
-                                 "properties": {c: weights for c in values}},
-                       "min_year": year, "max_year": year,
-                       "popularity": {"anyOf": [{"enum": ["popular", "niche"]}, {"type": "null"}]},
-                       "popularity_weight": {"type": "number", "minimum": -BOOST_LIMIT, "maximum": BOOST_LIMIT}}}]}
 
 
 def app_from_env() -> FastAPI:

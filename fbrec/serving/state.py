@@ -9,7 +9,6 @@ then swapped in; a bundle that fails is refused and the old one keeps serving.
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 import math
 import threading
@@ -39,8 +38,7 @@ class ServedBundle:
         self.bundle = Bundle(self.path)   # verifies checksums and cross-checks every part
         if gpu:   # a GPU copy of the index on every device FAISS sees; the CPU index stays in the bundle
             self.bundle.index = to_gpu(self.bundle.index)
-        manifest_digest = hashlib.sha256((self.path / "manifest.json").read_bytes()).hexdigest()[:12]
-        self.version = f"{self.bundle.manifest.run_id or 'bundle'}-{manifest_digest}"
+        self.version = f"{self.bundle.manifest.run_id or 'bundle'}-{self.bundle.manifest_sha256[:12]}"
         checksums = self.bundle.manifest.checksums
         self.tower = QueryTower(self.path / USER_TOWER, self.path / USER_FEATURES) if USER_TOWER in checksums \
             else None
