@@ -12,6 +12,7 @@ from fbrec.data.datamodule import FeedbackDataModule
 from fbrec.embeddings import register_strategies
 from fbrec.evaluation import embedding_scorer, evaluate_scores
 from fbrec.models import (
+    AllPairsMFModule,
     ESMMModule,
     GNOLRModule,
     LightGCNModule,
@@ -31,6 +32,11 @@ RECIPES = {
     "two_tower_cfm": lambda dm, p: TwoTowerModule(dm.num_users, dm.num_items, embedding_dim=16, output_dim=16,
                                                   ssl="cfm", ssl_batch_size=32, learning_rate=0.1,
                                                   dense_learning_rate=1e-2, ks=(1, 5)),
+    # the exact all-pairs loss: closed-form alternating sweeps, and the fused optimizer on the Gramian loss
+    "wmf_als": lambda dm, p: AllPairsMFModule(dm.num_users, dm.num_items, embedding_dim=16, alpha=5.0,
+                                              regularization=0.1, ks=(1, 5)),
+    "wmf_gradient": lambda dm, p: AllPairsMFModule(dm.num_users, dm.num_items, embedding_dim=16, alpha=5.0,
+                                                   solver="gradient", learning_rate=0.2, ks=(1, 5)),
     "lightgcn": lambda dm, p: LightGCNModule(dm.num_users, dm.num_items, embedding_dim=16, num_layers=2,
                                              learning_rate=0.2, ks=(1, 5)),
     # RLMRec: contrastive alignment on MF and the two-tower, generative (masked) alignment on LightGCN
@@ -107,7 +113,7 @@ def _local_tensors(model) -> dict[str, torch.Tensor]:
     return out
 
 
-@pytest.mark.parametrize("recipe", ["mf_bpr", "two_tower_cfm", "lightgcn_gen"])
+@pytest.mark.parametrize("recipe", ["mf_bpr", "two_tower_cfm", "lightgcn_gen", "wmf_als"])
 def test_checkpoint_round_trip_restores_identical_embeddings_and_metrics(recipe, planted_dir, planted_profiles,
                                                                          tmp_path):
     dm = _dm(planted_dir)

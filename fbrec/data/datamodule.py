@@ -79,7 +79,7 @@ class FeedbackDataModule(FeedbackData, L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self._train is None:
-            users, items, weight, theta, levels = self._train_arrays()
+            users, items, weight, theta, levels = self.train_arrays()
             self._train = _NegativeSampled(torch.from_numpy(users.astype(np.int64)),
                                            torch.from_numpy(items.astype(np.int64)),
                                            torch.as_tensor(weight, dtype=torch.float32),

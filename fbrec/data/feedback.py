@@ -328,7 +328,7 @@ class FeedbackData:
         if self.propensity is None:
             return None
         if getattr(self.propensity, "item_propensity_", None) is None:
-            self._train_arrays()
+            self.train_arrays()
         return self.propensity.item_propensity_
 
     def pair_propensities(self) -> pl.DataFrame:
@@ -340,7 +340,7 @@ class FeedbackData:
                 self._pairs = load_pair_propensities(self.dataset_name, self.data_dir)
         return self._pairs
 
-    def _train_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def train_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Training (users, items, weights, propensities, levels), injected noise included; the popularity
         propensity is fitted here, on the training split only."""
         d = self.data

@@ -14,6 +14,7 @@ from fbrec.embeddings.sharding import (
            ensure_process_group,
            plan_summary,
            shard,
+           whole_table,
 )
 from fbrec.embeddings.strategy import TorchRecStrategy, register_strategies
 from fbrec.embeddings.tables import (
@@ -27,4 +28,4 @@ from fbrec.embeddings.tables import (
 
 __all__ = ["SHARDING_TYPES", "SPARSE_OPTIMIZERS", "TableSpec", "TorchRecStrategy", "build_collection",
            "combined_optimizer", "drop_values", "gather_bags", "keyed_bags",
-           "ensure_process_group", "plan_summary", "register_strategies", "shard", "single_id_features"]
+           "ensure_process_group", "plan_summary", "register_strategies", "shard", "single_id_features", "whole_table"]

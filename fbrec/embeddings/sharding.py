@@ -102,3 +102,21 @@ def combined_optimizer(dmp: DistributedModelParallel, dense_learning_rate: float
         optimizers.append(("dense", KeyedOptimizerWrapper(
             dense, lambda params: torch.optim.Adam(params, lr=dense_learning_rate))))
     return CombinedOptimizer(optimizers)
+
+
+def whole_table(dmp: DistributedModelParallel, name: str) -> torch.Tensor:
+    """Table `name`'s weights (rows, D) as a tensor that writes through to the lookups: for solvers that set rows in
+    closed form (ALS). Only where this process holds the whole table (one process, any sharding plan)."""
+    found = [v for k, v in dmp.state_dict().items() if k.endswith(f".{name}.weight")]
+    if len(found) != 1:
+        raise ConfigError(f"table {name!r} found {len(found)} times in the model", rule="one table per name",
+                          fix="name the tables uniquely")
+    weight = found[0]
+    if not hasattr(weight, "local_shards"):
+        return weight
+    shards = weight.local_shards()
+    if len(shards) != 1 or tuple(shards[0].tensor.shape) != tuple(weight.shape):
+        raise ConfigError(f"table {name!r} is split across processes ({len(shards)} local shard(s) of "
+                          f"{tuple(weight.shape)})", rule="a closed-form solver needs the whole table in one process",
+                          fix="train in one process, or use the gradient solver (it trains sharded)")
+    return shards[0].tensor

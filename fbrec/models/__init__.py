@@ -1,5 +1,6 @@
 """LightningModule recipes: scorer (fbrec.nn) + pure loss (fbrec.losses), one public recipe per file."""
 
+from fbrec.models.allpairs import AllPairsMFModule
 from fbrec.models.base import EmbeddingModule, RankingModule
 from fbrec.models.expomf import ExpoMFModule
 from fbrec.models.gnolr import GNOLRModule
@@ -10,7 +11,7 @@ from fbrec.models.popularity import PopularityModule
 from fbrec.models.two_tower import TwoTowerModule
 
 RECIPES = {"mf": MatrixFactorizationModule, "popularity": PopularityModule, "expomf": ExpoMFModule, "gnolr": GNOLRModule, "nsb": NSBModule, "esmm": ESMMModule,
-           "two_tower": TwoTowerModule, "lightgcn": LightGCNModule}
+           "two_tower": TwoTowerModule, "lightgcn": LightGCNModule, "allpairs_mf": AllPairsMFModule}
 
-__all__ = ["RECIPES", "ESMMModule", "EmbeddingModule", "ExpoMFModule", "GNOLRModule", "LightGCNModule", "MatrixFactorizationModule", "NSBModule", "PopularityModule", "RankingModule",
+__all__ = ["RECIPES", "AllPairsMFModule", "ESMMModule", "EmbeddingModule", "ExpoMFModule", "GNOLRModule", "LightGCNModule", "MatrixFactorizationModule", "NSBModule", "PopularityModule", "RankingModule",
            "TwoTowerModule"]
