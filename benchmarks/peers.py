@@ -1,7 +1,7 @@
 """fbrec's MF-BPR against implicit's BPR on one MovieLens-100K split, timed in one run: who reaches the same NDCG@10
 first (issue 15's target: fbrec in no more time than the peer).
 
-python -m benchmarks.peers [--write] [--seeds 0 1 2]
+python -m benchmarks.peers [--write] [--seeds 0 1 2]   (--model als: benchmarks/peers_als.py)
 implicit runs in its own environment (benchmarks/.venv-peers, created on first use with `pip install implicit`;
 never a runtime dependency of fbrec), as a child process that fits and writes its factors; both models are scored
 by fbrec's full-ranking evaluator on the same test split (training and validation items masked). The peer's
@@ -122,7 +122,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--model", choices=["bpr", "als"], default="bpr",
+                        help="bpr: the race below; als: exact-objective WMF vs implicit's ALS (benchmarks.peers_als)")
+    parser.add_argument("--datasets", nargs="+", default=["movielens-100k", "coat"], help="--model als only")
     args = parser.parse_args()
+    if args.model == "als":
+        from benchmarks import peers_als
+
+        return peers_als.main(args)
     import torch
 
     from fbrec.data.datamodule import FeedbackDataModule

@@ -79,3 +79,92 @@ def test_alternating_sweeps_never_increase_the_loss_and_items_solve_through_the_
     i = items.clone().requires_grad_()
     all_pairs_loss(users, i, pairs, 0.05).backward()
     assert i.grad.abs().max().item() < 1e-8
+
+
+# --- the recipe: AllPairsMFModule on its TorchRec tables ----------------------------------------------------------
+
+import lightning as L  # noqa: E402
+
+from fbrec.data.datamodule import FeedbackDataModule  # noqa: E402
+from fbrec.embeddings import register_strategies, whole_table  # noqa: E402
+from fbrec.errors import ConfigError  # noqa: E402
+from fbrec.models import AllPairsMFModule  # noqa: E402
+from fbrec.models.allpairs import observed_pairs  # noqa: E402
+
+
+def _trainer(tmp_path, epochs: int, **kw) -> L.Trainer:
+    register_strategies()
+    return L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, strategy="torchrec", logger=False,
+                     enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+                     num_sanity_val_steps=0, default_root_dir=tmp_path, enable_checkpointing=False, **kw)
+
+
+@pytest.mark.parametrize(("objective", "options", "confidence", "target"), [
+    ("wmf", {"alpha": 2.0, "unobserved_weight": 0.5}, [4.5, 2.5, 2.5], [1.0, 1.0, 1.0]),   # w0 + alpha r, r summed
+    ("relmf", {}, [1.0, 1.0, 1.0], [1 / 0.5, 1 / 0.01, 1 / 0.25]),
+    ("relmf", {"clip": 0.1}, [1.0, 1.0, 1.0], [1 / 0.5, 1 / 0.1, 1 / 0.25]),
+    ("mf", {}, [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]),
+])
+def test_training_rows_become_one_observed_pair_each_with_its_objectives_confidence_and_target(
+        objective, options, confidence, target):
+    users, items = np.array([1, 0, 0, 1]), np.array([2, 1, 1, 0])     # (0, 1) logged twice
+    theta = np.array([0.25, 0.5, 0.5, 0.01])
+    pairs, row_to_pair = observed_pairs(users, items, np.ones(4), theta, objective=objective, num_items=3, **options)
+    assert pairs.row.tolist() == [0, 1, 1] and pairs.col.tolist() == [1, 0, 2]   # sorted by user, then item
+    assert row_to_pair.tolist() == [2, 0, 0, 1]
+    np.testing.assert_allclose(pairs.confidence.numpy(), confidence, rtol=1e-6)
+    np.testing.assert_allclose(pairs.target.numpy(), target, rtol=1e-6)
+
+
+def test_the_gradient_solvers_batches_sum_over_an_epoch_to_the_exact_loss(planted_dir, tmp_path):
+    dm = FeedbackDataModule(prepared_dir=str(planted_dir), batch_size=16, num_negatives=1)
+    model = AllPairsMFModule(dm.num_users, dm.num_items, embedding_dim=8, alpha=3.0, regularization=0.2,
+                             solver="gradient", init_std=0.3)
+    _trainer(tmp_path, 1).strategy.connect(model)
+    model.prepare_from(dm)
+    model.configure_model()
+    dm.setup()
+    with torch.no_grad():
+        total = sum(model.loss(batch).double() * len(batch.user) for batch in dm.train_dataloader())
+        exact = all_pairs_loss(whole_table(model.model, "user").double(), whole_table(model.model, "item").double(),
+                               model.pairs._replace(confidence=model.pairs.confidence.double(),
+                                                    target=model.pairs.target.double()), 0.2)
+    assert total.item() == pytest.approx(exact.item(), rel=1e-5)
+
+
+def test_each_als_sweep_lowers_the_logged_exact_loss(planted_dir, tmp_path):
+    torch.manual_seed(0)
+    dm = FeedbackDataModule(prepared_dir=str(planted_dir), batch_size=64, num_negatives=1)
+    model = AllPairsMFModule(dm.num_users, dm.num_items, embedding_dim=8, alpha=3.0, regularization=0.5, ks=(1, 5),
+                             cg_steps=None)
+    losses = []
+
+    class Record(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            losses.append(float(trainer.callback_metrics["train/loss"]))
+
+    trainer = _trainer(tmp_path, 6, callbacks=[Record()], limit_val_batches=0)
+    trainer.fit(model, dm)
+    assert trainer.num_training_batches == 1, "ALS draws one batch per epoch, not the whole sampled stream"
+    assert len(losses) == 6 and all(b <= a + 1e-6 for a, b in zip(losses, losses[1:], strict=False)), losses
+    users, items = (whole_table(model.model, n) for n in ("user", "item"))
+    assert losses[-1] == pytest.approx(all_pairs_loss(users, items, model.pairs, 0.5).item() / len(model.pairs.row),
+                                       rel=1e-4)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"objective": "ips"}, "objective is one of wmf, relmf, mf"),
+    ({"solver": "sgd"}, "solver is one of als, gradient"),
+    ({"clip": 0.0}, "clip"),
+    ({"cg_steps": 0}, "cg_steps"),
+])
+def test_bad_settings_name_the_rule(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        AllPairsMFModule(3, 4, **kwargs)
+
+
+def test_relmf_without_a_propensity_says_how_to_declare_one(planted_dir, tmp_path):
+    dm = FeedbackDataModule(prepared_dir=str(planted_dir), batch_size=64)
+    model = AllPairsMFModule(dm.num_users, dm.num_items, objective="relmf")
+    with pytest.raises(ConfigError, match="data.propensity"):
+        model.prepare_from(dm)

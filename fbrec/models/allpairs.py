@@ -155,7 +155,12 @@ class AllPairsMFModule(EmbeddingModule):
         item_reg = reg * q_all.pow(2).sum() * B / self._num_rows     # the item rows' penalty, once per epoch
         return (per_row.sum() + item_reg) / B
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.solver == "als" and stage == "fit":
+            self.trainer.limit_train_batches = 1   # the sweep reads the pairs, not the batches: draw one per epoch
+
     def training_step(self, batch: InteractionBatch, batch_idx: int):
         if self.solver == "als":
-            return None   # the sweep ran at the start of the epoch; batches are not used
+            return None   # the sweep ran at the start of the epoch
         return super().training_step(batch, batch_idx)
