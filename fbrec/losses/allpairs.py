@@ -21,6 +21,7 @@ a batched Cholesky solve or approximate by a few warm-started conjugate-gradient
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -62,15 +63,25 @@ def enumerated_loss(users: torch.Tensor, items: torch.Tensor, pairs: ObservedPai
     return (c * (t - users @ items.T) ** 2).sum() + reg * (users.pow(2).sum() + items.pow(2).sum())
 
 
-def _observed_matvec(x: torch.Tensor, fixed: torch.Tensor, pairs: ObservedPairs) -> torch.Tensor:
-    """sum_{i in O_u} (c_ui - w0) q_i q_i^T x_u for every row u, (R, D): O(nnz D)."""
-    extra = (pairs.confidence - pairs.w0) * (x[pairs.row] * fixed[pairs.col]).sum(-1)
-    return torch.zeros_like(x).index_add_(0, pairs.row, extra[:, None] * fixed[pairs.col])
+def _csr(pairs: ObservedPairs, num_rows: int, num_cols: int, values: torch.Tensor) -> torch.Tensor:
+    """The pairs as a (rows x cols) CSR matrix holding `values` (pairs are sorted by row)."""
+    crow = torch.zeros(num_rows + 1, dtype=torch.int64)
+    crow[1:] = torch.bincount(pairs.row, minlength=num_rows).cumsum(0)
+    with warnings.catch_warnings():   # "sparse CSR support is in beta": SDDMM and SpMM are all we use
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, pairs.col, values, (num_rows, num_cols))
 
 
-def _right_side(num_rows: int, fixed: torch.Tensor, pairs: ObservedPairs) -> torch.Tensor:
-    b = torch.zeros(num_rows, fixed.shape[1], dtype=fixed.dtype)
-    return b.index_add_(0, pairs.row, (pairs.confidence * pairs.target)[:, None] * fixed[pairs.col])
+def _observed_matvec(x: torch.Tensor, fixed: torch.Tensor, pattern: torch.Tensor, extra: torch.Tensor
+                     ) -> torch.Tensor:
+    """sum_{i in O_u} (c_ui - w0) q_i q_i^T x_u for every row u, (R, D): the dot products at the observed pairs
+    only (SDDMM), weighted, times the fixed side (SpMM) - O(nnz D), no (nnz, D) temporaries."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dots = torch.sparse.sampled_addmm(pattern, x, fixed.T, beta=0.0)
+        weighted = torch.sparse_csr_tensor(pattern.crow_indices(), pattern.col_indices(), dots.values() * extra,
+                                           pattern.shape)
+        return weighted @ fixed
 
 
 def solve_rows(current: torch.Tensor, fixed: torch.Tensor, pairs: ObservedPairs, reg: float,
@@ -81,7 +92,8 @@ def solve_rows(current: torch.Tensor, fixed: torch.Tensor, pairs: ObservedPairs,
     an integer: that many conjugate-gradient steps started from `current` (the previous rows)."""
     R, D = current.shape
     G = pairs.w0 * gramian(fixed) + reg * torch.eye(D, dtype=fixed.dtype)
-    b = _right_side(R, fixed, pairs)
+    C = len(fixed)
+    b = _csr(pairs, R, C, (pairs.confidence * pairs.target).to(fixed.dtype)) @ fixed   # sum c_ui t_ui q_i
     if cg_steps is None:
         out = torch.empty_like(current)
         chunk = max(1, max_bytes // (8 * D * D))
@@ -98,9 +110,11 @@ def solve_rows(current: torch.Tensor, fixed: torch.Tensor, pairs: ObservedPairs,
             out[start:stop] = torch.linalg.solve(A, b[start:stop].double()).to(current.dtype)
         return out
     x = current.clone()
+    pattern, extra = _csr(pairs, R, C, torch.ones(len(pairs.row), dtype=fixed.dtype)), \
+        (pairs.confidence - pairs.w0).to(fixed.dtype)
 
     def matvec(v: torch.Tensor) -> torch.Tensor:
-        return v @ G + _observed_matvec(v, fixed, pairs)
+        return v @ G + _observed_matvec(v, fixed, pattern, extra)
 
     r = b - matvec(x)
     p = r.clone()

@@ -1,0 +1,205 @@
+"""An incremental JSON checker for constrained decoding: is this text still the beginning of a JSON value of the
+expected type, and is the value complete?
+
+`JsonPrefix(kind)` takes characters one at a time (`feed`); a character that could not continue a JSON value of
+`kind` ("string", "number", "boolean", "array", "object", or None for any) is refused and leaves the state as it
+was. `copy()` is cheap, so a decoder can try a token's characters on a copy and keep it only when all of them
+fit. `closing()` is the shortest text that ends the value from here (used when a token budget runs out)."""
+
+from __future__ import annotations
+
+import re
+
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)?(\.[0-9]*)?([eE][+-]?[0-9]*)?")
+_COMPLETE_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_FIRST = {"string": '"', "array": "[", "object": "{", "boolean": "tf", "number": "-0123456789"}
+_LITERALS = {"t": "true", "f": "false", "n": "null"}
+WHITESPACE = " \t\n\r"
+
+
+class JsonPrefix:
+    """Modes: value (a value may start), string, number, literal, after (a value ended inside a container),
+    key (an object key or, first, its closing brace), colon, done."""
+
+    max_depth = 8
+
+    def __init__(self, kind: str | None = None):
+        if kind is not None and kind not in _FIRST:
+            raise ValueError(f"kind {kind!r} is not one of {sorted(_FIRST)}")
+        self.kind = kind
+        self.stack: list[str] = []        # open containers: "{" or "["
+        self.mode = "value"
+        self.first = True                 # the container just opened (a closing bracket may follow at once)
+        self.is_key = False               # the string being read is an object key
+        self.escape = 0                   # 1 after a backslash, 2..5 inside \\uXXXX
+        self.token = ""                   # the number or literal read so far
+        self.text = ""
+
+    def copy(self) -> JsonPrefix:
+        other = JsonPrefix.__new__(JsonPrefix)
+        other.__dict__.update(self.__dict__)
+        other.stack = list(self.stack)
+        return other
+
+    @property
+    def done(self) -> bool:
+        return self.mode == "done"
+
+    def can_end(self) -> bool:
+        """True when the value is complete, or is a top-level number that could end here."""
+        return self.done or (self.mode == "number" and not self.stack
+                             and _COMPLETE_NUMBER.fullmatch(self.token) is not None)
+
+    def feed_text(self, text: str) -> bool:
+        """Feed every character of text; False (state unchanged) unless all of them fit."""
+        trial = self.copy()
+        for ch in text:
+            if not trial.feed(ch):
+                return False
+        self.__dict__.update(trial.__dict__)
+        return True
+
+    def feed(self, ch: str) -> bool:
+        ok = self._feed(ch)
+        if ok:
+            self.text += ch
+        return ok
+
+    def _feed(self, ch: str) -> bool:
+        mode = self.mode
+        if mode == "done":
+            return False
+        if mode == "string":
+            return self._string(ch)
+        if mode == "number":
+            if _NUMBER.fullmatch(self.token + ch):
+                self.token += ch
+                return True
+            if _COMPLETE_NUMBER.fullmatch(self.token) and self.stack:
+                self._end_value()
+                return self._feed(ch)
+            return False
+        if mode == "literal":
+            word = _LITERALS[self.token[0]]
+            if word.startswith(self.token + ch):
+                self.token += ch
+                if self.token == word:
+                    self._end_value()
+                return True
+            return False
+        if ch in WHITESPACE:
+            return True
+        if mode == "value":
+            return self._start_value(ch)
+        if mode == "key":
+            if ch == '"':
+                self.mode, self.is_key = "string", True
+                return True
+            if ch == "}" and self.first:
+                return self._close("{")
+            return False
+        if mode == "colon":
+            if ch == ":":
+                self.mode, self.first = "value", False
+                return True
+            return False
+        # after a value inside a container
+        top = self.stack[-1]
+        if ch == ",":
+            self.mode, self.first = ("key" if top == "{" else "value"), False
+            return True
+        if ch in "}]" and (ch == "}") == (top == "{"):
+            return self._close(top)
+        return False
+
+    def _start_value(self, ch: str) -> bool:
+        if not self.stack and self.kind is not None and ch not in _FIRST[self.kind]:
+            return False
+        if ch == "]" and self.stack and self.stack[-1] == "[" and self.first:
+            return self._close("[")
+        if ch in "{[":
+            if len(self.stack) >= self.max_depth:
+                return False
+            self.stack.append(ch)
+            self.mode, self.first = ("key" if ch == "{" else "value"), True
+            return True
+        if ch == '"':
+            self.mode, self.is_key = "string", False
+            return True
+        if ch in "-0123456789":
+            self.mode, self.token = "number", ch
+            return True
+        if ch in _LITERALS:
+            self.mode, self.token = "literal", ch
+            return True
+        return False
+
+    def _string(self, ch: str) -> bool:
+        if self.escape == 1:
+            if ch in '"\\/bfnrt':
+                self.escape = 0
+                return True
+            if ch == "u":
+                self.escape = 2
+                return True
+            return False
+        if self.escape >= 2:
+            if ch in "0123456789abcdefABCDEF":
+                self.escape = 0 if self.escape == 5 else self.escape + 1
+                return True
+            return False
+        if ch == "\\":
+            self.escape = 1
+            return True
+        if ch == '"':
+            if self.is_key:
+                self.mode, self.is_key = "colon", False
+            else:
+                self._end_value()
+            return True
+        return ord(ch) >= 0x20
+
+    def _end_value(self) -> None:
+        self.token = ""
+        self.mode = "after" if self.stack else "done"
+
+    def _close(self, opener: str) -> bool:
+        self.stack.pop()
+        self._end_value()
+        return True
+
+    def closing(self) -> str:
+        """The shortest text that completes the value from this state."""
+        trial, out = self.copy(), ""
+
+        def push(text: str) -> None:
+            nonlocal out
+            for ch in text:
+                if not trial.feed(ch):
+                    raise AssertionError(f"closing {ch!r} refused in mode {trial.mode}")
+            out += text
+
+        for _ in range(4 * (self.max_depth + 2)):
+            if trial.done or (trial.mode == "number" and not trial.stack and trial.can_end()):
+                return out
+            mode = trial.mode
+            if mode == "string":
+                push("0" * (5 - trial.escape + 1) if trial.escape >= 2 else ("n" if trial.escape == 1 else ""))
+                push('"')
+            elif mode == "number":
+                push("0" if not _COMPLETE_NUMBER.fullmatch(trial.token) else (trial.stack[-1] == "{" and "}" or "]"))
+            elif mode == "literal":
+                push(_LITERALS[trial.token[0]][len(trial.token):])
+            elif mode == "colon":
+                push(":null")
+            elif mode == "key":
+                push("}" if trial.first else '"":null')
+            elif mode == "value":
+                if not trial.stack:
+                    push({"string": '""', "array": "[]", "object": "{}", "boolean": "false", "number": "0",
+                          None: "null"}[trial.kind])
+                else:
+                    push("]" if trial.stack[-1] == "[" and trial.first else "null")
+            else:   # after
+                push("}" if trial.stack[-1] == "{" else "]")
+        raise AssertionError("closing did not terminate")
