@@ -69,3 +69,30 @@ def test_nesting_is_bounded():
     checker = JsonPrefix("array")
     assert checker.feed_text("[" * JsonPrefix.max_depth)
     assert not checker.feed("[")
+
+
+@pytest.mark.parametrize(("kind", "good", "bad", "refused_at"), [
+    ("object<array<string>>", '{"genres": ["Comedy", "Drama"], "x": []}', '{"genres": "Comedy"}', 11),
+    ("object<object<number>>", '{"genres": {"Comedy": 1.0, "Horror": -1}}', '{"genres": {"Comedy": "1"}}', 22),
+    ("array<boolean>", "[true, false]", "[true, 1]", 7),
+])
+def test_container_kinds_constrain_their_values(kind, good, bad, refused_at):
+    assert JsonPrefix(kind).feed_text(good)
+    checker = JsonPrefix(kind)
+    for n, ch in enumerate(bad):
+        if not checker.feed(ch):
+            assert n == refused_at
+            break
+    else:
+        pytest.fail(f"{bad!r} accepted as {kind}")
+    for cut in range(1, len(good)):   # every prefix closes to a value of the kind
+        prefix = JsonPrefix(kind)
+        assert prefix.feed_text(good[:cut])
+        closed = json.loads(good[:cut] + prefix.closing())
+        assert JsonPrefix(kind).feed_text(json.dumps(closed)), (good[:cut], closed)
+
+
+def test_a_kind_that_is_not_a_json_type_is_refused():
+    for kind in ("dict", "string<number>", "array<", "object<float>"):
+        with pytest.raises(ValueError, match="not a JSON type"):
+            JsonPrefix(kind)

@@ -16,7 +16,8 @@ reward_app = typer.Typer(no_args_is_help=True, help="Reward models learned from 
 app.add_typer(reward_app, name="reward-model")
 
 BaseUrl = Annotated[str, typer.Option(help="openai: server URL, e.g. http://127.0.0.1:8000/v1 (or FBREC_LLM_BASE_URL)")]
-ModelName = Annotated[str, typer.Option(help="openai: model name (or FBREC_LLM_MODEL)")]
+ModelName = Annotated[str, typer.Option(help="openai: model name (or FBREC_LLM_MODEL); hf: an installed model's "
+                                              "name (default smollm2)")]
 Timeout = Annotated[float, typer.Option("--timeout", help="openai: seconds one request may take, body included")]
 MaxRetries = Annotated[int, typer.Option("--max-retries", help="openai: retries of a failed or busy request")]
 Reasks = Annotated[int, typer.Option("--reasks", help="re-asks of an answer that breaks the task's JSON schema")]
@@ -37,7 +38,9 @@ def profiles(out: Annotated[Path, typer.Option("--out", help="profile folder to 
                                     ] = "OPENAI_API_KEY",
              concurrency: Annotated[int, typer.Option(help="openai: requests in flight")] = 4,
              timeout: Timeout = 60.0, max_retries: MaxRetries = 4, reasks: Reasks = 2,
-             model_dir: Annotated[Path, typer.Option("--model-dir", help="hf: local transformers model folder")] = None,
+             max_tokens: Annotated[int, typer.Option("--max-tokens", help="openai / hf: tokens per answer")] = 256,
+             model_dir: Annotated[Path, typer.Option("--model-dir", help="hf: a transformers model folder or a "
+                                                                       ".gguf file")] = None,
              encoder: Annotated[Path, typer.Option(help="sentence-transformers folder (default: the installed "
                                                         "MiniLM)")] = None,
              item_template: Annotated[str, typer.Option(help="item text template over item columns, e.g. "
@@ -53,8 +56,9 @@ def profiles(out: Annotated[Path, typer.Option("--out", help="profile folder to 
 
     options = {"openai": {"base_url": base_url, "model": model, "api_key_env": api_key_env,
                           "concurrency": concurrency, "timeout": timeout, "max_retries": max_retries,
-                          "reasks": reasks},
-               "hf": {"model_dir": model_dir, "reasks": reasks}}.get(backend, {})
+                          "reasks": reasks, "max_tokens": max_tokens},
+               "hf": {"model_dir": model_dir, "model": model, "reasks": reasks, "max_new_tokens": max_tokens}
+               }.get(backend, {})
     r = build_profiles(out, dataset=dataset, config=config, seed=seed, split=split, min_rating=min_rating,
                        min_level=min_level, backend=backend, backend_options=options, encoder=encoder,
                        item_template=item_template, overwrite=overwrite, track=track, progress=say)
@@ -85,6 +89,23 @@ def parse(command: Annotated[str, typer.Argument(help='what the user asks for, e
                           backend_options={"base_url": base_url, "model": model, "timeout": timeout,
                                            "max_retries": max_retries, "reasks": reasks})
     typer.echo(json.dumps(prefs))
+
+
+@app.command()
+def serve(model: Annotated[str, typer.Option(help="an installed model's name")] = "smollm2",
+          model_dir: Annotated[Path, typer.Option("--model-dir", help="or a transformers model folder / .gguf "
+                                                                      "file")] = None,
+          host: Annotated[str, typer.Option(help="address to listen on (loopback by default)")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="port")] = 8000,
+          max_new_tokens: Annotated[int, typer.Option(help="default answer budget in tokens (a request's "
+                                                           "max_tokens overrides it)")] = 256) -> None:
+    """Serve a local language model on the OpenAI chat-completions API (POST /v1/chat/completions, GET /v1/models):
+    point `--backend openai --base-url http://HOST:PORT/v1` (or any OpenAI client) at it. JSON answers are decoded
+    under constraint, so even a small model answers with the requested keys."""
+    from fbrec.api.llm import serve_model
+
+    serve_model(model=None if model_dir else model, model_dir=model_dir, host=host, port=port,
+                max_new_tokens=max_new_tokens, progress=say)
 
 
 @reward_app.command("train")

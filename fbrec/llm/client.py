@@ -20,22 +20,57 @@ class LLMAnswerError(FbrecError):
     """A backend's answer stayed invalid after its re-asks."""
 
 
+_PYTHON = {"string": str, "number": (int, float), "boolean": bool, "array": list, "object": dict}
+
+
+def _kind_problems(value, kind: str, where: str) -> list[str]:
+    """What keeps value from being a JSON value of kind (see fbrec.llm.jsonprefix for the kind grammar)."""
+    from fbrec.llm.jsonprefix import split_kind
+
+    base, child = split_kind(kind)
+    if not isinstance(value, _PYTHON[base]) or (base == "number" and isinstance(value, bool)):
+        return [f"{where} is a {type(value).__name__}, not a {base}"]
+    if child is None:
+        return []
+    parts = value.items() if base == "object" else enumerate(value)
+    return [p for k, v in parts for p in _kind_problems(v, child, f"{where}[{k!r}]")]
+
+
+def kind_json_schema(kind: str) -> dict:
+    """A kind as JSON Schema: "object<array<string>>" -> an object whose additionalProperties are string arrays."""
+    from fbrec.llm.jsonprefix import split_kind
+
+    base, child = split_kind(kind)
+    out: dict = {"type": base}
+    if child is not None:
+        out["additionalProperties" if base == "object" else "items"] = kind_json_schema(child)
+    return out
+
+
 @dataclass(frozen=True)
 class Schema:
-    """The answer's JSON object: required keys and their types ("string", "number", "boolean", "array", "object")."""
+    """The answer's JSON object: required keys and their kinds: "string", "number", "boolean", "array", "object", or
+    a container of a kind ("array<string>", "object<array<string>>")."""
 
     required: dict[str, str]
 
     def describe(self) -> str:
         return json.dumps({k: f"<{t}>" for k, t in self.required.items()})
 
+    def json_schema(self, name: str) -> dict:
+        """The OpenAI `response_format` that constrains an answer to this object (json_schema, strict)."""
+        properties = {k: kind_json_schema(t) for k, t in self.required.items()}
+        return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": {
+            "type": "object", "properties": properties, "required": list(self.required),
+            "additionalProperties": False}}}
+
     def problems(self, answer) -> list[str]:
         if not isinstance(answer, dict):
             return [f"the answer is a {type(answer).__name__}, not a JSON object"]
-        kinds = {"string": str, "number": (int, float), "boolean": bool, "array": list, "object": dict}
         out = [f"missing key {k!r}" for k in self.required if k not in answer]
-        out += [f"key {k!r} is a {type(answer[k]).__name__}, not a {t}" for k, t in self.required.items()
-                if k in answer and not isinstance(answer[k], kinds[t])]
+        for k, t in self.required.items():
+            if k in answer:
+                out += _kind_problems(answer[k], t, f"key {k!r}")
         out += [f"key {k!r} is empty" for k, t in self.required.items()
                 if t == "string" and isinstance(answer.get(k), str) and not answer[k].strip()]
         return out

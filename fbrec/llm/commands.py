@@ -150,7 +150,8 @@ def _years(clause: str, vocab: Vocabulary, prefs: Preferences) -> None:
         prefs.min_year = vocab.years[1] - 9
 
 
-COMMAND_SCHEMA = Schema({"include": "object", "exclude": "object", "boost": "object"})
+COMMAND_SCHEMA = Schema({"include": "object<array<string>>", "exclude": "object<array<string>>",
+                         "boost": "object<object<number>>"})
 
 
 def parse_command(text: str, vocab: Vocabulary, backend: Backend | None = None) -> Preferences:

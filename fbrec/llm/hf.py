@@ -118,7 +118,7 @@ class HFBackend:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
 
-    def _generate(self, messages: list[dict]) -> tuple[str, int, int]:
+    def generate_text(self, messages: list[dict]) -> tuple[str, int, int]:
         import torch
 
         ids = self.tokenizer(self._prompt(messages), return_tensors="pt").to(self.device)
@@ -150,8 +150,8 @@ class HFBackend:
         def read(ids: list[int] | torch.Tensor) -> None:
             ids = torch.as_tensor(ids, device=self.device).reshape(1, -1)
             with torch.no_grad():
-                out = self.lm(input_ids=ids, past_key_values=state["past"], use_cache=True)
-            state["past"], state["logits"] = out.past_key_values, out.logits[0, -1]
+                out = self.lm(input_ids=ids, cache=state["past"], use_cache=True)
+            state["past"], state["logits"] = out.cache, out.logits[0, -1]
 
         def fixed(text: str) -> None:
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -198,7 +198,7 @@ class HFBackend:
     def complete(self, messages: list[dict], schema: Schema | None) -> tuple[str, int, int]:
         if schema is not None and self.constrained:
             return self.generate_json(messages, schema.required)
-        return self._generate(messages)
+        return self.generate_text(messages)
 
     def run(self, tasks: list[Task]) -> list[Completion]:
         out = []

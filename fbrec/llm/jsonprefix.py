@@ -2,8 +2,9 @@
 expected type, and is the value complete?
 
 `JsonPrefix(kind)` takes characters one at a time (`feed`); a character that could not continue a JSON value of
-`kind` ("string", "number", "boolean", "array", "object", or None for any) is refused and leaves the state as it
-was. `copy()` is cheap, so a decoder can try a token's characters on a copy and keep it only when all of them
+`kind` is refused and leaves the state as it was. A kind is "string", "number", "boolean", "array", "object", None
+(any value), or a container of a kind: "array<string>" (an array of strings), "object<array<string>>" (an object whose
+values are arrays of strings), "object<object<number>>". `copy()` is cheap, so a decoder can try a token's characters on a copy and keep it only when all of them
 fit. `closing()` is the shortest text that ends the value from here (used when a token budget runs out)."""
 
 from __future__ import annotations
@@ -14,7 +15,22 @@ _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)?(\.[0-9]*)?([eE][+-]?[0-9]*)?")
 _COMPLETE_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _FIRST = {"string": '"', "array": "[", "object": "{", "boolean": "tf", "number": "-0123456789"}
 _LITERALS = {"t": "true", "f": "false", "n": "null"}
+_EMPTY = {"string": '""', "number": "0", "boolean": "false", "array": "[]", "object": "{}", None: "null"}
 WHITESPACE = " \t\n\r"
+
+
+def split_kind(kind: str | None) -> tuple[str | None, str | None]:
+    """"object<array<string>>" -> ("object", "array<string>"); "string" -> ("string", None)."""
+    if kind is None:
+        return None, None
+    base, sep, rest = kind.partition("<")
+    if base not in _FIRST or (sep and (base not in ("array", "object") or len(rest) < 2 or not rest.endswith(">"))):
+        raise ValueError(f"kind {kind!r} is not a JSON type (string, number, boolean, array, object, "
+                         "array<KIND>, object<KIND>)")
+    child = rest[:-1] if rest else None
+    if child is not None:
+        split_kind(child)
+    return base, child
 
 
 class JsonPrefix:
@@ -24,10 +40,10 @@ class JsonPrefix:
     max_depth = 8
 
     def __init__(self, kind: str | None = None):
-        if kind is not None and kind not in _FIRST:
-            raise ValueError(f"kind {kind!r} is not one of {sorted(_FIRST)}")
+        split_kind(kind)
         self.kind = kind
         self.stack: list[str] = []        # open containers: "{" or "["
+        self.kinds: list[str | None] = []  # the kind of each open container's values
         self.mode = "value"
         self.first = True                 # the container just opened (a closing bracket may follow at once)
         self.is_key = False               # the string being read is an object key
@@ -38,8 +54,12 @@ class JsonPrefix:
     def copy(self) -> JsonPrefix:
         other = JsonPrefix.__new__(JsonPrefix)
         other.__dict__.update(self.__dict__)
-        other.stack = list(self.stack)
+        other.stack, other.kinds = list(self.stack), list(self.kinds)
         return other
+
+    def expected(self) -> str | None:
+        """The kind of the value that may start here."""
+        return self.kinds[-1] if self.stack else self.kind
 
     @property
     def done(self) -> bool:
@@ -113,14 +133,16 @@ class JsonPrefix:
         return False
 
     def _start_value(self, ch: str) -> bool:
-        if not self.stack and self.kind is not None and ch not in _FIRST[self.kind]:
-            return False
         if ch == "]" and self.stack and self.stack[-1] == "[" and self.first:
             return self._close("[")
+        base, child = split_kind(self.expected())
+        if base is not None and ch not in _FIRST[base]:
+            return False
         if ch in "{[":
             if len(self.stack) >= self.max_depth:
                 return False
             self.stack.append(ch)
+            self.kinds.append(child)
             self.mode, self.first = ("key" if ch == "{" else "value"), True
             return True
         if ch == '"':
@@ -165,6 +187,7 @@ class JsonPrefix:
 
     def _close(self, opener: str) -> bool:
         self.stack.pop()
+        self.kinds.pop()
         self._end_value()
         return True
 
@@ -191,15 +214,14 @@ class JsonPrefix:
             elif mode == "literal":
                 push(_LITERALS[trial.token[0]][len(trial.token):])
             elif mode == "colon":
-                push(":null")
+                push(":" + _EMPTY[split_kind(trial.kinds[-1])[0]])
             elif mode == "key":
-                push("}" if trial.first else '"":null')
+                push("}" if trial.first else '"":' + _EMPTY[split_kind(trial.kinds[-1])[0]])
             elif mode == "value":
-                if not trial.stack:
-                    push({"string": '""', "array": "[]", "object": "{}", "boolean": "false", "number": "0",
-                          None: "null"}[trial.kind])
+                if trial.stack and trial.stack[-1] == "[" and trial.first:
+                    push("]")
                 else:
-                    push("]" if trial.stack[-1] == "[" and trial.first else "null")
+                    push(_EMPTY[split_kind(trial.expected())[0]])
             else:   # after
                 push("}" if trial.stack[-1] == "{" else "]")
         raise AssertionError("closing did not terminate")

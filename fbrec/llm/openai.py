@@ -42,7 +42,7 @@ class OpenAIBackend:
 
     def __init__(self, base_url: str | None = None, model: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 60.0, max_retries: int = 4, backoff: float = 0.5, concurrency: int = 4,
-                 reasks: int = 2, temperature: float = 0.0, max_tokens: int = 256, json_mode: bool = True,
+                 reasks: int = 2, temperature: float = 0.0, max_tokens: int = 256, json_mode: str | bool = "schema",
                  cache_dir: str | Path | None = None):
         self.base_url = (base_url or os.environ.get("FBREC_LLM_BASE_URL") or "").rstrip("/")
         self.model = model or os.environ.get("FBREC_LLM_MODEL") or ""
@@ -54,17 +54,25 @@ class OpenAIBackend:
         self.api_key_env, self.api_key = api_key_env, os.environ.get(api_key_env, "")
         self.timeout, self.max_retries, self.backoff = timeout, max_retries, backoff
         self.concurrency, self.reasks, self.temperature = max(1, concurrency), reasks, temperature
-        self.max_tokens, self.json_mode = max_tokens, json_mode
+        # "schema": response_format json_schema with the task's keys (OpenAI, vLLM, `fbrec llm serve`); "object":
+        # json_object, for servers without schemas; "off": no response_format
+        self.json_mode = {True: "schema", False: "off"}.get(json_mode, json_mode)
+        if self.json_mode not in ("schema", "object", "off"):
+            raise ConfigError(f"json_mode={json_mode!r}", rule="json_mode is schema, object or off",
+                              fix="use schema unless the server refuses response_format json_schema")
+        self.max_tokens = max_tokens
         self.cache = None if cache_dir == "" else Path(cache_dir or default_cache_dir())
         self.usage = Usage()
         self._lock = Lock()
         self._session = requests.Session()
 
     # --- one request ---------------------------------------------------------------------------------------
-    def _post(self, messages: list[dict], json_mode: bool) -> dict:
+    def _post(self, messages: list[dict], task: Task) -> dict:
         body = {"model": self.model, "messages": messages, "temperature": self.temperature,
                 "max_tokens": self.max_tokens}
-        if json_mode:
+        if task.schema is not None and self.json_mode == "schema":
+            body["response_format"] = task.schema.json_schema(task.name)
+        elif task.schema is not None and self.json_mode == "object":
             body["response_format"] = {"type": "json_object"}
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         url = f"{self.base_url}/chat/completions"
@@ -144,7 +152,7 @@ class OpenAIBackend:
         messages = task.messages()
         prompt_tokens = completion_tokens = 0
         for attempt in range(1, self.reasks + 2):
-            reply = self._post(messages, self.json_mode and task.schema is not None)
+            reply = self._post(messages, task)
             usage = reply.get("usage") or {}
             prompt_tokens += int(usage.get("prompt_tokens", 0))
             completion_tokens += int(usage.get("completion_tokens", 0))

@@ -90,7 +90,16 @@ class GroundedSimulator:
         return Reaction(clicked, ratings, reasons, ", ".join(parts))
 
 
-SIMULATOR_SCHEMA = Schema({"clicked": "array", "reasons": "object", "command": "string"})
+SIMULATOR_SCHEMA = Schema({"clicked": "array<number>", "reasons": "object<string>", "command": "string"})
+
+
+def _slot(value, size: int) -> int | None:
+    """A slate slot number (1-based) as the model wrote it (1, 1.0 or "1"), or None."""
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(n) if n.is_integer() and 1 <= n <= size else None
 
 
 class LLMSimulator:
@@ -106,8 +115,8 @@ class LLMSimulator:
         listing = "\n".join(f"{n}. {self.texts[i]}" for n, i in enumerate(slate, start=1))
         task = Task("simulate_user", {"profile": self.profiles[user_index], "slate": listing}, SIMULATOR_SCHEMA)
         c = self.backend.run([task])[0]
-        slots = [int(s) for s in c.answer["clicked"] if str(s).isdigit() and 1 <= int(s) <= len(slate)]
-        clicked = [slate[s - 1] for s in slots]
-        reasons = {slate[int(s) - 1]: str(r) for s, r in c.answer["reasons"].items()
-                   if str(s).isdigit() and 1 <= int(s) <= len(slate)}
+        slots = [n for n in (_slot(s, len(slate)) for s in c.answer["clicked"]) if n is not None]
+        clicked = [slate[s - 1] for s in dict.fromkeys(slots)]
+        reasons = {slate[n - 1]: str(r) for s, r in c.answer["reasons"].items()
+                   if (n := _slot(s, len(slate))) is not None}
         return Reaction(clicked, {}, reasons, c.answer["command"], c.generated_by)
