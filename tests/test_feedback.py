@@ -186,6 +186,30 @@ def test_simulate_cli_on_a_real_run_logs_per_round_metrics(tmp_path, monkeypatch
     assert [m.value for m in history] == sorted(m.value for m in history), "the pass rate never falls"
     code, out = _run(["simulate", "--run", run, "--policy", "random"], capsys)
     assert code == 2 and "unknown policy 'random'" in out
+    # a model of users fitted on training feedback only, logged beside the oracle's numbers, not over them
+    code, out = _run(["simulate", "--run", run, "--rounds", "2", "--slate", "5", "--users", "20", "--simulator",
+                      "learned"], capsys)
+    assert code == 0 and "fitted on the" in out and "pages: NUM" in out, out
+    assert [m.step for m in client.get_metric_history(run, "simulate_learned/pages/pass_rate")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(run, "simulate/pages/pass_rate")] == [1, 2, 3]
+    code, out = _run(["simulate", "--run", run, "--simulator", "orcale"], capsys)
+    assert code == 2 and "unknown simulator 'orcale'" in out and "oracle" in out, out
+
+
+def test_the_learned_simulator_clicks_what_its_training_feedback_predicts_without_reading_the_truth():
+    from fbrec.llm.simulator import LearnedSimulator, UserState, fit_click_model
+
+    rng = np.random.default_rng(0)   # two taste groups: users 0-29 click items 0-9, users 30-59 items 10-19
+    users = np.repeat(np.arange(60), 6)
+    items = np.array([rng.choice(np.arange(10) + 10 * (u >= 30), 6, replace=False) for u in range(60)]).ravel()
+    p, q = fit_click_model(users, items, 60, 20, embedding_dim=4, regularization=1.0, seed=0)
+    sim = LearnedSimulator(p, q, [{"taste": [f"group {i // 10}"]} for i in range(20)], ["taste"], seed=0)
+    chance = sim.click_probability(0, list(range(20)))
+    assert chance[:10].mean() > 0.5 and chance[:10].mean() > 5 * chance[10:].mean(), chance
+    clicks = [sim.react_as(0, UserState(np.empty(0, np.int64), set()), list(range(20))).clicked for _ in range(50)]
+    own = sum(i < 10 for c in clicks for i in c)
+    assert own > 5 * max(1, sum(i >= 10 for c in clicks for i in c)), clicks[:5]
+    assert sim.react_as(0, UserState(np.empty(0, np.int64), set()), [0, 1]).generated_by.startswith("learned/v1")
 
 
 def test_ece_by_hand_and_the_reliability_table():

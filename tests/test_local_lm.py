@@ -123,3 +123,21 @@ def test_the_hf_backend_loads_the_installed_model_by_name_and_answers_every_task
         answer = backend.run([task])[0]
         assert not schema.problems(answer.answer), answer.text
         assert answer.generated_by == "hf:smollm2" and answer.completion_tokens > 0
+
+
+def test_simulate_with_the_language_model_answering_as_the_user(local_lm, tmp_path, monkeypatch, capsys):
+    from mlflow.tracking import MlflowClient
+    from test_cli import _run
+
+    monkeypatch.chdir(tmp_path)
+    code, out = _run(["train", "--config", "bpr_synthetic", "--trainer.max_epochs=1"], capsys)
+    assert code == 0, out
+    run = out.split("MLflow run ")[1].split()[0]
+    code, out = _run(["simulate", "--run", run, "--rounds", "2", "--slate", "3", "--users", "2", "--policy", "adapts",
+                      "--simulator", "llm", "--backend", "openai", "--base-url", f"{local_lm}/v1", "--model",
+                      "smollm2", "--timeout", "300"], capsys)
+    assert code == 0 and "language model" in out and "adapts: NUM" in out, out
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert [m.step for m in client.get_metric_history(run, "simulate_llm/adapts/hit_rate")] == [1, 2]
+    examples = json.loads(Path(client.download_artifacts(run, "simulate_llm/examples.json", str(tmp_path))).read_text())
+    assert examples and all(e["generated_by"] == "openai:smollm2" for e in examples), examples

@@ -180,14 +180,17 @@ def export(run_id: str, out: str | Path, *, index: str = "Flat", search_params: 
 
 
 def simulate(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 200, seed: int = 0,
-             policies: Sequence[str] = ("same", "pages", "adapts"), reward_model: str | Path | None = None):
-    """Multi-round evaluation with simulated users (see fbrec.api.runs.simulate_run); a reward model adds the
-    "reward" policy. Returns the SessionResult (per_round, per_session, examples)."""
+             policies: Sequence[str] = ("same", "pages", "adapts"), reward_model: str | Path | None = None,
+             simulator: str = "oracle", backend: str = "openai", backend_options: dict | None = None):
+    """Multi-round evaluation with simulated users (see fbrec.api.runs.simulate_run): simulator "oracle" (held-out
+    truth), "learned" (a click model fitted on training feedback) or "llm" (a language model through `backend`); a
+    reward model adds the "reward" policy. Returns the SessionResult (per_round, per_session, examples)."""
     policies = list(policies)
     if reward_model is not None and "reward" not in policies:
         policies.append("reward")
     return simulate_run(run_id, rounds=rounds, slate=slate, users=users, seed=seed, policies=policies,
-                        reward_model=reward_model)
+                        reward_model=reward_model, simulator=simulator, backend=backend,
+                        backend_options=backend_options)
 
 
 @dataclass

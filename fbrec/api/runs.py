@@ -76,10 +76,17 @@ def export_run(run_id: str, out: str | Path, *, index: str = "Flat", search_para
     return manifest
 
 
+SIMULATORS = ("oracle", "learned", "llm")
+
+
 def simulate_run(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 200, seed: int = 0,
-                 policies=("same", "pages", "adapts"), reward_model: str | Path | None = None):
-    """Multi-round evaluation of a run with the grounded (oracle) simulator on its test users; logged to the run
-    under simulate/. reward_model: a folder of `fbrec llm reward-model train` for the "reward" policy (a re-ranker).
+                 policies=("same", "pages", "adapts"), reward_model: str | Path | None = None,
+                 simulator: str = "oracle", backend: str = "openai", backend_options: dict | None = None):
+    """Multi-round evaluation of a run on its test users; logged to the run under simulate/ (oracle),
+    simulate_learned/ or simulate_llm/. reward_model: a folder of `fbrec llm reward-model train` for the "reward"
+    policy (a re-ranker). simulator: "oracle" (clicks are the held-out items: checks the harness, not a model of
+    users), "learned" (clicks drawn from a WMF fitted on the run's training split only, template words) or "llm" (a
+    language model answers as the user through `backend`, e.g. openai with base_url and model, or hf).
     Returns the SessionResult."""
     import numpy as np
 
@@ -93,6 +100,10 @@ def simulate_run(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 
 
     for name, value in (("rounds", rounds), ("slate", slate), ("users", users)):
         check_positive(name, value)
+    if simulator not in SIMULATORS:
+        from fbrec.errors import UnknownNameError
+
+        raise UnknownNameError("simulator", simulator, SIMULATORS)
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         from fbrec.errors import UnknownNameError
@@ -107,7 +118,7 @@ def simulate_run(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 
     # simulator talks about and the parser and the preferences read
     taste = pl.Series("taste", taste_values(table, data.name), dtype=pl.List(pl.String))
     items = table.select(ITEM_INDEX).with_columns(taste)
-    simulator = GroundedSimulator([{"taste": t} for t in taste.to_list()], ["taste"], seed=seed)
+    grounded = GroundedSimulator([{"taste": t} for t in taste.to_list()], ["taste"], seed=seed)
     seen: dict[int, np.ndarray] = {}
     for frame in (data.train, data.val):
         for (u,), g in frame.group_by(USER_INDEX):
@@ -119,18 +130,46 @@ def simulate_run(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 
     pick = np.random.default_rng(seed).permutation(sorted(truth))[:users]
     states = {int(u): UserState(seen.get(int(u), np.empty(0, np.int64)), truth[int(u)]) for u in pick}
     for state in states.values():
-        state.taste = simulator.taste(state.history)
+        state.taste = grounded.taste(state.history)
     vocab = Vocabulary.from_items(items)
     if "reward" in policies and reward_model is None:
         raise ConfigError("policy 'reward' without a reward model", rule="it re-ranks by a reward model's score",
                           fix="pass --reward-model DIR (from `fbrec llm reward-model train`) or drop the policy")
     reward = _reward_scorer(reward_model, data) if reward_model is not None else None
-    result = simulate(art.user_embeddings, art.item_embeddings, seen, states,
-                      lambda u, s, shown: simulator.react(s, shown), lambda text: parse_command_offline(text, vocab),
+    react = _simulator(simulator, grounded, data, table, taste, seed, backend, backend_options)
+    result = simulate(art.user_embeddings, art.item_embeddings, seen, states, react,
+                      lambda text: parse_command_offline(text, vocab),
                       items, np.bincount(data.train[ITEM_INDEX].to_numpy(), minlength=data.num_items),
                       rounds=rounds, slate=slate, policies=policies, reward=reward)
-    log_sessions(run_id, result.per_round, result.per_session, result.examples, default_tracking_uri())
+    prefix = "simulate" if simulator == "oracle" else f"simulate_{simulator}"
+    log_sessions(run_id, result.per_round, result.per_session, result.examples, default_tracking_uri(),
+                 prefix=prefix)
     return result
+
+
+def _simulator(kind: str, grounded, data, table, taste, seed: int, backend: str, backend_options: dict | None):
+    """react(user index, UserState, slate) -> Reaction for the chosen simulator."""
+    from fbrec.types import ITEM_INDEX, USER_INDEX
+
+    if kind == "oracle":
+        return lambda u, s, shown: grounded.react(s, shown)
+    if kind == "learned":
+        from fbrec.llm.simulator import LearnedSimulator, fit_click_model
+
+        users, items = data.train[USER_INDEX].to_numpy(), data.train[ITEM_INDEX].to_numpy()
+        p, q = fit_click_model(users, items, data.num_users, data.num_items, seed=seed)
+        learned = LearnedSimulator(p, q, [{"taste": t} for t in taste.to_list()], ["taste"], seed=seed)
+        return learned.react_as
+    from fbrec.llm import make_backend
+    from fbrec.llm.simulator import LLMSimulator
+    from fbrec.llm.text import default_template, item_texts
+
+    texts = item_texts(table.sort(ITEM_INDEX), default_template(data.name, table))
+    profiles = [""] * data.num_users
+    for (u,), g in data.train.group_by(USER_INDEX):   # what the user liked in training, most recent last
+        profiles[u] = "Liked before: " + "; ".join(texts[i] for i in g[ITEM_INDEX].to_list()[-10:])
+    llm = LLMSimulator(make_backend(backend, **(backend_options or {})), texts, profiles)
+    return lambda u, s, shown: llm.react(u, shown)
 
 
 def _reward_scorer(path, data):

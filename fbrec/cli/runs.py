@@ -103,16 +103,29 @@ def simulate(run: RunId, rounds: Annotated[int, typer.Option(help="rounds per se
              policy: Annotated[list[str], typer.Option("--policy", help="same | pages | adapts | reward (repeat)")
                                ] = ["same", "pages", "adapts"],  # noqa: B006
              reward_model: Annotated[Path, typer.Option("--reward-model", help="a reward-model folder: adds the "
-                                                        "'reward' policy (re-ranks by P[positive])")] = None) -> None:
-    """Multi-round evaluation with simulated users (the offline simulator is an oracle on held-out items): per-round
-    hit rate, recall, NDCG and pass rate, session NUM and sDCG; logged to the run under simulate/."""
+                                                        "'reward' policy (re-ranks by P[positive])")] = None,
+             simulator: Annotated[str, typer.Option(help="oracle (held-out truth) | learned (a click model fitted "
+                                                        "on training feedback) | llm (a language model)")] = "oracle",
+             backend: Annotated[str, typer.Option(help="llm: openai | hf")] = "openai",
+             base_url: Annotated[str, typer.Option(help="llm/openai: server URL (or FBREC_LLM_BASE_URL)")] = None,
+             model: Annotated[str, typer.Option(help="llm: model name (openai; or FBREC_LLM_MODEL) or an "
+                                                    "installed model (hf, default smollm2)")] = None,
+             timeout: Annotated[float, typer.Option(help="llm/openai: seconds one request may take")] = 120.0
+             ) -> None:
+    """Multi-round evaluation with simulated users: per-round hit rate, recall, NDCG and pass rate, session NUM and
+    sDCG; logged to the run under simulate/ (oracle), simulate_learned/ or simulate_llm/."""
     import fbrec.api
 
+    options = {"openai": {"base_url": base_url, "model": model, "timeout": timeout},
+               "hf": {"model": model}}.get(backend, {})
     result = fbrec.api.simulate(run, rounds=rounds, slate=slate, users=users, seed=seed, policies=policy,
-                                reward_model=reward_model)
+                                reward_model=reward_model, simulator=simulator, backend=backend,
+                                backend_options=options)
+    what = {"oracle": "grounded oracle on held-out items, not a model of users",
+            "learned": "clicks drawn from a WMF fitted on the training split, template words",
+            "llm": f"a language model through the {backend} backend"}.get(simulator, simulator)
     table = Table("policy", "round", "hit rate", f"recall@{slate}", f"ndcg@{slate}", "pass rate",
-                  title=f"{users} simulated users x {rounds} rounds (simulator: grounded oracle on held-out items, "
-                        "not a model of users)")
+                  title=f"{users} simulated users x {rounds} rounds (simulator: {what})")
     for row in result.per_round.iter_rows(named=True):
         table.add_row(row["policy"], str(row["round"]), f"{row['hit_rate']:.3f}", f"{row['recall']:.3f}",
                       f"{row['ndcg']:.3f}", f"{row['pass_rate']:.3f}")

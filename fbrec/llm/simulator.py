@@ -68,6 +68,10 @@ class GroundedSimulator:
             clicked = [i for i in slate if self.rng.random() < user.relevance[i]]
         else:
             clicked = [i for i in slate if i in user.truth]
+        return self.words(user, slate, clicked)
+
+    def words(self, user: UserState, slate: list[int], clicked: list[int], generated_by: str = ORACLE) -> Reaction:
+        """Template ratings, reasons and a next command for these clicks (over the attributes that drive them)."""
         liked = Counter(v for i in clicked for v in _values(self.attributes[i], self.columns))
         reasons, ratings = {}, {}
         favourite = {v for v, _ in user.taste.most_common(5)}
@@ -87,7 +91,54 @@ class GroundedSimulator:
             parts.append(f"more {liked.most_common(1)[0][0]}")
         if skipped:
             parts.append(f"fewer {skipped.most_common(1)[0][0]}")
-        return Reaction(clicked, ratings, reasons, ", ".join(parts))
+        return Reaction(clicked, ratings, reasons, ", ".join(parts), generated_by)
+
+
+LEARNED = "learned/v1 (clicks ~ Bernoulli(clip(p_u . q_i, 0, 1)) of a WMF fitted on training feedback; template words)"
+
+
+def fit_click_model(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int, *, embedding_dim: int = 32,
+                    alpha: float = 5.0, regularization: float = 50.0, sweeps: int = 10, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """WMF (Hu et al. 2008) on the exact all-pairs objective, solved by alternating least squares: targets 1 on the
+    training pairs and 0 elsewhere, so p_u . q_i estimates how likely u clicks i. (user, item) vectors."""
+    import torch
+
+    from fbrec.losses.allpairs import ObservedPairs, solve_rows
+
+    keys = np.unique(users.astype(np.int64) * num_items + items.astype(np.int64))
+    n = len(keys)
+    pairs = ObservedPairs(torch.from_numpy(keys // num_items), torch.from_numpy(keys % num_items),
+                          torch.full((n,), 1.0 + alpha), torch.ones(n))
+    g = torch.Generator().manual_seed(seed)
+    p = 0.01 * torch.randn(num_users, embedding_dim, generator=g)
+    q = 0.01 * torch.randn(num_items, embedding_dim, generator=g)
+    by_item = pairs.transposed()
+    for _ in range(sweeps):
+        p = solve_rows(p, q, pairs, regularization, cg_steps=3)
+        q = solve_rows(q, p, by_item, regularization, cg_steps=3)
+    return p.numpy(), q.numpy()
+
+
+class LearnedSimulator(GroundedSimulator):
+    """A model of users fitted on training feedback only: each slate item is clicked with probability
+    clip(p_u . q_i, 0, 1) from `fit_click_model` (seeded draws), and the words come from the oracle's templates. It
+    never reads held-out items, so its agreement with held-out behaviour measures it."""
+
+    name = "learned"
+
+    def __init__(self, user_vectors: np.ndarray, item_vectors: np.ndarray, item_attributes: list[dict],
+                 taste_columns: list[str], seed: int = 0):
+        super().__init__(item_attributes, taste_columns, seed)
+        self.user_vectors, self.item_vectors = user_vectors, item_vectors
+
+    def click_probability(self, user: int, items: list[int]) -> np.ndarray:
+        return np.clip(self.item_vectors[items] @ self.user_vectors[user], 0.0, 1.0)
+
+    def react_as(self, user: int, state: UserState, slate: list[int]) -> Reaction:
+        chance = self.click_probability(user, slate)
+        clicked = [i for i, p in zip(slate, chance, strict=True) if self.rng.random() < p]
+        return self.words(state, slate, clicked, LEARNED)
 
 
 SIMULATOR_SCHEMA = Schema({"clicked": "array<number>", "reasons": "object<string>", "command": "string"})
