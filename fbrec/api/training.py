@@ -287,6 +287,10 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None, regi
         raise
     if outcome is None:
         return None
+    provenance = getattr(getattr(model, "alignment", None), "provenance", None)
+    if rank0 and provenance:   # an aligned run says whose profiles it learned from (template or language model)
+        for key, value in provenance.items():
+            client.set_tag(outcome.run_id, key, value)
     if objects is not None:
         objects["outcome"] = outcome
     return outcome.run_id

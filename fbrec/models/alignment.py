@@ -16,11 +16,14 @@ across users and across items: the control that tells a lift from the profiles f
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from fbrec._checks import check_fraction, check_positive
-from fbrec.data.profiles import ProfileSet
+from fbrec.data.profiles import MANIFEST, ProfileSet
 from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.losses import alignment_nce
 from fbrec.nn import Projection
@@ -71,6 +74,14 @@ class ProfileAlignment(nn.Module):
         if self.shuffled_seed is not None:
             profiles = profiles.shuffled(self.shuffled_seed)
         self.manifest = profiles.manifest
+        m = profiles.manifest
+        # where the profiles came from, for the run's tags (fbrec.api.training logs them)
+        self.provenance = {"profiles.backend": str(m.get("backend")), "profiles.model": str(m.get("model")),
+                           "profiles.is_language_model": str(bool(m.get("is_language_model"))).lower(),
+                           "profiles.generated_by": ",".join(m.get("generated_by", [])),
+                           "profiles.manifest_sha256": hashlib.sha256(
+                               (Path(self.profiles) / MANIFEST).read_bytes()).hexdigest(),
+                           "profiles.shuffled_seed": str(self.shuffled_seed)}
         users, user_mask, items, item_mask = profiles.aligned(data.user_map, data.item_map)
         for name, value in (("user_profiles", users), ("item_profiles", items), ("user_has", user_mask),
                             ("item_has", item_mask)):
