@@ -138,7 +138,7 @@ def test_popularity_normalised_by_users_is_the_items_click_rate():
     est = PopularityPropensity(eta=1.0, min_propensity=0.01, normalise="users", num_users=8)
     est.fit(np.array([0, 0, 0, 0, 1, 2, 2]), num_items=4)
     np.testing.assert_allclose(est.item_propensity_, [0.5, 0.125, 0.25, 0.01])
-    with pytest.raises(ConfigError, match="normalise='users' without num_users"):
+    with pytest.raises(ConfigError, match="normalise=.users. without num_users"):
         PopularityPropensity(normalise="users").fit(np.array([0]), num_items=2)
     with pytest.raises(Exception, match="propensity normalisation"):
         PopularityPropensity(normalise="mean")
@@ -152,3 +152,18 @@ def test_a_dense_propensity_matrix_with_a_bad_cell_names_its_line_and_column():
     with pytest.raises(DataValidationError, match=r"1 cells are not in \(0, 1\] \(line 3, column 2: 0.0\)"):
         dense_pair_propensities(matrix, source="m")
     assert dense_pair_propensities(np.full((2, 2), 0.5), source="m").height == 4
+
+
+def test_calibrated_popularity_exposures_explain_the_clicks_at_the_surveyed_relevance_rate():
+    items = np.array([0] * 30 + [1] * 10 + [2] * 5)                          # 45 clicks by 100 users
+    est = PopularityPropensity(eta=0.5, normalise="calibrated", num_users=100, relevance_rate=0.25,
+                               min_propensity=1e-6).fit(items, num_items=4)
+    theta = est.item_propensity_
+    assert theta.sum() == pytest.approx(45 / (100 * 0.25))                  # sum_i theta_i = clicks / (U x rate)
+    users = PopularityPropensity(eta=0.5, normalise="users", num_users=100, min_propensity=1e-6).fit(items, 4)
+    np.testing.assert_allclose(theta[:3] / theta[0], users.item_propensity_[:3] / users.item_propensity_[0])
+    assert theta[3] == 1e-6                                                  # never clicked: the floor
+    with pytest.raises(ConfigError, match="without relevance_rate"):
+        PopularityPropensity(normalise="calibrated", num_users=5)
+    with pytest.raises(ConfigError, match="relevance_rate"):
+        PopularityPropensity(normalise="calibrated", num_users=5, relevance_rate=1.5)

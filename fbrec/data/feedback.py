@@ -107,7 +107,8 @@ class FeedbackData:
         if samp.label not in ("binary", "level"):
             raise UnknownNameError("label kind", samp.label, ["binary", "level"])
         self.propensity_name, self.eval_candidates, self.label = name, ev.candidates, samp.label
-        self.propensity = (PopularityPropensity(exposure.eta, exposure.min_propensity, exposure.normalise)
+        self.propensity = (PopularityPropensity(exposure.eta, exposure.min_propensity, exposure.normalise,
+                                                relevance_rate=getattr(exposure, "relevance_rate", None))
                            if name == "popularity" else None)
         self.propensity_path = getattr(exposure, "path", None)
         self.noise_rate, self.positive_pool = samp.noise_rate, samp.positive_pool

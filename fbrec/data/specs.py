@@ -102,12 +102,17 @@ class Exposure:
 
 class PopularityExposure(Exposure):
     """Each item's propensity estimated on the training split, (n_i / N)^eta floored at min_propensity, with N the
-    most clicked item's count (normalise "max") or the number of users ("users"): fbrec.propensity."""
+    most clicked item's count (normalise "max") or the number of users ("users"), or the users form scaled so the
+    exposures explain the clicks given the relevant share of a small MCAR sample ("calibrated", with
+    relevance_rate): fbrec.propensity."""
 
     name = "popularity"
 
-    def __init__(self, eta: float = 0.5, min_propensity: float = 1e-3, normalise: str = "max"):
+    def __init__(self, eta: float = 0.5, min_propensity: float = 1e-3, normalise: str = "max",
+                 relevance_rate: float | None = None):
         self.eta, self.min_propensity, self.normalise = eta, min_propensity, normalise
+        if relevance_rate is not None:   # (only when set: configs logged before it existed compare equal)
+            self.relevance_rate = relevance_rate
 
 
 class DatasetExposure(Exposure):

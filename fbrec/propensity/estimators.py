@@ -41,6 +41,10 @@ class PopularityPropensity:
     users (normalise="users", the item's click rate, Saito ICTIR 2020's Coat code): the max form is right in ranking,
     far too large in scale when exposure is rare (benchmarks/RESULTS.md, mnar-propensity-scale).
 
+    normalise="calibrated" scales the users form so that the exposures explain the clicks: sum_i theta_i =
+    clicks / (users x relevance_rate), relevance_rate being the share of relevant pairs in a small MCAR sample (a
+    random-exposure survey such as Coat's or Yahoo! R3's test, or one you run); E[clicks] = sum_ui theta_i gamma_ui.
+
     eta = 0.5 follows both. Items with no clicks get the floor, not a NaN: counting with bincount(minlength=
     num_items) avoids the misaligned array that `np.unique` counts give (research note)."""
 
@@ -48,14 +52,21 @@ class PopularityPropensity:
     min_propensity: float = 1e-3
     normalise: str = "max"
     num_users: int | None = None
+    relevance_rate: float | None = None
     item_counts_: np.ndarray = field(default=None, init=False, repr=False)
     item_propensity_: np.ndarray = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         check_positive("eta", self.eta, strict=False)
         check_fraction("min_propensity", self.min_propensity, high_open=False)
-        if self.normalise not in ("max", "users"):
-            raise UnknownNameError("propensity normalisation", self.normalise, ["max", "users"])
+        if self.normalise not in ("max", "users", "calibrated"):
+            raise UnknownNameError("propensity normalisation", self.normalise, ["max", "users", "calibrated"])
+        if self.normalise == "calibrated":
+            if self.relevance_rate is None:
+                raise ConfigError("normalise='calibrated' without relevance_rate",
+                                  rule="the scale is fitted to the relevant share of an MCAR sample",
+                                  fix="pass relevance_rate= (relevant pairs / pairs in your random-exposure sample)")
+            check_fraction("relevance_rate", self.relevance_rate, high_open=False)
 
     def fit(self, item_index: np.ndarray, num_items: int) -> PopularityPropensity:
         counts = np.bincount(np.asarray(item_index, dtype=np.int64), minlength=num_items).astype(np.float64)
@@ -63,11 +74,14 @@ class PopularityPropensity:
             raise DataValidationError("no training clicks to estimate propensities from",
                                       rule="fit needs at least one click", fix="check the training split")
         self.item_counts_ = counts
-        if self.normalise == "users" and not self.num_users:
-            raise ConfigError("normalise='users' without num_users", rule="the click rate divides by the users",
-                              fix="pass num_users= (FeedbackDataModule does)")
+        if self.normalise != "max" and not self.num_users:
+            raise ConfigError(f"normalise={self.normalise!r} without num_users",
+                              rule="the click rate divides by the users", fix="pass num_users= (FeedbackDataModule does)")
         scale = counts.max() if self.normalise == "max" else float(self.num_users)
-        self.item_propensity_ = check_propensity(np.clip((counts / scale) ** self.eta, self.min_propensity, 1.0))
+        raw = (counts / scale) ** self.eta
+        if self.normalise == "calibrated":
+            raw = raw * counts.sum() / (self.num_users * self.relevance_rate * raw.sum())
+        self.item_propensity_ = check_propensity(np.clip(raw, self.min_propensity, 1.0))
         return self
 
 
