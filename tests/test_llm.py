@@ -68,7 +68,7 @@ def _task(text: str) -> Task:
     ('{"profile": "ok"}', []),
     ('Sure: {"profile": "ok"} hope it helps', []),
     ("no json here", ["no JSON object in the answer"]),
-    ('{"profile": 3}', ["key 'profile' is a int, not a string"]),
+    ('{"profile": 3}', ["key 'profile' is an int, not a string"]),
     ('{"other": "x"}', ["missing key 'profile'"]),
     ('{"profile": "  "}', ["key 'profile' is empty"]),
     ('{"profile": "x",}', ["invalid JSON: Expecting property name enclosed in double quotes at character 16"]),
@@ -433,7 +433,8 @@ def test_cli_profiles_through_an_openai_compatible_server(llm_server, tmp_path, 
 
 
 @pytest.mark.parametrize("args, pattern", [
-    (["llm", "profiles", "--dataset", "synthetic", "--out", "p", "--backend", "hf"], "needs a model folder"),
+    (["llm", "profiles", "--dataset", "synthetic", "--out", "p", "--backend", "hf", "--model", "smollm3"],
+     "unknown packaged language model 'smollm3'"),
     (["llm", "profiles", "--dataset", "synthetic", "--out", "p", "--backend", "opnai"], "did you mean 'openai'"),
     (["llm", "profiles", "--out", "p"], "exactly one of --dataset and --config"),
     (["llm", "parse", "no horror", "--dataset", "movielens-100k", "--backend", "hf"], "--backend 'hf'"),

@@ -23,13 +23,17 @@ class LLMAnswerError(FbrecError):
 _PYTHON = {"string": str, "number": (int, float), "boolean": bool, "array": list, "object": dict}
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
 def _kind_problems(value, kind: str, where: str) -> list[str]:
     """What keeps value from being a JSON value of kind (see fbrec.llm.jsonprefix for the kind grammar)."""
     from fbrec.llm.jsonprefix import split_kind
 
     base, child = split_kind(kind)
     if not isinstance(value, _PYTHON[base]) or (base == "number" and isinstance(value, bool)):
-        return [f"{where} is a {type(value).__name__}, not a {base}"]
+        return [f"{where} is {_a(type(value).__name__)}, not {_a(base)}"]
     if child is None:
         return []
     parts = value.items() if base == "object" else enumerate(value)
