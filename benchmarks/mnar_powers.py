@@ -53,7 +53,8 @@ def main() -> None:
                              f"{'holds' if rel > wmf > mf else 'does not hold'} (DCG@5 Rel-MF {rel:.4f}, WMF {wmf:.4f}, "
                              f"MF {mf:.4f})")
     body = ("### MovieLens-100K semi-synthetic across MNAR strength: sampled vs exact objectives\n\n"
-            f"`python -m benchmarks.mnar_powers --write` on {machine()}; mean ± sd over seeds {args.seeds}; each "
+            f"`python -m benchmarks.mnar_powers --powers {' '.join(f'{p:g}' for p in args.powers)} --seeds "
+            f"{' '.join(map(str, args.seeds))} --write` on {machine()}; mean ± sd over seeds {args.seeds}; each "
             "recipe's setting as tuned at p = 1 on validation (`benchmarks.mnar --dataset ml100k_semisynthetic`); "
             "`*_als` recipes solve the exact all-pairs objective (fbrec.models.AllPairsMFModule), the others sample "
             "4 negatives per click. Test: the MCAR ground truth (each user's relevant-but-unclicked items among 50 "
