@@ -3,6 +3,7 @@ backend on a tiny model built here, the offline templates, and profile folders b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import socket
@@ -358,8 +359,7 @@ def test_cli_writes_profiles_from_a_recipe_logs_to_mlflow_and_reuses_the_encoder
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     run = client.search_runs([client.get_experiment_by_name("fbrec").experiment_id])[0]
     assert run.data.metrics["train/alignment_loss"] > 0
-    import hashlib   # the run says whose profiles it learned from, down to the manifest's bytes
-
+    # the run says whose profiles it learned from, down to the manifest's bytes
     assert run.data.tags["profiles.backend"] == "offline" and run.data.tags["profiles.is_language_model"] == "false"
     assert run.data.tags["profiles.generated_by"] == GENERATED_BY
     assert run.data.tags["profiles.manifest_sha256"] == hashlib.sha256(
