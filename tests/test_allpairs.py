@@ -88,8 +88,8 @@ import lightning as L  # noqa: E402
 from fbrec.data.datamodule import FeedbackDataModule  # noqa: E402
 from fbrec.embeddings import register_strategies, whole_table  # noqa: E402
 from fbrec.errors import ConfigError  # noqa: E402
+from fbrec.losses.allpairs import observed_pairs  # noqa: E402
 from fbrec.models import AllPairsMFModule  # noqa: E402
-from fbrec.models.allpairs import observed_pairs  # noqa: E402
 
 
 def _trainer(tmp_path, epochs: int, **kw) -> L.Trainer:

@@ -116,6 +116,7 @@ def test_the_hf_backend_loads_the_installed_model_by_name_and_answers_every_task
     from fbrec.llm.simulator import SIMULATOR_SCHEMA
 
     monkeypatch.setenv("FBREC_CACHE_DIR", str(lm_cache))   # the weights the server converted
+    assert len(list((lm_cache / "llm-models").glob("*/model.safetensors"))) == 1, "the first load caches its weights"
     backend = make_backend("hf", max_new_tokens=24)
     assert backend.model == "smollm2" and backend.is_language_model
     for schema in (PROFILE_SCHEMA, COMMAND_SCHEMA, SIMULATOR_SCHEMA):

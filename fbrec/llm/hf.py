@@ -118,12 +118,12 @@ class HFBackend:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
 
-    def generate_text(self, messages: list[dict]) -> tuple[str, int, int]:
+    def generate_text(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int, int]:
         import torch
 
         ids = self.tokenizer(self._prompt(messages), return_tensors="pt").to(self.device)
         with torch.no_grad():
-            out = self.lm.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False,
+            out = self.lm.generate(**ids, max_new_tokens=max_new_tokens or self.max_new_tokens, do_sample=False,
                                    pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
         new = out[0, ids["input_ids"].shape[1]:]
         return self.tokenizer.decode(new, skip_special_tokens=True), int(ids["input_ids"].shape[1]), int(len(new))
@@ -138,11 +138,14 @@ class HFBackend:
             self._pieces = ["" if i in special or "\ufffd" in t else t for i, t in enumerate(texts)]
         return self._pieces
 
-    def generate_json(self, messages: list[dict], required: dict[str, str] | None) -> tuple[str, int, int]:
+    def generate_json(self, messages: list[dict], required: dict[str, str] | None,
+                      max_new_tokens: int | None = None) -> tuple[str, int, int]:
         """One JSON object: with `required` (key -> JSON type) its keys in that order, each value decoded under
-        its type; without, any object. (text, prompt tokens, tokens read or written after the prompt)."""
+        its type (at most max_new_tokens each, default the backend's); without, any object. (text, prompt tokens,
+        tokens read or written after the prompt)."""
         import torch
 
+        budget = max_new_tokens or self.max_new_tokens
         pieces = self._token_texts()
         prompt = self.tokenizer(self._prompt(messages), return_tensors="pt")["input_ids"].to(self.device)
         state = {"past": None, "logits": None, "count": 0}
@@ -161,7 +164,7 @@ class HFBackend:
 
         def value(checker: JsonPrefix) -> str:
             start = len(checker.text)
-            for _ in range(self.max_new_tokens):
+            for _ in range(budget):
                 chosen = None
                 for t in torch.topk(state["logits"], min(CANDIDATES, len(pieces))).indices.tolist():
                     piece = pieces[t]

@@ -10,6 +10,7 @@ fit. `closing()` is the shortest text that ends the value from here (used when a
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)?(\.[0-9]*)?([eE][+-]?[0-9]*)?")
 _COMPLETE_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
@@ -19,6 +20,7 @@ _EMPTY = {"string": '""', "number": "0", "boolean": "false", "array": "[]", "obj
 WHITESPACE = " \t\n\r"
 
 
+@lru_cache(maxsize=256)   # called for every character a decoder tries
 def split_kind(kind: str | None) -> tuple[str | None, str | None]:
     """"object<array<string>>" -> ("object", "array<string>"); "string" -> ("string", None)."""
     if kind is None:
@@ -116,7 +118,7 @@ class JsonPrefix:
                 self.mode, self.is_key = "string", True
                 return True
             if ch == "}" and self.first:
-                return self._close("{")
+                return self._close()
             return False
         if mode == "colon":
             if ch == ":":
@@ -129,12 +131,12 @@ class JsonPrefix:
             self.mode, self.first = ("key" if top == "{" else "value"), False
             return True
         if ch in "}]" and (ch == "}") == (top == "{"):
-            return self._close(top)
+            return self._close()
         return False
 
     def _start_value(self, ch: str) -> bool:
         if ch == "]" and self.stack and self.stack[-1] == "[" and self.first:
-            return self._close("[")
+            return self._close()
         base, child = split_kind(self.expected())
         if base is not None and ch not in _FIRST[base]:
             return False
@@ -185,7 +187,7 @@ class JsonPrefix:
         self.token = ""
         self.mode = "after" if self.stack else "done"
 
-    def _close(self, opener: str) -> bool:
+    def _close(self) -> bool:
         self.stack.pop()
         self.kinds.pop()
         self._end_value()

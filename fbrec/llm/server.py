@@ -84,15 +84,10 @@ def create_app(backend: HFBackend) -> FastAPI:
         constrained, types = required_types(request.response_format)
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         with lock:
-            budget = backend.max_new_tokens
-            backend.max_new_tokens = request.max_tokens or budget
-            try:
-                if constrained:
-                    text, prompt_tokens, completion_tokens = backend.generate_json(messages, types)
-                else:
-                    text, prompt_tokens, completion_tokens = backend.generate_text(messages)
-            finally:
-                backend.max_new_tokens = budget
+            if constrained:
+                text, prompt_tokens, completion_tokens = backend.generate_json(messages, types, request.max_tokens)
+            else:
+                text, prompt_tokens, completion_tokens = backend.generate_text(messages, request.max_tokens)
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
                 "model": backend.model, "system_fingerprint": "fbrec-greedy" + ("-constrained" if constrained else ""),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],

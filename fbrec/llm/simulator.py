@@ -104,12 +104,10 @@ def fit_click_model(users: np.ndarray, items: np.ndarray, num_users: int, num_it
     training pairs and 0 elsewhere, so p_u . q_i estimates how likely u clicks i. (user, item) vectors."""
     import torch
 
-    from fbrec.losses.allpairs import ObservedPairs, solve_rows
+    from fbrec.losses.allpairs import observed_pairs, solve_rows
 
-    keys = np.unique(users.astype(np.int64) * num_items + items.astype(np.int64))
-    n = len(keys)
-    pairs = ObservedPairs(torch.from_numpy(keys // num_items), torch.from_numpy(keys % num_items),
-                          torch.full((n,), 1.0 + alpha), torch.ones(n))
+    pairs, _ = observed_pairs(users, items, np.ones(len(users)), np.ones(len(users)), objective="wmf",
+                              num_items=num_items, alpha=alpha)
     g = torch.Generator().manual_seed(seed)
     p = 0.01 * torch.randn(num_users, embedding_dim, generator=g)
     q = 0.01 * torch.randn(num_items, embedding_dim, generator=g)

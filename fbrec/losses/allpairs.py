@@ -24,6 +24,7 @@ from __future__ import annotations
 import warnings
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 
@@ -40,6 +41,28 @@ class ObservedPairs(NamedTuple):
         """The same pairs seen from the columns (items), sorted by item."""
         order = torch.argsort(self.col * (int(self.row.max()) + 1 if len(self.row) else 1) + self.row)
         return ObservedPairs(self.col[order], self.row[order], self.confidence[order], self.target[order], self.w0)
+
+
+def observed_pairs(users: np.ndarray, items: np.ndarray, weight: np.ndarray, propensity: np.ndarray, *,
+                   objective: str, num_items: int, alpha: float = 1.0, clip: float | None = None,
+                   unobserved_weight: float = 1.0) -> tuple[ObservedPairs, np.ndarray]:
+    """Training rows -> the distinct observed pairs with their confidence and target (sorted by user, then item),
+    and each row's index into them."""
+    keys = users.astype(np.int64) * num_items + items.astype(np.int64)
+    unique, row_to_pair = np.unique(keys, return_inverse=True)
+    clicks = np.bincount(row_to_pair, weights=weight, minlength=len(unique))       # r_ui: summed click weight
+    if objective == "wmf":
+        confidence, target = unobserved_weight + alpha * clicks, np.ones(len(unique))
+    elif objective == "relmf":
+        theta = np.zeros(len(unique))
+        np.maximum.at(theta, row_to_pair, propensity)         # one propensity per pair (rows of a pair agree)
+        confidence, target = np.ones(len(unique)), 1.0 / np.maximum(theta, clip or 0.0)
+    else:
+        confidence, target = np.ones(len(unique)), np.ones(len(unique))
+    pairs = ObservedPairs(torch.from_numpy(unique // num_items), torch.from_numpy(unique % num_items),
+                          torch.as_tensor(confidence, dtype=torch.float32), torch.as_tensor(target, dtype=torch.float32),
+                          unobserved_weight)
+    return pairs, row_to_pair
 
 
 def gramian(vectors: torch.Tensor) -> torch.Tensor:

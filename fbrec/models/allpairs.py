@@ -28,35 +28,14 @@ from torch import nn
 from fbrec._checks import check_fraction, check_positive
 from fbrec.embeddings import whole_table
 from fbrec.errors import ConfigError
-from fbrec.losses.allpairs import ObservedPairs, all_pairs_loss, gramian, solve_rows
+from fbrec.losses.allpairs import ObservedPairs, all_pairs_loss, gramian, observed_pairs, solve_rows
 from fbrec.models.base import EmbeddingModule
 from fbrec.nn import MatrixFactorization
 from fbrec.types import InteractionBatch
 
 OBJECTIVES = ("wmf", "relmf", "mf")
+__all__ = ["OBJECTIVES", "SOLVERS", "AllPairsMFModule", "observed_pairs"]
 SOLVERS = ("als", "gradient")
-
-
-def observed_pairs(users: np.ndarray, items: np.ndarray, weight: np.ndarray, propensity: np.ndarray, *,
-                   objective: str, num_items: int, alpha: float = 1.0, clip: float | None = None,
-                   unobserved_weight: float = 1.0) -> tuple[ObservedPairs, np.ndarray]:
-    """Training rows -> the distinct observed pairs with their confidence and target (sorted by user, then item),
-    and each row's index into them."""
-    keys = users.astype(np.int64) * num_items + items.astype(np.int64)
-    unique, row_to_pair = np.unique(keys, return_inverse=True)
-    clicks = np.bincount(row_to_pair, weights=weight, minlength=len(unique))       # r_ui: summed click weight
-    if objective == "wmf":
-        confidence, target = unobserved_weight + alpha * clicks, np.ones(len(unique))
-    elif objective == "relmf":
-        theta = np.zeros(len(unique))
-        np.maximum.at(theta, row_to_pair, propensity)         # one propensity per pair (rows of a pair agree)
-        confidence, target = np.ones(len(unique)), 1.0 / np.maximum(theta, clip or 0.0)
-    else:
-        confidence, target = np.ones(len(unique)), np.ones(len(unique))
-    pairs = ObservedPairs(torch.from_numpy(unique // num_items), torch.from_numpy(unique % num_items),
-                          torch.as_tensor(confidence, dtype=torch.float32), torch.as_tensor(target, dtype=torch.float32),
-                          unobserved_weight)
-    return pairs, row_to_pair
 
 
 class AllPairsMFModule(EmbeddingModule):
@@ -115,6 +94,7 @@ class AllPairsMFModule(EmbeddingModule):
         self._pair_rows = torch.from_numpy(np.bincount(row_to_pair, minlength=len(self.pairs.row)))
         self._user_rows = torch.from_numpy(np.bincount(users, minlength=self.num_users)).clamp_min(1)
         self._num_rows = max(1, len(users))
+        self._pair_keys = self.pairs.row * self.num_items + self.pairs.col   # sorted: the batch rows' lookup
 
     # --- als ------------------------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -144,8 +124,7 @@ class AllPairsMFModule(EmbeddingModule):
         p, q = self.embed_pairs(torch.cat([batch.user, torch.zeros_like(every_item)]),
                                 torch.cat([batch.item, every_item]))
         p, q_rows, q_all = p[:B], q[:B], q[B:]
-        keys = self.pairs.row * I + self.pairs.col
-        pair = torch.searchsorted(keys, batch.user * I + batch.item)
+        pair = torch.searchsorted(self._pair_keys, batch.user * I + batch.item)
         c, t = self.pairs.confidence[pair], self.pairs.target[pair]
         s = (p * q_rows).sum(-1)
         w0, reg = self.pairs.w0, self.regularization
