@@ -1,4 +1,4 @@
-"""Language as feedback: the command parser on its labelled set, the reward model (per event and per policy), and
+"""Language as feedback (the command parser: benchmarks.commands): the reward model (per event and per policy), and
 multi-round evaluation with the grounded simulator (an oracle on held-out items, not a model of users) for three
 policies, over seeds.
 
@@ -9,7 +9,6 @@ Per seed: train the dataset's MF recipe (best epoch on validation), then `fbrec 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -18,32 +17,6 @@ import numpy as np
 from benchmarks.common import machine, mean_sd, scratch_tracking, table, write_section
 
 RECIPES = {"movielens-100k": "bpr_movielens100k", "amazon-scientific-text": "mf_amazon"}
-LABELLED = Path(__file__).with_name("data") / "commands_movielens.json"
-
-
-def parser_section() -> str:
-    from fbrec.data.datasets import load_raw
-    from fbrec.llm.commands import Vocabulary, parse_command_offline
-
-    labelled = json.loads(LABELLED.read_text())
-    vocab = Vocabulary.from_items(load_raw("movielens-100k").items)
-    rows, exact = [], 0
-    fields = {"include": [0, 0], "exclude": [0, 0], "boost": [0, 0], "years": [0, 0], "popularity": [0, 0]}
-    for c in labelled["commands"]:
-        got, want = parse_command_offline(c["text"], vocab).to_dict(), c["expect"]
-        exact += got == want
-        for f in fields:
-            keys = ("min_year", "max_year") if f == "years" else (f,)
-            if any(k in want for k in keys):
-                fields[f][1] += 1
-                fields[f][0] += all(got.get(k) == want.get(k) for k in keys)
-        if got != want:
-            rows.append([f"`{c['text']}`", f"`{json.dumps(want)}`", f"`{json.dumps(got)}`"])
-    n = len(labelled["commands"])
-    per_field = ", ".join(f"{f} {ok}/{total}" for f, (ok, total) in fields.items() if total)
-    return (f"#### Command parser (offline rules) on {n} labelled MovieLens commands\n\n"
-            f"{labelled['how_built']}\n\nExact match: **{exact}/{n} ({exact / n:.0%})**; per field (commands that "
-            f"state it): {per_field}. Misses:\n\n" + table(["command", "label", "parsed"], rows))
 
 
 def agreement_section(seeds: list[int], k: int = 10, users: int = 300) -> str:
@@ -143,7 +116,7 @@ def main() -> None:
     start = time.perf_counter()
     scratch_tracking("fbrec-feedback-")
     reward_models, reward_text = reward_section(args.seeds, args.reward_epochs)
-    sections = [parser_section(), reward_text, agreement_section(args.seeds)]
+    sections = [reward_text, agreement_section(args.seeds)]
     for dataset, recipe in RECIPES.items():
         per_round: dict[tuple[str, int], dict[str, list[float]]] = {}
         per_session: dict[str, dict[str, list[float]]] = {}
@@ -173,7 +146,7 @@ def main() -> None:
             + "\n\n" + table(["policy", "NUM (patience 50, reformulation 1)", "sDCG (bq 4)"], session_rows)
             + f"\n\nAdapting to the simulated user's words changes the round-{args.rounds} pass rate by "
               f"{lift:+.3f} against paging.")
-    body = (f"### Language as feedback: command parser and multi-round simulation\n\n"
+    body = (f"### Language as feedback: reward model and multi-round simulation\n\n"
             f"`python -m benchmarks.llm_feedback --write` on {machine()}; mean ± sd over seeds {args.seeds} (each seed "
             f"trains the recipe, samples the users and drives the simulator). The simulator is the grounded "
             f"**oracle**: its clicks are the users' held-out test items and its words are templates over the "

@@ -24,10 +24,8 @@ import time
 
 import numpy as np
 
+from benchmarks.commands import DATA, SETS
 from benchmarks.common import machine, mean_sd, table, write_section
-from benchmarks.llm_feedback import LABELLED
-
-HELD_OUT = LABELLED.with_name("commands_movielens_heldout.json")   # written before any parser change (issue 22)
 
 LOAD = "import time; t = time.perf_counter(); from fbrec.llm.hf import HFBackend; HFBackend(); print(time.perf_counter() - t)"
 
@@ -103,7 +101,8 @@ def main() -> None:
     vocab = Vocabulary.from_items(load_raw("movielens-100k").items)
     backend.max_new_tokens = 24   # per value: a preference object is short (and each token costs ~40 ms here)
     parser_rows = []
-    for name, path in (("the first labelled set", LABELLED), ("the held-out set", HELD_OUT)):
+    for file, name in SETS:
+        path = DATA / file
         labelled = json.loads(path.read_text())["commands"]
         rules = sum(parse_command_offline(c["text"], vocab).to_dict() == c["expect"] for c in labelled)
         llm_exact = refused = 0

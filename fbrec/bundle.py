@@ -422,7 +422,8 @@ class Bundle:
         """The k most interacted allowed items (ties by the lower index), scored by their training counts."""
         if preferences is not None:
             prefs = preferences if isinstance(preferences, Preferences) else Preferences.from_dict(preferences)
-            mask, _ = apply_preferences(prefs, self.items, self.manifest.num_items, self.item_counts)
+            mask, _ = apply_preferences(prefs, self.items, self.manifest.num_items, self.item_counts,
+                                         self.item_embeddings)
             if mask is not None:
                 allowed = mask if allowed is None else allowed & mask
         order = self.popularity_order if allowed is None else self.popularity_order[allowed[self.popularity_order]]
@@ -439,7 +440,8 @@ class Bundle:
         if preferences is None:
             return self.search(query, k, exclude=exclude, allowed=allowed, exact=exact)
         prefs = preferences if isinstance(preferences, Preferences) else Preferences.from_dict(preferences)
-        mask, boost = apply_preferences(prefs, self.items, self.manifest.num_items, self.item_counts)
+        mask, boost = apply_preferences(prefs, self.items, self.manifest.num_items, self.item_counts,
+                                         self.item_embeddings)
         if mask is not None:
             allowed = mask if allowed is None else allowed & mask
         if boost is None:

@@ -9,7 +9,8 @@ real HTTP server:
   broken     -> never JSON (some-broken: only for prompts holding BREAK)
   needs-key  -> HTTP 401 unless Authorization is 'Bearer test-key'
   simulate   -> a simulated user's answer: clicks slot 1, a reason per slot, "more comedies"
-  prefs      -> the preferences {"exclude": {"genres": ["Horror"]}} (bad-prefs: a malformed include)
+  prefs      -> the preferences {"exclude": {"genres": ["Horror"]}} (bad-prefs: a malformed include; prefs-all:
+                the 90s, niche, like "Star Wars (1977)")
 and answers no client should crash on (each a 200 unless said): html (a web page), truncated (half a JSON body),
 short (a Content-Length longer than the body, then the connection closes), list (a JSON list), partial-status (half a
 status line, then close), trickle (a valid answer one byte every 0.2 s), huge (a 50 MB body).
@@ -76,12 +77,17 @@ class Handler(BaseHTTPRequestHandler):
                 return
         content = json.dumps({"profile": f"profile {digest}: {first_user.splitlines()[0][:60]}"})
         if model == "prefs":
-            content = json.dumps({"include": {}, "exclude": {"genres": ["Horror"]}, "boost": {}})
+            content = json.dumps({"include": {}, "exclude": {"genres": ["Horror"]}, "boost": {}, "min_year": 0,
+                                  "max_year": 0, "popularity": "any", "similar_to": []})
+        if model == "prefs-all":
+            content = json.dumps({"include": {}, "exclude": {}, "boost": {}, "min_year": 1990, "max_year": 1999.0,
+                                  "popularity": "niche", "similar_to": ["Star Wars (1977)"]})
         if model == "simulate":   # clicks the first item of the slate, names it, asks for more comedy
             content = json.dumps({"clicked": [1], "reasons": {"1": "looks fun", "2": "not my thing"},
                                   "command": "more comedies"})
         if model == "bad-prefs":
-            content = json.dumps({"include": {"genres": "Horror"}, "exclude": {}, "boost": {}})
+            content = json.dumps({"include": {"genres": "Horror"}, "exclude": {}, "boost": {}, "min_year": 0,
+                                  "max_year": 0, "popularity": "any", "similar_to": []})
         if model == "broken" or (model == "sloppy" and not reasked) or (model == "some-broken" and "BREAK" in prompt):
             content = "Sure! Here is a lovely profile, no JSON though."
         self._send(200, {"id": "x", "object": "chat.completion", "model": model,

@@ -385,6 +385,23 @@ def test_retrieve_applies_a_command_in_words(bundles, capsys):
     code, output = _run(["retrieve", "--bundle", str(bundles["a"]), "--user", "196", "--k", "5", "--command",
                          "only westerns"], capsys)
     assert code == 0 and '"include": {"genres": ["Western"]}' in output, output
+    # "like <title>": the title from the bundle's catalogue, neighbours by the bundle's item embeddings
+    from fbrec.api import retrieve
+    from fbrec.bundle import Bundle
+
+    code, output = _run(["retrieve", "--bundle", str(bundles["a"]), "--user", "196", "--k", "5", "--command",
+                         "more like Star Wars"], capsys)
+    assert code == 0 and '"similar_to": ["Star Wars (1977)"]' in output and '"War"' not in output, output
+    b = Bundle(bundles["a"])
+    star_wars = int(np.flatnonzero(b.items["title"].to_numpy() == "Star Wars")[0])
+    unit = b.item_embeddings / np.maximum(np.linalg.norm(b.item_embeddings, axis=1, keepdims=True), 1e-12)
+    closeness = {}
+    for command in ("more like Star Wars", None):
+        rec = retrieve(bundles["a"], 196, 10, exact=True, command=command)
+        picked = b.item_map.encode(pl.DataFrame({"item": rec.items}), "item", "index")["index"].to_numpy()
+        assert star_wars not in picked.tolist()
+        closeness[command] = float((unit[picked] @ unit[star_wars]).mean())
+    assert closeness["more like Star Wars"] > closeness[None], closeness
     code, output = _run(["retrieve", "--bundle", str(bundles["a"]), "--user", "196", "--k", "5", "--preferences",
                          '{"exclude": {"genres": [1'], capsys)
     assert code == 2 and "--preferences is not JSON" in output

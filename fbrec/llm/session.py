@@ -35,6 +35,7 @@ def _merge(prefs: Preferences, new: Preferences, cap: float = 3.0) -> Preference
     for attribute, values in new.exclude.items():
         prefs.exclude[attribute] = sorted(set(prefs.exclude.get(attribute, [])) | set(values))
     prefs.popularity = new.popularity or prefs.popularity
+    prefs.similar_to = [*prefs.similar_to, *(t for t in new.similar_to if t not in prefs.similar_to)]
     prefs.min_year = new.min_year if new.min_year is not None else prefs.min_year
     prefs.max_year = new.max_year if new.max_year is not None else prefs.max_year
     return prefs
@@ -78,7 +79,7 @@ def simulate(user_vectors: np.ndarray, item_vectors: np.ndarray, seen: dict[int,
                     allowed &= ~shown
                 boost = None
                 if policy == "adapts" and not prefs.empty:
-                    mask, boost = apply_preferences(prefs, items, num_items, item_counts)
+                    mask, boost = apply_preferences(prefs, items, num_items, item_counts, item_vectors)
                     if mask is not None and (allowed & mask).sum() >= slate:
                         allowed &= mask
                 candidates = np.flatnonzero(allowed)
