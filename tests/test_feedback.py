@@ -298,6 +298,34 @@ def test_reward_context_never_sees_the_event_it_scores():
     assert row[:3].tolist() == [0.0, 1.0, 0.0] and row[3:6].tolist() == [0.0, 0.0, 1.0]
 
 
+def test_reward_splits_hold_out_by_user_or_by_time_and_forced_pairs():
+    from fbrec.llm.reward import FeedbackEvents
+
+    n = 10
+    log = pl.DataFrame({"user_index": [0] * n + [1] * n, "item_index": list(range(n)) * 2,
+                        "rating": [5.0, 1.0] * n, "timestamp": list(range(n)) + list(range(n, 0, -1))})
+    by_user = FeedbackEvents.from_ratings(log, split="user", seed=3)
+    for u in (0, 1):   # every user keeps 70% of their events for training, 2 of 10 for test
+        assert np.bincount(by_user.split[by_user.user == u], minlength=3).tolist() == [7, 1, 2]
+    by_time = FeedbackEvents.from_ratings(log, split="time")
+    assert by_time.split[:n].tolist() == [0] * 7 + [1, 2, 2]   # user 0: the latest two are test
+    assert by_time.split[n:].tolist() == [2, 2, 1] + [0] * 7   # user 1 rated in reverse order
+    forced = FeedbackEvents.from_ratings(log, split="user", hold_out=np.arange(2 * n) == 4)
+    assert forced.split[4] == 2
+    with pytest.raises(ConfigError, match="split 'time' on a log without timestamps.*--split user"):
+        FeedbackEvents.from_ratings(log.drop("timestamp"), split="time")
+
+
+def test_reward_feature_blocks_have_the_documented_widths():
+    from fbrec.llm.reward import FeedbackEvents, RewardFeatures
+
+    log = pl.DataFrame({"user_index": [0, 0, 1], "item_index": [0, 1, 2], "rating": [5.0, 4.0, 1.0]})
+    events = FeedbackEvents.from_ratings(log, val_fraction=0.0, test_fraction=0.0)
+    text, cf = np.ones((3, 6), np.float32), (np.ones((2, 3)), np.ones((3, 3)))
+    widths = {kind: RewardFeatures(events, text, kind, cf).width for kind in ("stats", "text", "cf", "text+cf")}
+    assert widths == {"stats": 4, "text": 5 * 6 + 4, "cf": 3 * 3 + 1 + 4, "text+cf": 5 * 6 + 3 * 3 + 1 + 4}
+
+
 def test_reward_model_cli_trains_evaluates_and_reloads_on_movielens(tmp_path, monkeypatch, capsys, shared_data):
     from test_cli import _run
 
@@ -307,7 +335,10 @@ def test_reward_model_cli_trains_evaluates_and_reloads_on_movielens(tmp_path, mo
     assert code == 0, out
     result = json.loads((tmp_path / "rm" / "result.json").read_text())
     assert result["test"]["auc"] > 0.7 and result["test"]["ece"] < 0.1
-    assert len(result["predictiveness"]["policies"]) == 5 and -1 <= result["predictiveness"]["pearson_r"] <= 1
+    p = result["predictiveness"]
+    assert result["split"] == "user" and result["features"] == "text"
+    assert len(p["policies"]) == 12 and p["policies_sensible"] == 10 and -1 <= p["spearman_sensible"] <= 1
+    assert f"picks {p['picked']} (truly best: {p['truly_best']})" in out
     assert f"AUC {result['test']['auc']:.4f}" in out and "MLflow run" in out
     code, again = _run(["llm", "reward-model", "evaluate", "--model", "rm"], capsys)
     assert code == 0 and f"AUC {result['test']['auc']:.4f}" in again, again
@@ -323,7 +354,22 @@ def test_reward_model_cli_trains_evaluates_and_reloads_on_movielens(tmp_path, mo
     assert code == 0, out
     run = out.split("MLflow run ")[1].split()[0]
     code, out = _run(["simulate", "--run", run, "--rounds", "2", "--users", "20", "--policy", "pages",
-                      "--reward-model", "rm"], capsys)
+                      "--reward-model", "rm"], capsys)   # trained on its own split of all ratings: refused
+    assert code == 2 and f"was not trained for run {run}" in out and "reward-model train --run" in out, out
+    code, out = _run(["llm", "reward-model", "train", "--out", "rm-run", "--run", run, "--features", "stats",
+                      "--epochs", "1"], capsys)
+    assert code == 0, out
+    from fbrec.api.llm import _run_held_out
+    from fbrec.llm.reward_run import rebuild
+
+    _, _, events, _, rm_users, rm_items = rebuild(tmp_path / "rm-run")
+    _, _, held = _run_held_out(run)
+    trained = pl.DataFrame({"user": rm_users.decode(events.user), "item": rm_items.decode(events.item),
+                            "split": events.split}).filter(pl.col("split") == 0).select(
+        pl.col("user").cast(pl.String), pl.col("item").cast(pl.String))
+    assert held.height > 1000 and trained.join(held, on=["user", "item"], how="inner").height == 0
+    code, out = _run(["simulate", "--run", run, "--rounds", "2", "--users", "20", "--policy", "pages",
+                      "--reward-model", "rm-run"], capsys)
     assert code == 0 and "reward" in out, out
     code, out = _run(["simulate", "--run", run, "--policy", "reward"], capsys)
     assert code == 2 and "policy 'reward' without a reward model" in out

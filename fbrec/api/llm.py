@@ -118,25 +118,59 @@ def parse(command: str, *, bundle: str | Path | None = None, dataset: str | None
 
 
 def train_reward_model(out: str | Path, *, dataset: str = "movielens-100k", objective: str = "pointwise",
-                       seed: int = 0, epochs: int = 20, overwrite: bool = False,
-                       progress: Progress | None = None) -> dict:
-    """Train P[positive | user history as text, item text], evaluate it on held-out events (and, on MovieLens-100K,
-    per policy) and log it to MLflow (experiment fbrec-llm). Returns the result dict with its "run_id"."""
+                       seed: int = 0, epochs: int = 20, features: str = "text", split: str = "user",
+                       run: str | None = None, overwrite: bool = False, progress: Progress | None = None) -> dict:
+    """Train P[positive | user context, item] (features: stats = the no-text baseline, text, cf, text+cf; split:
+    user, time or event), evaluate it on held-out events (and per policy where the truth is known) and log it to
+    MLflow (experiment fbrec-llm). run: train it for that run (its dataset; the run's validation and test pairs are
+    never trained on), as its `reward` simulation policy requires. Returns the result dict with its "run_id"."""
     from fbrec._atomic import check_replaceable
     from fbrec.llm.reward_run import run_reward_model
     from fbrec.tracking import log_run
 
     check_replaceable(out, "reward-model", overwrite=overwrite)
-    r = run_reward_model(dataset, out, objective=objective, seed=seed, epochs=epochs, overwrite=overwrite,
-                         progress=progress or _quiet)
+    hold_out = bound_to = None
+    if run is not None:
+        run, data, hold_out = _run_held_out(run)
+        dataset = data.dataset_name
+        bound_to = {"run_id": run, "held_out_sha256": _pairs_sha(hold_out)}
+    r = run_reward_model(dataset, out, objective=objective, seed=seed, epochs=epochs, features=features, split=split,
+                         hold_out=hold_out, bound_to=bound_to, overwrite=overwrite, progress=progress or _quiet)
     metrics = {f"test/{k}": v for k, v in r["test"].items()}
-    if "predictiveness" in r:
-        metrics["predictiveness/pearson_r"] = r["predictiveness"]["pearson_r"]
-    r["run_id"] = log_run("fbrec-llm", f"reward-model-{dataset}-{objective}", params={
+    for k in ("pearson_all", "spearman_all", "pearson_sensible", "spearman_sensible", "picks_the_best"):
+        if k in r.get("predictiveness", {}):
+            metrics[f"predictiveness/{k}"] = float(r["predictiveness"][k])
+    r["run_id"] = log_run("fbrec-llm", f"reward-model-{dataset}-{objective}-{features}", params={
         "dataset": dataset, "objective": objective, "seed": seed, "epochs": epochs, "encoder": r["encoder"],
-        "out": str(Path(out).resolve())}, metrics=metrics,
+        "features": features, "split": split, "for_run": run, "out": str(Path(out).resolve())}, metrics=metrics,
         artifacts={"reward_model": Path(out) / "reliability.png", "": Path(out) / "result.json"})
     return r
+
+
+def _run_held_out(run: str):
+    """(run id, its FeedbackData, its validation and test (user, item) raw pairs)."""
+    from fbrec.api.runs import _datamodule
+    from fbrec.tracking import read_run_artifacts, resolve_run_id
+
+    run = resolve_run_id(run)
+    source = _datamodule(read_run_artifacts(run).data_args)
+    return run, source, _held_out_pairs(source.data)
+
+
+def _held_out_pairs(data):
+    """A prepared dataset's validation and test (user, item) pairs, raw ids as text."""
+    import polars as pl
+
+    from fbrec.types import ITEM, USER
+
+    return pl.concat([f.select(pl.col(USER).cast(pl.String), pl.col(ITEM).cast(pl.String))
+                      for f in (data.val, data.test)])
+
+
+def _pairs_sha(pairs) -> str:
+    from fbrec.data.profiles import train_fingerprint
+
+    return train_fingerprint(pairs)
 
 
 def evaluate_reward_model(model: str | Path) -> dict:

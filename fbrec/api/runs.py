@@ -135,7 +135,7 @@ def simulate_run(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 
     if "reward" in policies and reward_model is None:
         raise ConfigError("policy 'reward' without a reward model", rule="it re-ranks by a reward model's score",
                           fix="pass --reward-model DIR (from `fbrec llm reward-model train`) or drop the policy")
-    reward = _reward_scorer(reward_model, data) if reward_model is not None else None
+    reward = _reward_scorer(reward_model, run_id, data) if reward_model is not None else None
     react = _simulator(simulator, grounded, data, table, taste, seed, backend, backend_options)
     result = simulate(art.user_embeddings, art.item_embeddings, seen, states, react,
                       lambda text: parse_command_offline(text, vocab),
@@ -172,19 +172,24 @@ def _simulator(kind: str, grounded, data, table, taste, seed: int, backend: str,
     return lambda u, s, shown: llm.react(u, shown)
 
 
-def _reward_scorer(path, data):
+def _reward_scorer(path, run_id: str, data):
     """reward(user index, item indices) -> P[positive], the run's indices mapped onto the reward model's ids (pairs
-    it does not know score 0.5, a coin)."""
+    it does not know score 0.5, a coin). The model must have been trained for this run (`fbrec llm reward-model
+    train --run`): one trained on its own split of all ratings would have trained on the run's held-out pairs."""
     import numpy as np
     import torch
 
-    from fbrec.llm.encoders import TextEncoder
-    from fbrec.llm.reward import RewardFeatures
-    from fbrec.llm.reward_run import load_events, load_reward_model
+    from fbrec.api.llm import _held_out_pairs, _pairs_sha
+    from fbrec.llm.reward_run import load_reward_model, rebuild
 
-    model, result = load_reward_model(path)
-    events, texts, rm_users, rm_items = load_events(result["dataset"], result["seed"])
-    features = RewardFeatures(events, TextEncoder().encode(texts))
+    _, result = load_reward_model(path)
+    bound = result.get("run") or {}
+    if bound.get("held_out_sha256") != _pairs_sha(_held_out_pairs(data)):
+        raise ConfigError(f"reward model {str(path)!r} was not trained for run {run_id}"
+                          + (f" (it was trained for run {bound['run_id']})" if bound.get("run_id") else ""),
+                          rule="the reward policy's model never trains on the run's validation or test pairs",
+                          fix=f"fbrec llm reward-model train --run {run_id} --out DIR, then --reward-model DIR")
+    model, result, events, features, rm_users, rm_items = rebuild(path)
 
     def positions(run_map, rm_map) -> np.ndarray:
         lookup = {raw: i for i, raw in enumerate(rm_map.raw.to_list())}

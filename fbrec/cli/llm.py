@@ -115,20 +115,30 @@ def reward_train(out: Annotated[Path, typer.Option("--out", help="model folder t
                                       ] = "pointwise",
                  seed: Annotated[int, typer.Option(help="seed of the split, initialisation and shuffling")] = 0,
                  epochs: Annotated[int, typer.Option(help="epochs (the best on validation log-loss is kept)")] = 20,
+                 features: Annotated[str, typer.Option(help="stats (the no-text baseline) | text | cf "
+                                                            "(collaborative) | text+cf")] = "text",
+                 split: Annotated[str, typer.Option(help="user (each user's events at random) | time (each user's "
+                                                         "latest are test) | event")] = "user",
+                 run: Annotated[str | None, typer.Option(help="train it for this run (its dataset, never its "
+                                                              "validation or test pairs): what `fbrec simulate "
+                                                              "--policy reward` needs")] = None,
                  overwrite: Annotated[bool, typer.Option(help="replace a model an earlier run wrote to OUT")] = False
                  ) -> None:
-    """Train P[positive | user history as text, item text] and evaluate it: held-out AUC, log-loss, ECE with a
-    reliability plot, and (MovieLens-100K) how well a policy's mean score predicts its true positive rate."""
+    """Train P[positive | user context, item] and evaluate it: held-out AUC, log-loss, ECE with a reliability plot,
+    and where the truth is known how well a policy's mean score predicts its true positive rate (12 policies)."""
     from fbrec.api.llm import train_reward_model
 
-    r = train_reward_model(out, dataset=dataset, objective=objective, seed=seed, epochs=epochs, overwrite=overwrite,
-                           progress=say)
+    r = train_reward_model(out, dataset=dataset, objective=objective, seed=seed, epochs=epochs, features=features,
+                           split=split, run=run, overwrite=overwrite, progress=say)
     t = r["test"]
     say(f"held-out events: AUC {t['auc']:.4f}, log-loss {t['log_loss']:.4f}, ECE {t['ece']:.4f} "
         f"({t['events']:,} events, best epoch {r['best_epoch']})")
     if "predictiveness" in r:
-        say(f"policy-level Pearson r (mean score vs true positive rate, {len(r['predictiveness']['policies'])} "
-            f"policies): {r['predictiveness']['pearson_r']:.3f}")
+        p = r["predictiveness"]
+        say(f"policy level (mean score vs true positive rate, {len(p['policies'])} policies): Pearson "
+            f"{p['pearson_all']:.3f}, Spearman {p['spearman_all']:.3f}; among the {p['policies_sensible']} sensible: "
+            f"Pearson {p['pearson_sensible']:.3f}, Spearman {p['spearman_sensible']:.3f}; picks {p['picked']} "
+            f"(truly best: {p['truly_best']})")
     say(f"wrote {out}; MLflow run {r['run_id']} (experiment fbrec-llm)")
 
 
