@@ -1,6 +1,6 @@
-"""Language as feedback (the command parser: benchmarks.commands): the reward model (per event and per policy), and
-multi-round evaluation with the grounded simulator (an oracle on held-out items, not a model of users) for three
-policies, over seeds.
+"""Language as feedback: multi-round evaluation with the grounded simulator (an oracle on held-out items, not a model
+of users) for four policies over seeds, and the simulator's agreement with held-out behaviour. The command parser is
+measured by benchmarks.commands, the reward model by benchmarks.reward.
 
 python -m benchmarks.llm_feedback [--seeds 0 1 2] [--rounds 5] [--slate 10] [--users 300] [--write]
 Per seed: train the dataset's MF recipe (best epoch on validation), then `fbrec simulate` on its test users.
@@ -9,6 +9,7 @@ Per seed: train the dataset's MF recipe (best epoch on validation), then `fbrec 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,50 +56,12 @@ def agreement_section(seeds: list[int], k: int = 10, users: int = 300) -> str:
         accs.append(float(np.mean(hits)))
     return ("#### Simulator agreement with real held-out behaviour (MovieLens-100K)\n\n"
             f"Each of {users} sampled test users per seed sees {k} items: one of their real held-out positives and "
-            f"{k - 1} random items they never rated. Only the grounded oracle could run here (no LLM server), and it "
+            f"{k - 1} random items they never rated. The grounded oracle "
             "reads the held-out items, so its agreement is perfect by construction: it validates the harness, not a "
             "model of users. SimUSER's 79.1% and Agent4Rec's 69.1% are LLM simulators' numbers.\n\n"
             + table(["simulator", "click AUC vs real labels", f"picks the real item (chance {1 / k:.2f})"],
                     [["grounded oracle (offline default)", mean_sd(aucs), mean_sd(accs)],
-                     ["LLM simulator (openai / hf backends)", "not run: no model server here", "-"]]))
-
-
-def reward_section(seeds: list[int], epochs: int) -> tuple[dict[int, Path], str]:
-    import tempfile
-
-    from fbrec.llm.reward_run import run_reward_model
-
-    rows, policies, models = [], {}, {}
-    for dataset, objective in (("movielens-100k", "pointwise"), ("movielens-100k", "pairwise"),
-                               ("coat", "pointwise"), ("coat", "pairwise")):
-        cells: dict[str, list[float]] = {}
-        for seed in seeds:
-            out = Path(tempfile.mkdtemp()) / "rm"
-            r = run_reward_model(dataset, out, objective=objective, seed=seed, epochs=epochs)
-            if (dataset, objective) == ("movielens-100k", "pointwise"):
-                models[seed] = out
-            for k in ("auc", "log_loss", "ece"):
-                cells.setdefault(k, []).append(r["test"][k])
-            cells.setdefault("r", []).append(r["predictiveness"]["pearson_r"])
-            for p in r["predictiveness"]["policies"]:
-                policies.setdefault((dataset, objective, p["policy"]), []).append((p["mean_reward_score"],
-                                                                                   p["true_positive_rate"]))
-        rows.append([dataset, objective, *[mean_sd(cells[k]) for k in ("auc", "log_loss", "ece", "r")]])
-    policy_rows = [[d, o, p, f"{np.mean([a for a, _ in v]):.4f}", f"{np.mean([b for _, b in v]):.4f}"]
-                   for (d, o, p), v in policies.items()]
-    return models, ("#### Reward model P[positive | history as text, item text] on MovieLens-100K and Coat\n\n"
-            "Events: every rating (Coat: its MNAR training ratings), positive = rating >= 4, per-event random "
-            "70/10/20 split by "
-            "the seed; context = mean MiniLM embedding of the user's training positives and of their non-positives "
-            "(leave-one-out for training events) + rating statistics; best epoch on validation log-loss. Targets "
-            "(the issue's, after RLUF): AUC >= 0.80, ECE <= 0.03, Pearson r >= 0.9.\n\n"
-            + table(["dataset", "objective", "held-out AUC", "log-loss", "ECE (15 bins)", "policy-level Pearson r"],
-                    rows)
-            + "\n\nPolicy level: for five policies the mean reward score of their picks against the true positive "
-              "rate of the same picks, where the truth is known: MovieLens-100K, top-10 per user (training items "
-              "excluded) scored against the semi-synthetic relevance probabilities of Saito et al.'s protocol; "
-              "Coat, top-5 of each user's 16 MCAR-test items against their ratings (>= 4). Mean over seeds:\n\n"
-            + table(["dataset", "objective", "policy", "mean reward score", "true positive rate"], policy_rows))
+                     ["learned and LLM (SmolLM2-135M) simulators", "section local-lm (`python -m benchmarks.local_lm`)", "-"]]))
 
 
 def main() -> None:
@@ -110,23 +73,27 @@ def main() -> None:
     parser.add_argument("--reward-epochs", type=int, default=20)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
+    from fbrec.api.llm import train_reward_model
     from fbrec.api.runs import simulate_run
     from fbrec.api.training import run_training
 
     start = time.perf_counter()
     scratch_tracking("fbrec-feedback-")
-    reward_models, reward_text = reward_section(args.seeds, args.reward_epochs)
-    sections = [reward_text, agreement_section(args.seeds)]
+    sections = [agreement_section(args.seeds)]
     for dataset, recipe in RECIPES.items():
         per_round: dict[tuple[str, int], dict[str, list[float]]] = {}
         per_session: dict[str, dict[str, list[float]]] = {}
         for seed in args.seeds:
             run = run_training(recipe, [f"--seed_everything={seed}", "--trainer.enable_progress_bar=false",
                                         "--experiment=benchmarks"])
-            ml = dataset == "movielens-100k"   # the reward model knows MovieLens users and items
+            ml = dataset == "movielens-100k"   # a rated dataset: the reward model needs non-positive reactions
+            reward_model = None
+            if ml:   # trained for this run: never on its validation or test pairs
+                reward_model = Path(tempfile.mkdtemp()) / "rm"
+                train_reward_model(reward_model, run=run, features="text+cf", seed=seed, epochs=args.reward_epochs)
             result = simulate_run(run, rounds=args.rounds, slate=args.slate, users=args.users, seed=seed,
                                   policies=("same", "pages", "adapts", "reward") if ml else ("same", "pages", "adapts"),
-                                  reward_model=reward_models[seed] if ml else None)
+                                  reward_model=reward_model)
             for row in result.per_round.iter_rows(named=True):
                 cell = per_round.setdefault((row["policy"], row["round"]), {})
                 for m in ("hit_rate", "recall", "ndcg", "pass_rate"):
@@ -146,16 +113,16 @@ def main() -> None:
             + "\n\n" + table(["policy", "NUM (patience 50, reformulation 1)", "sDCG (bq 4)"], session_rows)
             + f"\n\nAdapting to the simulated user's words changes the round-{args.rounds} pass rate by "
               f"{lift:+.3f} against paging.")
-    body = (f"### Language as feedback: reward model and multi-round simulation\n\n"
+    body = (f"### Language as feedback: multi-round simulation\n\n"
             f"`python -m benchmarks.llm_feedback --write` on {machine()}; mean ± sd over seeds {args.seeds} (each seed "
             f"trains the recipe, samples the users and drives the simulator). The simulator is the grounded "
             f"**oracle**: its clicks are the users' held-out test items and its words are templates over the "
             f"attributes of what it clicked and skipped, so its agreement with real users is perfect by "
             f"construction (AUC 1, chosen-item accuracy 1) and is not comparable with SimUSER's 79.1% or "
-            f"Agent4Rec's 69.1%, which measure LLM simulators; no LLM simulator could run here (no model server). "
+            f"Agent4Rec's 69.1%, which measure LLM simulators (the learned and SmolLM2 simulators: section local-lm). "
             f"Policies: `same` shows the same top-k every round, `pages` the next k of its ranking, `adapts` the "
             f"next k under the preferences parsed from what the user said (boosts accumulate), `reward` (MovieLens) "
-            f"the next k after re-ranking its top 50 by the pointwise reward model of the same seed. RecBot's MovieLens "
+            f"the next k after re-ranking its top 50 by a pointwise text+cf reward model trained for the run (never on its validation or test pairs; before 2026-12-03 it trained on its own split of all ratings, 69.5% of the simulator's truth). RecBot's MovieLens "
             f"anchor (Recall@10 0.394, pass rate 33.5%) comes from a different protocol (a target item per session) "
             f"and is not comparable. NUM and sDCG take relevance from each user's held-out truth, the same for every "
             f"policy, and an item earns once (its first appearance); before 2026-12-03 they were normalised by each "

@@ -353,7 +353,7 @@ def test_reward_model_cli_trains_evaluates_and_reloads_on_movielens(tmp_path, mo
     code, out = _run(["train", "--config", "bpr_movielens100k", "--trainer.max_epochs=1"], capsys)
     assert code == 0, out
     run = out.split("MLflow run ")[1].split()[0]
-    code, out = _run(["simulate", "--run", run, "--rounds", "2", "--users", "20", "--policy", "pages",
+    code, out = _run(["simulate", "--run", run, "--rounds", "2", "--users", "20", "--policy", "reward",
                       "--reward-model", "rm"], capsys)   # trained on its own split of all ratings: refused
     assert code == 2 and f"was not trained for run {run}" in out and "reward-model train --run" in out, out
     code, out = _run(["llm", "reward-model", "train", "--out", "rm-run", "--run", run, "--features", "stats",
@@ -369,7 +369,7 @@ def test_reward_model_cli_trains_evaluates_and_reloads_on_movielens(tmp_path, mo
         pl.col("user").cast(pl.String), pl.col("item").cast(pl.String))
     assert held.height > 1000 and trained.join(held, on=["user", "item"], how="inner").height == 0
     code, out = _run(["simulate", "--run", run, "--rounds", "2", "--users", "20", "--policy", "pages",
-                      "--reward-model", "rm-run"], capsys)
-    assert code == 0 and "reward" in out, out
+                      "--policy", "reward", "--reward-model", "rm-run"], capsys)
+    assert code == 0 and "reward: NUM" in out, out
     code, out = _run(["simulate", "--run", run, "--policy", "reward"], capsys)
     assert code == 2 and "policy 'reward' without a reward model" in out

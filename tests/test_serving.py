@@ -163,6 +163,11 @@ def test_stated_preferences_filter_and_boost_in_the_service(server):
     assert bad.status_code == 422 and "attribute 'mood'" in bad.json()["error"] and "genres" in bad.json()["rule"]
     typo = server.post("/recommend", {"user": 196, "k": 5, "preferences": {"exclud": {}}})
     assert typo.status_code == 422 and "exclud" in typo.json()["error"]
+    like = server.post("/recommend", {"user": 196, "k": 10, "preferences": {"similar_to": ["Star Wars (1977)"]}})
+    assert like.status_code == 200 and "Star Wars" not in [it["attributes"]["title"] for it in like.json()["items"]]
+    assert [it["item"] for it in like.json()["items"]] != [it["item"] for it in plain]
+    unknown = server.post("/recommend", {"user": 196, "k": 5, "preferences": {"similar_to": ["Star Warz"]}})
+    assert unknown.status_code == 422 and "similar_to names 'Star Warz'" in unknown.json()["error"], unknown.text
 
 
 def test_unknown_and_cold_users_get_the_popularity_fallback_flagged(server):

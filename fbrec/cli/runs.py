@@ -103,8 +103,8 @@ def simulate(run: RunId, rounds: Annotated[int, typer.Option(help="rounds per se
              policy: Annotated[list[str], typer.Option("--policy", help="same | pages | adapts | reward (repeat)")
                                ] = ["same", "pages", "adapts"],  # noqa: B006
              reward_model: Annotated[Path, typer.Option("--reward-model", help="a reward-model folder trained for "
-                                                        "this run (`fbrec llm reward-model train --run RUN`): adds "
-                                                        "the 'reward' policy (re-ranks by P[positive])")] = None,
+                                                        "this run (`fbrec llm reward-model train --run RUN`), for "
+                                                        "--policy reward (re-ranks by P[positive])")] = None,
              simulator: Annotated[str, typer.Option(help="oracle (held-out truth) | learned (a click model fitted "
                                                         "on training feedback) | llm (a language model)")] = "oracle",
              backend: Annotated[str, typer.Option(help="llm: openai | hf")] = "openai",

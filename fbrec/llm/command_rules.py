@@ -175,7 +175,10 @@ def cues_of(words: list[str]) -> list[str | None]:
     for i, w in enumerate(words):
         if w in NEGATE:
             soft = w == "not" and i + 1 < len(words) and words[i + 1] in SOFTEN
-            state = "fewer" if soft and state != "exclude" else "exclude" if not soft else state
+            if not soft:
+                state = "exclude"
+            elif state != "exclude":
+                state = "fewer"
         elif state != "exclude":
             state = "include" if w in ONLY else "fewer" if w in FEWER else "more" if w in MORE else state
         out.append(state)
@@ -188,18 +191,18 @@ def similar_spans(words: list[str], titles: dict[str, list[str]]) -> list[tuple[
     if not titles:
         return []
     text = " ".join(words)
+    starts = sorted({len(text[:m.end()].split()) for cue in SIMILAR_CUES
+                     for m in re.finditer(rf"(?:^|\s){re.escape(cue)}\s", text + " ")})
     out, taken = [], -1
-    for cue in SIMILAR_CUES:
-        for m in re.finditer(rf"(?:^|\s){re.escape(cue)}\s", text + " "):
-            start = len(text[:m.end()].split())
-            if start <= taken:
-                continue
-            if start < len(words) and words[start] in ARTICLES:
-                start += 1
-            for end in range(min(len(words), start + 10), start, -1):
-                key = title_key(" ".join(words[start:end]))
-                if key in titles:
-                    out.append((start, end, titles[key]))
-                    taken = end
-                    break
+    for start in starts:                     # the words after each cue, left to right
+        if start <= taken:
+            continue
+        if start < len(words) and words[start] in ARTICLES:
+            start += 1
+        for end in range(min(len(words), start + 10), start, -1):
+            key = title_key(" ".join(words[start:end]))
+            if key in titles:
+                out.append((start, end, titles[key]))
+                taken = end
+                break
     return out

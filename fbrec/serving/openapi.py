@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from fbrec.data.preferences import BOOST_LIMIT
+from fbrec.data.preferences import BOOST_LIMIT, item_names
 from fbrec.serving.state import VECTOR_LIMIT, ServedBundle
 
 
@@ -15,6 +15,21 @@ def _attribute_schema(dtype) -> dict:
     kind = ("boolean" if inner == pl.Boolean else "integer" if inner.is_integer() else
             "number" if inner.is_float() else "string")
     return {"type": "array", "items": {"type": kind}}
+
+
+NAMES_IN_SCHEMA = 5000   # a catalogue's item names listed as the enum of similar_to up to this many
+
+
+def _similar_schema(items: pl.DataFrame | None) -> dict:
+    """similar_to names items by title ("title (year)"): the catalogue's names as an enum where there are few enough
+    to list, free text (an unknown one is a 422) where there are more, nothing where the bundle has no titles."""
+    if items is None or "title" not in items.columns:
+        return {"type": "array", "maxItems": 0, "description": "this bundle has no item titles"}
+    names = item_names(items).drop_nulls().unique().sort().to_list()
+    if len(names) <= NAMES_IN_SCHEMA:
+        return {"type": "array", "items": {"enum": names}, "description": "items named by \"title (year)\""}
+    return {"type": "array", "items": {"type": "string", "pattern": "\\S"},
+            "description": "item titles, or \"title (year)\", of this catalogue (another is a 422)"}
 
 
 def declare_limits(schema: dict, max_k: int, max_batch: int, current: ServedBundle | None) -> None:
@@ -64,4 +79,6 @@ def declare_limits(schema: dict, max_k: int, max_batch: int, current: ServedBund
                                  "properties": {c: weights for c in values}},
                        "min_year": year, "max_year": year,
                        "popularity": {"anyOf": [{"enum": ["popular", "niche"]}, {"type": "null"}]},
-                       "popularity_weight": {"type": "number", "minimum": -BOOST_LIMIT, "maximum": BOOST_LIMIT}}}]}
+                       "popularity_weight": {"type": "number", "minimum": -BOOST_LIMIT, "maximum": BOOST_LIMIT},
+                       "similar_to": _similar_schema(items),
+                       "similar_weight": {"type": "number", "minimum": -BOOST_LIMIT, "maximum": BOOST_LIMIT}}}]}
