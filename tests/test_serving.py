@@ -552,7 +552,7 @@ def test_metrics_parse_with_the_prometheus_parser_and_every_counter_exists_from_
     assert [s.value for s in families["fbrec_http_errors"].samples if s.name.endswith("_total")] == [0.0]
 
 
-def test_an_openapi_fuzzer_finds_no_failure_with_all_its_checks(server):
+def test_an_openapi_fuzzer_finds_no_failure_with_all_its_checks(server, tmp_path):
     """schemathesis, from the service's own /openapi.json, every check on (5xx, status and schema conformance,
     positive and negative data, methods), with and without the admin token."""
     cli = os.path.join(os.path.dirname(sys.executable), "schemathesis")
@@ -561,7 +561,7 @@ def test_an_openapi_fuzzer_finds_no_failure_with_all_its_checks(server):
     for auth in ((), ("-H", f"Authorization: Bearer {TOKEN}")):
         run = subprocess.run([cli, "run", f"{server.url}/openapi.json", "--checks", "all", "--max-examples", "60",
                               "--workers", "2", "--no-color", "--seed", "23", *auth],
-                             capture_output=True, text=True, timeout=300, env=env)
+                             capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)   # its cache
         summary = run.stdout[run.stdout.rfind("SUMMARY"):]
         assert run.returncode == 0 and "passed" in summary and "Failures:" not in summary \
             and "Errors:" not in summary, \
