@@ -4,6 +4,7 @@ the grounded simulator, and multi-round evaluation with NUM."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -324,6 +325,21 @@ def test_reward_feature_blocks_have_the_documented_widths():
     text, cf = np.ones((3, 6), np.float32), (np.ones((2, 3)), np.ones((3, 3)))
     widths = {kind: RewardFeatures(events, text, kind, cf).width for kind in ("stats", "text", "cf", "text+cf")}
     assert widths == {"stats": 4, "text": 5 * 6 + 4, "cf": 3 * 3 + 1 + 4, "text+cf": 5 * 6 + 3 * 3 + 1 + 4}
+
+
+@pytest.mark.parametrize("option, value, pattern", [
+    ("--features", "words", r"unknown reward features 'words' \(known .*: cf, stats, text, text\+cf\)"),
+    ("--split", "random", r"unknown reward split 'random' \(known .*: event, time, user\)"),
+    ("--objective", "listwise", r"unknown reward objective 'listwise' \(known .*: pairwise, pointwise\)"),
+])
+def test_reward_model_options_are_refused_before_anything_is_read_or_written(tmp_path, monkeypatch, capsys, option,
+                                                                              value, pattern):
+    from test_cli import _run
+
+    monkeypatch.chdir(tmp_path)
+    code, out = _run(["llm", "reward-model", "train", "--out", "rm", option, value], capsys)
+    assert code == 2 and re.search(pattern, out, re.S), out
+    assert not (tmp_path / "rm").exists()
 
 
 def test_reward_model_cli_trains_evaluates_and_reloads_on_movielens(tmp_path, monkeypatch, capsys, shared_data):

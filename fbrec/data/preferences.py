@@ -12,7 +12,8 @@ any other input and applied to a catalogue's item attributes as a filter mask an
 
 An item "has" a value when its attribute equals it or, for a list attribute (genres), contains it; matching is
 case-insensitive. A similar_to value names an item by its `title`, or by "title (year)" where the catalogue has a
-year column (how the parser writes it, so remakes stay apart). Natural-language commands become Preferences in fbrec.llm.commands (offline rules or an LLM).
+year column (how the parser writes it, so remakes stay apart). Natural-language commands become Preferences in
+fbrec.llm.commands (offline rules or an LLM).
 """
 
 from __future__ import annotations

@@ -34,7 +34,6 @@ from fbrec.nn import MatrixFactorization
 from fbrec.types import InteractionBatch
 
 OBJECTIVES = ("wmf", "relmf", "mf")
-__all__ = ["OBJECTIVES", "SOLVERS", "AllPairsMFModule", "observed_pairs"]
 SOLVERS = ("als", "gradient")
 
 
