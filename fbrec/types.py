@@ -17,6 +17,7 @@ POSITION = "position"
 SESSION = "session"
 WEIGHT = "weight"
 EXPOSED = "exposed"
+EVENTS = "events"  # bitmask of the levels a (user, item) pair reached (bit k = level k), for non-nested levels
 LABEL = "label"  # binary relevance label after binarizing
 PROPENSITY = "propensity"
 USER_INDEX = "user_index"

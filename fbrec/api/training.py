@@ -356,7 +356,9 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
         finally:
             trainer.loggers = loggers
         side_by_side = model.last_evaluators["val"].summary()
-    user_emb, item_emb = model.export_embeddings(dm.num_users, dm.num_items)   # collective when sharded
+    embeds = getattr(model, "exports_embeddings", True)   # False: it ranks through data no vector holds (history)
+    user_emb, item_emb = (model.export_embeddings(dm.num_users, dm.num_items) if embeds   # collective when sharded
+                          else (None, None))
     tower = model.user_feature_tower() if hasattr(model, "user_feature_tower") else None   # collective too
     if trainer.global_rank != 0:
         return None
@@ -378,6 +380,9 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
     if side_by_side is not None:
         table = biased_vs_unbiased(side_by_side, summary, model.ks)
         log_table(run_id, table, "report/biased_vs_unbiased.csv", uri)
+    if not embeds:
+        client.set_tag(run_id, "embeddings", "none")
+        say(f"{type(model).__name__} ranks through each user's history: no embeddings, model or bundle are logged")
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         if tower is not None:   # new users with side features get this tower in the service (fbrec export)
@@ -385,10 +390,12 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
 
             files = write_user_tower(tower, model.user_encoders, tmp)
         # the resolved data seed: evaluate/export/simulate rebuild this run's split, not the default seed's
-        log_model_artifacts(run_id, model=type(model).__name__, data_args={**dm.init_args, "seed": dm.seed},
-                            user_embeddings=user_emb, item_embeddings=item_emb, dataset_card=dm.data.card(),
-                            config_yaml=None, tracking_uri=uri, files=files)
-        _log_mlflow_model(run_id, model, dm, user_emb, item_emb, files, Path(tmp) / "bundle", uri, register, say)
+        if embeds:
+            log_model_artifacts(run_id, model=type(model).__name__, data_args={**dm.init_args, "seed": dm.seed},
+                                user_embeddings=user_emb, item_embeddings=item_emb, dataset_card=dm.data.card(),
+                                config_yaml=None, tracking_uri=uri, files=files)
+            _log_mlflow_model(run_id, model, dm, user_emb, item_emb, files, Path(tmp) / "bundle", uri, register,
+                              say)
     if best:
         client.set_tag(run_id, "best_checkpoint", best)
         client.set_tag(run_id, "best_epoch", str(best_epoch))

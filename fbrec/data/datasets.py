@@ -207,6 +207,13 @@ def _load_amazon(root: Path, options: dict) -> RawDataset:
     return RawDataset(seq, items=items, files=(*files, text_path, idx_path))
 
 
+def _load_tmall(root: Path, options: dict) -> RawDataset:
+    from fbrec.data.multibehaviour import TMALL_ITEMS, load_tmall
+
+    log, test, files = load_tmall(root)
+    return RawDataset(log, test=test, files=files, catalogue=pl.Series(ITEM, np.arange(TMALL_ITEMS, dtype=np.int64)))
+
+
 def _load_yahoo(root: Path, options: dict) -> RawDataset:
     d = Path(options.get("path") or os.environ.get("FBREC_YAHOO_R3_DIR") or root / "yahoo_r3")
     hint = ("Yahoo! R3 may not be redistributed: request it from Yahoo! Webscope, then set FBREC_YAHOO_R3_DIR to the "
@@ -318,6 +325,12 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 "item title, category path and brand text", "McAuley lab Amazon Review Data (2018), UniSRec format",
                 "research use; no stated terms", False, _load_amazon, None,
                 {"split": "leave_last_out", "min_user": 1, "min_item": 1}),
+    DatasetSpec("tmall-mbcgcn", "Tmall multi-behaviour (MB-CGCN release): view < cart < buy, 15,449 users x 11,953 "
+                "items, one held-out buy per user (the release's test); validation = one seeded training buy per user, "
+                "which stays in training as the view or cart it also was", "Cheng et al., MB-CGCN (WWW 2023), "
+                "github.com/SS-00-SS/MBCGCN Data/ (Alibaba logs)", "no stated terms; treat as research-only",
+                False, _load_tmall, ("view", "cart", "buy"),
+                {"min_level": "view", "split": "external_per_user", "min_user": 1, "min_item": 1}),
     DatasetSpec("yahoo_r3", "Yahoo! Music R3: MNAR ratings and an MCAR test set (user-supplied files)",
                 "Yahoo! Webscope ydata-ymusic-rating-study-v1_0", "Webscope DSA: not redistributable", False,
                 _load_yahoo, None, {"min_rating": 4.0, "split": "external", "min_user": 1, "min_item": 1}),

@@ -25,7 +25,7 @@ from fbrec.data.specs import Evaluation, Exposure, Features, Sampling, Source, r
 from fbrec.data.transforms import inject_noise
 from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.propensity import PopularityPropensity
-from fbrec.types import ITEM_INDEX, LABEL, LEVEL, USER_INDEX, WEIGHT
+from fbrec.types import EVENTS, ITEM_INDEX, LABEL, LEVEL, USER_INDEX, WEIGHT
 
 PROPENSITIES = (None, "popularity", "dataset", "file")
 
@@ -113,6 +113,7 @@ class FeedbackData:
         self.propensity_path = getattr(exposure, "path", None)
         self.noise_rate, self.positive_pool = samp.noise_rate, samp.positive_pool
         self.merge_validation = samp.merge_validation
+        self.mask_level = ev.mask_level
         if ev.val_users is not None:
             check_positive("val_users", ev.val_users)
         self.val_users = ev.val_users
@@ -225,6 +226,25 @@ class FeedbackData:
         K = len(self.level_names()) or 1
         return np.array([(y >= k).sum() for k in range(1, K + 1)]) / (len(y) * (1 + self.num_negatives))
 
+    def declared_levels(self) -> list[str]:
+        """Every level of the data, lowest first (empty without levels), whatever min_level kept."""
+        train = self.data.train
+        return train.schema[LEVEL].categories.to_list() if LEVEL in train.columns else []
+
+    def event_matrix(self, level: str) -> sp.csr_matrix:
+        """(U, I) 0/1: the training pairs that saw `level`'s behaviour. With an `events` column (non-nested releases
+        such as tmall-mbcgcn) that is the behaviour itself; without one, levels count as nested and every pair at
+        `level` or above saw it."""
+        d = self.data
+        names = self.declared_levels()
+        if level not in names:
+            raise UnknownNameError("feedback level", level, names or ["(the data has no levels)"])
+        k = names.index(level)
+        train = d.train
+        keep = ((train[EVENTS] & (1 << k)) > 0 if EVENTS in train.columns
+                else train[LEVEL].to_physical() >= k)
+        return interactions_csr(train.filter(keep), d.num_users, d.num_items)
+
     def item_features(self) -> FeatureSet:
         """The item tower's features as bags over item_index (built once; errors name missing rows or values)."""
         return self._side_features("item")
@@ -254,13 +274,36 @@ class FeedbackData:
             self._eval_sets[key] = self._build_eval_set(stage, level)
         return self._eval_sets[key]
 
-    def _build_eval_set(self, stage: str, level: int | None) -> EvalSet:
+    def masked_training_pairs(self) -> pl.DataFrame:
+        """The training pairs evaluation never recommends again: all of them, or with evaluation.mask_level those at
+        that level or above (named against the dataset's levels)."""
+        train = self.data.train
+        if self.mask_level is None:
+            return train
+        names = train.schema[LEVEL].categories.to_list() if LEVEL in train.columns else []
+        if self.mask_level not in names:
+            raise UnknownNameError("evaluation.mask_level", self.mask_level, names or ["(the data has no levels)"])
+        return train.filter(train[LEVEL].to_physical() >= names.index(self.mask_level))
+
+    def eval_views(self, stage: str) -> dict[str, EvalSet]:
+        """Further reported views of a stage's evaluation: with mask_level, the test once more with every training
+        pair masked ("unseen")."""
+        if stage != "test" or self.mask_level is None:
+            return {}
+        if ("test_unseen", None) not in self._eval_sets:
+            self._eval_sets[("test_unseen", None)] = self._build_eval_set("test", None, mask_all=True)
+        return {"unseen": self._eval_sets[("test_unseen", None)]}
+
+    def _build_eval_set(self, stage: str, level: int | None, mask_all: bool = False) -> EvalSet:
         d = self.data
 
         def at_level(frame: pl.DataFrame) -> pl.DataFrame:
             return frame if level is None else frame.filter(pl.Series(self._levels(frame) >= level))
 
         train = interactions_csr(d.train, d.num_users, d.num_items)
+        activity = np.diff(train.indptr)
+        if self.mask_level is not None and not mask_all:
+            train = interactions_csr(self.masked_training_pairs(), d.num_users, d.num_items)
         noise_users, noise_items = self.noise_pairs()
         if len(noise_users):   # injected pairs are training pairs: masked like them
             train = (train + sp.csr_matrix((np.ones(len(noise_users), np.float32), (noise_users, noise_items)),
@@ -292,7 +335,7 @@ class FeedbackData:
         protocol_users = d.test[USER_INDEX].n_unique() if mcar else None
         candidates = (sample_candidates(exclude, truth, self.sampled_metrics, self.seed)
                       if stage == "val" and self.sampled_metrics else None)
-        return EvalSet(exclude, truth, slices, np.diff(train.indptr), weights, saito=saito,
+        return EvalSet(exclude, truth, slices, activity, weights, saito=saito,
                        protocol_users=protocol_users, candidates=candidates)
 
     def logged_levels(self, stage: str) -> sp.csr_matrix:

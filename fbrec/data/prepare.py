@@ -149,17 +149,21 @@ def prepare_raw(raw: RawDataset, name: str, config: PrepareConfig | None = None,
         return dedup(lf).collect()
 
     log = kcore(positives(raw.log), min_user=cfg.min_user, min_item=cfg.min_item)
-    if cfg.split == "external":
+    if cfg.split in ("external", "external_per_user"):
         if raw.test is None:
             raise ConfigError(f"split='external' but dataset {name!r} has no external test file",
-                              rule="only datasets with a given test set (coat, yahoo_r3) split externally",
+                              rule="only datasets with a given test set (coat, yahoo_r3, tmall-mbcgcn) split externally",
                               fix="use split='temporal', 'leave_last_out' or 'random'")
-        inner = splits.random_split(log, test_fraction=cfg.val_fraction, val_fraction=0.0, seed=cfg.seed)
+        if cfg.split == "external_per_user":   # one seeded top-level pair per user, kept at its lower levels
+            train, val = splits.carve_top_level(log, seed=cfg.seed)
+        else:
+            inner = splits.random_split(log, test_fraction=cfg.val_fraction, val_fraction=0.0, seed=cfg.seed)
+            train, val = inner.train, inner.test
         # an external (e.g. MCAR) test keeps its non-relevant rows, labelled 0: they are the candidates a user
         # was shown at random, which the MCAR protocol ranks
         test = dedup(binarize(raw.test, min_level=cfg.min_level, min_rating=cfg.min_rating,
                               keep_negatives=True)).collect()
-        parts = splits.Split(inner.train, inner.test, test)
+        parts = splits.Split(train, val, test)
     elif cfg.split == "temporal":
         parts = splits.temporal_split(log, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
     elif cfg.split == "leave_last_out":

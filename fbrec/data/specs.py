@@ -66,7 +66,11 @@ class Evaluation:
     users (`val_users<N>/...`); `sampled_metrics` N ranks each user's relevant items among N sampled unseen items
     (`val_sampled<N>/...`; cheap, and not consistent with full ranking, Krichene & Rendle KDD 2020); the test always
     ranks every item for every user. `batch_size`: users per full-ranking chunk; `head_fraction`: the share of items
-    (by training popularity) in the head slice; `cold_max_interactions`: the cold slice's bound."""
+    (by training popularity) in the head slice; `cold_max_interactions`: the cold slice's bound.
+    `mask_level`: rank without each user's training pairs at this level or above only (the multi-behaviour papers'
+    protocol masks the training buys, `mask_level: buy`: items a user only viewed stay candidates), and report the
+    test once more with every training pair masked (`test_unseen/...`, what a product that never re-shows a seen item
+    would get); None masks every training pair."""
 
     candidates: str = "all"
     val_users: int | None = None
@@ -74,6 +78,7 @@ class Evaluation:
     batch_size: int = 256
     head_fraction: float = 0.2
     cold_max_interactions: int = 5
+    mask_level: str | None = None
 
 
 @dataclass
@@ -177,7 +182,8 @@ FLAT = {
     **{k: ("evaluation", v) for k, v in (("eval_candidates", "candidates"), ("val_users", "val_users"),
                                          ("sampled_metrics", "sampled_metrics"), ("eval_batch_size", "batch_size"),
                                          ("head_fraction", "head_fraction"),
-                                         ("cold_max_interactions", "cold_max_interactions"))},
+                                         ("cold_max_interactions", "cold_max_interactions"),
+                                         ("mask_level", "mask_level"))},
     "item_features": ("features", "item"), "user_features": ("features", "user"),
 }
 EXPOSURES = {"popularity": PopularityExposure, "dataset": DatasetExposure, "file": FileExposure}   # legacy names

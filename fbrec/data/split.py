@@ -9,9 +9,9 @@ import polars as pl
 
 from fbrec._checks import check_fraction
 from fbrec.errors import ConfigError, DataValidationError
-from fbrec.types import ITEM, TIMESTAMP, USER
+from fbrec.types import EVENTS, ITEM, LEVEL, TIMESTAMP, USER
 
-SPLITS = ("temporal", "leave_last_out", "random", "external")
+SPLITS = ("temporal", "leave_last_out", "random", "external", "external_per_user")
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,40 @@ def random_split(frame: pl.DataFrame, *, test_fraction: float = 0.2, val_fractio
     valset = tagged.filter((pl.col("_u") < 1 - test_fraction) & (pl.col("_u") >= 1 - test_fraction - val_fraction))
     train = tagged.filter(pl.col("_u") < 1 - test_fraction - val_fraction)
     return Split(train.drop("_u"), valset.drop("_u"), test.drop("_u"))
+
+
+def carve_top_level(frame: pl.DataFrame, *, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(train, val): per user one seeded pair among those at the log's highest level becomes validation (at that
+    level); it stays in training at the highest level it reached otherwise (its `events` bitmask without the top
+    bit), so a held-out buy the user had viewed is still a view, as the release's test buys are. Without an
+    `events` column the levels count as nested and the pair stays at the level below. Users with no pair at the top
+    level get no validation pair."""
+    if LEVEL not in frame.columns:
+        raise ConfigError("split 'external_per_user' needs a 'level' column",
+                          rule="validation holds out one pair per user at the highest feedback level",
+                          fix="use split 'external' for logs without levels")
+    names = frame.schema[LEVEL].categories.to_list()
+    top, lowest = len(names) - 1, int(frame[LEVEL].to_physical().min())
+    tagged = frame.sort(_canonical_order(frame))
+    tagged = tagged.with_columns(pl.Series("_k", np.random.default_rng([seed, 3]).random(tagged.height)))
+    at_top = pl.col(LEVEL).to_physical() == top
+    pick = at_top & (pl.col("_k") == pl.col("_k").filter(at_top).min().over(USER))
+    tagged = tagged.with_columns(pick.fill_null(False).alias("_val")).drop("_k")
+    val = tagged.filter(pl.col("_val")).drop("_val")
+    carved = tagged.filter(pl.col("_val")).drop("_val")
+    if EVENTS in carved.columns:
+        remaining = pl.col(EVENTS) & pl.lit((1 << top) - 1, pl.UInt8)
+        lower = pl.lit(None, pl.Int8)
+        for k in range(lowest, top):   # a level min_level dropped stays dropped
+            lower = pl.when((remaining & (1 << k)) > 0).then(pl.lit(k, pl.Int8)).otherwise(lower)
+        carved = carved.with_columns(remaining.alias(EVENTS), lower.alias("_lower"))
+    else:
+        carved = carved.with_columns(pl.lit(top - 1 if top > lowest else None, pl.Int8).alias("_lower"))
+    carved = carved.filter(pl.col("_lower").is_not_null())
+    carved = carved.with_columns(pl.Series(names).gather(carved["_lower"]).cast(frame.schema[LEVEL]).alias(LEVEL)
+                                 ).drop("_lower")
+    train = pl.concat([tagged.filter(~pl.col("_val")).drop("_val"), carved.select(frame.columns)])
+    return train.sort(_canonical_order(train)), val
 
 
 def keep_warm(split: Split, catalogue: pl.Series | None = None) -> tuple[Split, dict[str, int]]:

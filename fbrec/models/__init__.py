@@ -4,6 +4,7 @@ from fbrec.models.allpairs import AllPairsMFModule
 from fbrec.models.base import EmbeddingModule, RankingModule
 from fbrec.models.expomf import ExpoMFModule
 from fbrec.models.gnolr import GNOLRModule
+from fbrec.models.history import HistoryRerankModule
 from fbrec.models.lightgcn import LightGCNModule
 from fbrec.models.mf import MatrixFactorizationModule
 from fbrec.models.nsb import ESMMModule, NSBModule
@@ -11,7 +12,8 @@ from fbrec.models.popularity import PopularityModule
 from fbrec.models.two_tower import TwoTowerModule
 
 RECIPES = {"mf": MatrixFactorizationModule, "popularity": PopularityModule, "expomf": ExpoMFModule, "gnolr": GNOLRModule, "nsb": NSBModule, "esmm": ESMMModule,
-           "two_tower": TwoTowerModule, "lightgcn": LightGCNModule, "allpairs_mf": AllPairsMFModule}
+           "two_tower": TwoTowerModule, "lightgcn": LightGCNModule, "allpairs_mf": AllPairsMFModule,
+           "history_rerank": HistoryRerankModule}
 
-__all__ = ["RECIPES", "AllPairsMFModule", "ESMMModule", "EmbeddingModule", "ExpoMFModule", "GNOLRModule", "LightGCNModule", "MatrixFactorizationModule", "NSBModule", "PopularityModule", "RankingModule",
+__all__ = ["RECIPES", "AllPairsMFModule", "ESMMModule", "EmbeddingModule", "ExpoMFModule", "GNOLRModule", "HistoryRerankModule", "LightGCNModule", "MatrixFactorizationModule", "NSBModule", "PopularityModule", "RankingModule",
            "TwoTowerModule"]

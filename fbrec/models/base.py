@@ -45,6 +45,7 @@ class RankingModule(L.LightningModule):
         self._item_embeddings: torch.Tensor | None = None
         self._level_evaluators: dict[tuple[int, str], RankingEvaluator] = {}
         self._pooled: PooledLevelAUC | None = None
+        self._view_evaluators: dict[str, RankingEvaluator] = {}
         self.last_evaluators: dict[str, RankingEvaluator] = {}
         self.eval_users_on_this_rank = 0
         self.eval_seconds: dict[str, float] = {}   # per stage, summed over the run's evaluations
@@ -93,6 +94,9 @@ class RankingModule(L.LightningModule):
                                   for key, es in level_sets.items() if es.truth.nnz}
         # the ordinal papers' metric: per-level AUC pooled over the split's logged rows (fbrec.evaluation.pooled)
         self._pooled = PooledLevelAUC(dm.logged_levels(stage)) if self._level_evaluators else None
+        # further views of the same scores under another mask (evaluation.mask_level: "unseen" masks every pair)
+        views = dm.eval_views(stage) if hasattr(dm, "eval_views") else {}
+        self._view_evaluators = {name: RankingEvaluator(es, self.ks, auc=self.auc) for name, es in views.items()}
         self._item_embeddings = self._all(self.item_embeddings, dm.num_items)
         # inner-product models without AUC on CPU, large catalogues: the top-k comes from FAISS's blocked search
         # (fbrec.retrieval.masked_topk), never a (B, I) score matrix (benchmarks/evaluation.py: dense rows win below)
@@ -140,7 +144,10 @@ class RankingModule(L.LightningModule):
             if self._queries is not None:   # ranked at the end, in one blocked search (`_rank_queries`)
                 self._queries.append((lookup[real], self.user_embeddings(lookup)[real].float()))
                 return
-            self._evaluator.update(lookup[real], self.score_users(lookup, self._item_embeddings)[real])
+            scores = self.score_users(lookup, self._item_embeddings)[real]
+            self._evaluator.update(lookup[real], scores)
+            for evaluator in self._view_evaluators.values():
+                evaluator.update(lookup[real], scores)
             for (k, _), evaluator in self._level_evaluators.items():
                 scores = self.score_users(lookup, self._item_embeddings, k)[real]
                 evaluator.update(lookup[real], scores)
@@ -172,10 +179,15 @@ class RankingModule(L.LightningModule):
         if self._queries is not None:
             self._rank_queries()
         self.eval_users_on_this_rank = sum(r.filter(r["slice"] == "all").height for r in self._evaluator.rows())
-        for evaluator in (self._evaluator, *self._level_evaluators.values()):
+        for evaluator in (self._evaluator, *self._level_evaluators.values(), *self._view_evaluators.values()):
             self._gather(evaluator)
         summary = self._evaluator.summary()
         self.last_evaluators[stage] = self._evaluator
+        for name, evaluator in self._view_evaluators.items():
+            view = evaluator.summary()
+            self.log_dict({f"{stage}_{name}/{k}": v for k, v in view.items() if "/" not in k and "num_users" not in k},
+                          sync_dist=True)
+            self.last_evaluators[f"{stage}_{name}"] = evaluator
         for (_, name), evaluator in self._level_evaluators.items():
             level_summary = evaluator.summary()
             summary.update({f"level_{name}/{k}": v for k, v in level_summary.items() if "/" not in k})
