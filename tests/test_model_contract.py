@@ -13,6 +13,7 @@ from fbrec.embeddings import register_strategies
 from fbrec.evaluation import embedding_scorer, evaluate_scores
 from fbrec.models import (
     AllPairsMFModule,
+    CascadeModule,
     ESMMModule,
     GNOLRModule,
     LightGCNModule,
@@ -210,6 +211,7 @@ ORDINAL = {
     "gnolr": lambda dm: GNOLRModule(dm.num_users, dm.num_items, embedding_dim=8, learning_rate=0.2, ks=(1, 5)),
     "nsb": lambda dm: NSBModule(dm.num_users, dm.num_items, embedding_dim=8, learning_rate=0.2, ks=(1, 5)),
     "esmm": lambda dm: ESMMModule(dm.num_users, dm.num_items, embedding_dim=8, learning_rate=0.2, ks=(1, 5)),
+    "cascade": lambda dm: CascadeModule(dm.num_users, dm.num_items, embedding_dim=8, learning_rate=0.2, ks=(1, 5)),
 }
 
 
@@ -221,10 +223,12 @@ def test_every_trainable_parameter_of_an_ordinal_recipe_changes_after_one_step(r
 
 def test_the_contract_covers_every_model_class():
     """Every recipe class of fbrec.models is held to the contract here (popularity and ExpoMF, which learn by
-    counting and by EM, through their own tests above)."""
+    counting and by EM, through their own tests above; the history re-rank, which counts, and the cascade's planted
+    conversion in tests/test_multibehaviour.py)."""
     import fbrec.models
 
     probe = FeedbackDataModule(prepared_dir=None, batch_size=64)   # sizes only: 0 users, 0 items
     covered = {type(make(probe, None)) for make in RECIPES.values()} | {type(make(probe)) for make in ORDINAL.values()}
     covered |= {PopularityModule, fbrec.models.ExpoMFModule}   # test_popularity_..., test_expomf_... above
+    covered |= {fbrec.models.HistoryRerankModule}   # test_multibehaviour.py: planted conversion rates recovered
     assert set(fbrec.models.RECIPES.values()) <= covered, set(fbrec.models.RECIPES.values()) - covered

@@ -19,7 +19,7 @@ from fbrec.data.datasets import DATASETS, RawDataset, get_spec, load_raw
 from fbrec.data.idmap import IdMap
 from fbrec.data.transforms import binarize, dedup, kcore
 from fbrec.errors import ConfigError, DataValidationError, UnknownNameError
-from fbrec.types import ITEM, ITEM_INDEX, TIMESTAMP, USER, USER_INDEX
+from fbrec.types import EVENTS, ITEM, ITEM_INDEX, LEVEL, TIMESTAMP, USER, USER_INDEX
 
 FORMAT_VERSION = 1
 
@@ -198,6 +198,14 @@ def prepare_raw(raw: RawDataset, name: str, config: PrepareConfig | None = None,
              "cold_dropped_val": dropped["val"], "cold_dropped_test": dropped["test"],
              "items_without_training_positive": len(item_map) - parts.train[ITEM].n_unique(),
              "density": round(train.height / (len(user_map) * len(item_map)), 6)}
+    if LEVEL in train.columns:   # pairs per highest level reached, and per behaviour where the log keeps events
+        names = train.schema[LEVEL].categories.to_list()
+        for part, frame in (("train", train), ("val", val), ("test", test)):
+            counts = dict(frame[LEVEL].cast(pl.String).value_counts().iter_rows())
+            stats[f"{part}_pairs_per_level"] = {n: int(counts.get(n, 0)) for n in names}
+        if EVENTS in train.columns:
+            stats["train_pairs_per_behaviour"] = {n: int(((train[EVENTS] & (1 << k)) > 0).sum())
+                                                  for k, n in enumerate(names)}
     return PreparedDataset(name, train, val, test, user_map, item_map, cfg, items, _checksum(raw, name, options or {}),
                            stats, users)
 

@@ -2,6 +2,7 @@
 
 from fbrec.models.allpairs import AllPairsMFModule
 from fbrec.models.base import EmbeddingModule, RankingModule
+from fbrec.models.cascade import CascadeModule
 from fbrec.models.expomf import ExpoMFModule
 from fbrec.models.gnolr import GNOLRModule
 from fbrec.models.history import HistoryRerankModule
@@ -13,7 +14,7 @@ from fbrec.models.two_tower import TwoTowerModule
 
 RECIPES = {"mf": MatrixFactorizationModule, "popularity": PopularityModule, "expomf": ExpoMFModule, "gnolr": GNOLRModule, "nsb": NSBModule, "esmm": ESMMModule,
            "two_tower": TwoTowerModule, "lightgcn": LightGCNModule, "allpairs_mf": AllPairsMFModule,
-           "history_rerank": HistoryRerankModule}
+           "history_rerank": HistoryRerankModule, "cascade": CascadeModule}
 
-__all__ = ["RECIPES", "AllPairsMFModule", "ESMMModule", "EmbeddingModule", "ExpoMFModule", "GNOLRModule", "HistoryRerankModule", "LightGCNModule", "MatrixFactorizationModule", "NSBModule", "PopularityModule", "RankingModule",
+__all__ = ["RECIPES", "AllPairsMFModule", "CascadeModule", "ESMMModule", "EmbeddingModule", "ExpoMFModule", "GNOLRModule", "HistoryRerankModule", "LightGCNModule", "MatrixFactorizationModule", "NSBModule", "PopularityModule", "RankingModule",
            "TwoTowerModule"]

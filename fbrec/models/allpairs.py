@@ -51,13 +51,16 @@ class AllPairsMFModule(EmbeddingModule):
         cg_steps: k conjugate-gradient steps per row and sweep, warm-started (als only; implicit's default 3);
             None = exact solves (a batched Cholesky per row: exact, ~20x slower per sweep).
         init_std: standard deviation of the normal initialisation of both tables.
+        level_weights: on ordinal data (data.sampling.label: level), the click weight of a pair by the highest level
+            it reached, lowest first (e.g. [1, 3, 10] for view < cart < buy): WMF's confidence per level.
     """
 
     def __init__(self, num_users: int = 0, num_items: int = 0, embedding_dim: int = 64, objective: str = "wmf",
                  solver: str = "als", alpha: float = 1.0, clip: float | None = None, unobserved_weight: float = 1.0,
                  regularization: float = 0.01, cg_steps: int | None = 3, init_std: float = 0.01,
                  sparse_optimizer: str = "rowwise_adagrad", learning_rate: float = 0.05,
-                 sharding: dict[str, str] | None = None, ks: Sequence[int] = (10, 20, 50), auc: bool = True):
+                 sharding: dict[str, str] | None = None, ks: Sequence[int] = (10, 20, 50), auc: bool = True,
+                 level_weights: list[float] | None = None):
         super().__init__(num_users, num_items, embedding_dim, sparse_optimizer, learning_rate, 0.0,
                          sharding=sharding, ks=ks, auc=auc)
         for name, value, allowed in (("objective", objective, OBJECTIVES), ("solver", solver, SOLVERS)):
@@ -74,6 +77,10 @@ class AllPairsMFModule(EmbeddingModule):
         self.objective, self.solver, self.alpha, self.clip = objective, solver, alpha, clip
         self.unobserved_weight, self.regularization, self.cg_steps, self.init_std = (
             unobserved_weight, regularization, cg_steps, init_std)
+        if level_weights is not None:
+            for w in level_weights:
+                check_positive("level_weights", w)
+        self.level_weights = None if level_weights is None else [float(w) for w in level_weights]
         self.pairs: ObservedPairs | None = None
         self._transposed: ObservedPairs | None = None
         self.save_hyperparameters()
@@ -83,7 +90,14 @@ class AllPairsMFModule(EmbeddingModule):
                                    device="meta")
 
     def prepare_from(self, datamodule) -> None:
-        users, items, weight, theta, _ = datamodule.train_arrays()
+        users, items, weight, theta, levels = datamodule.train_arrays()
+        if self.level_weights is not None:
+            names = datamodule.level_names() if hasattr(datamodule, "level_names") else []
+            if len(names) != len(self.level_weights):
+                raise ConfigError(f"level_weights={self.level_weights} for levels {names or '(none)'}",
+                                  rule="one weight per ordinal level, lowest first (data.sampling.label: level)",
+                                  fix="list as many weights as levels, or set data.sampling.label: level")
+            weight = weight * np.asarray(self.level_weights, dtype=weight.dtype)[levels - 1]
         if self.objective == "relmf" and getattr(datamodule, "propensity_name", None) is None:
             raise ConfigError("objective relmf without a propensity", rule="Rel-MF divides each click by its exposure",
                               fix="set data.propensity (e.g. {class_path: fbrec.data.specs.PopularityExposure})")

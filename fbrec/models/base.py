@@ -23,6 +23,7 @@ from fbrec._checks import check_ks, check_positive
 from fbrec.embeddings import SPARSE_OPTIMIZERS, combined_optimizer, plan_summary, shard
 from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.evaluation import RankingEvaluator
+from fbrec.evaluation.ranking import RANK_METRICS, metric_name
 from fbrec.evaluation.pooled import PooledLevelAUC
 from fbrec.models.alignment import ProfileAlignment
 from fbrec.types import InteractionBatch
@@ -184,9 +185,12 @@ class RankingModule(L.LightningModule):
         summary = self._evaluator.summary()
         self.last_evaluators[stage] = self._evaluator
         for name, evaluator in self._view_evaluators.items():
-            view = evaluator.summary()
-            self.log_dict({f"{stage}_{name}/{k}": v for k, v in view.items() if "/" not in k and "num_users" not in k},
-                          sync_dist=True)
+            # a user whose held-out item this view masks is a miss, not left out: means over every user with a target
+            view = (evaluator.summary() if evaluator.rows() else   # every user's target masked: all misses
+                    {"num_users": 0.0, **{metric_name(m, k): 0.0 for m in RANK_METRICS for k in self.ks}})
+            share = view["num_users"] / max(1, len(evaluator.eval_set.users))
+            self.log_dict({f"{stage}_{name}/{k}": v * share for k, v in view.items()
+                           if "/" not in k and "num_users" not in k and "auc" not in k}, sync_dist=True)
             self.last_evaluators[f"{stage}_{name}"] = evaluator
         for (_, name), evaluator in self._level_evaluators.items():
             level_summary = evaluator.summary()

@@ -53,10 +53,10 @@ class HistoryRerankModule(RankingModule):
     def history_and_target(self, datamodule) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """(U, I) 0/1 matrices: the pairs seen below the target level, and the pairs that reached it."""
         names = datamodule.declared_levels()
-        target = self.target_level or names[-1]
         if not names:
             raise ConfigError("the history re-rank needs feedback levels", rule="it ranks what a user saw below the "
                               "target level", fix="use a dataset with levels (e.g. tmall-mbcgcn)")
+        target = self.target_level or names[-1]
         if target not in names or names.index(target) == 0:
             raise ConfigError(f"target_level={target!r}", rule=f"a level above the lowest of {names}",
                               fix=f"set model.init_args.target_level to one of {names[1:]}")
