@@ -23,8 +23,8 @@ from fbrec._checks import check_ks, check_positive
 from fbrec.embeddings import SPARSE_OPTIMIZERS, combined_optimizer, plan_summary, shard
 from fbrec.errors import ConfigError, UnknownNameError
 from fbrec.evaluation import RankingEvaluator
-from fbrec.evaluation.ranking import RANK_METRICS, metric_name
 from fbrec.evaluation.pooled import PooledLevelAUC
+from fbrec.evaluation.ranking import RANK_METRICS, metric_name
 from fbrec.models.alignment import ProfileAlignment
 from fbrec.types import InteractionBatch
 
