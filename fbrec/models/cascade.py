@@ -66,15 +66,15 @@ class CascadeModule(EmbeddingModule):
         reached = [datamodule.event_matrix(n) for n in names]   # pairs that reached level k (as an event)
         rates = np.zeros((K, K - 1, I), np.float32)
         # per (stage k, behaviour j < k): seen_j(i) and converted_jk(i) counts over the training pairs
-        self._seen_counts, self._converted = {}, {}
+        self._seen_counts, self._converted, self._prior = {}, {}, {}
+        seen_by_behaviour = [np.asarray(e.sum(0)).ravel() for e in self._events]
         for k in range(1, K):
             for j in range(k):
-                seen = np.asarray(self._events[j].sum(0)).ravel()
+                seen = seen_by_behaviour[j]
                 converted = np.asarray(self._events[j].multiply(self._reached_or_above(reached, k)).sum(0)).ravel()
                 prior = converted.sum() / max(1.0, seen.sum())
                 rates[k, j] = np.log(np.maximum((converted + self.smoothing * prior) / (seen + self.smoothing), RATE_FLOOR))
-                self._seen_counts[(k, j)], self._converted[(k, j)] = seen, converted
-                self._prior = getattr(self, "_prior", {}) | {(k, j): prior}
+                self._seen_counts[(k, j)], self._converted[(k, j)], self._prior[(k, j)] = seen, converted, prior
         self.log_conversion = torch.from_numpy(rates)
         if self.head is None:
             self.head = nn.ParameterDict({
