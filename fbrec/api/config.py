@@ -19,8 +19,13 @@ from fbrec.models.selection import BestCheckpoint
 
 
 def recipes_dir() -> Path:
+    """Where the recipes are: FBREC_RECIPES_DIR, else the copy an installed wheel carries (`fbrec/recipes`), else the
+    checkout's `models/` (an editable install)."""
     env = os.environ.get("FBREC_RECIPES_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+    if env:
+        return Path(env)
+    packaged = Path(__file__).resolve().parents[1] / "recipes"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "models"
 
 
 def known_recipes() -> list[str]:
@@ -36,8 +41,16 @@ def resolve_config(config: str) -> Path:
             raise ConfigError(f"config {config!r} does not exist", rule="--config is a YAML file or a recipe name",
                               fix=f"known recipes: {', '.join(known_recipes())}")
         return path
-    if config not in known_recipes():
-        raise UnknownNameError("recipe", config, known_recipes())
+    known = known_recipes()
+    if not known:
+        root = recipes_dir()
+        raise ConfigError(f"unknown recipe {config!r}: no recipes were found in {str(root)!r}",
+                          rule="recipes are the folders holding a config.yaml in the wheel's fbrec/recipes, the "
+                               "checkout's models/, or FBREC_RECIPES_DIR",
+                          fix="point FBREC_RECIPES_DIR at a folder of recipes, pass --config PATH.yaml, or reinstall "
+                              "fbrec from a wheel built with its recipes")
+    if config not in known:
+        raise UnknownNameError("recipe", config, known)
     return recipes_dir() / config / "config.yaml"
 
 

@@ -21,11 +21,34 @@ def list_datasets() -> tuple[list[DatasetInfo], Path]:
     root = data_dir()
     rows = []
     for spec in DATASETS.values():
-        present = spec.name == "synthetic" or (root / spec.name).is_dir() and any((root / spec.name).iterdir())
+        folder = root / ("movielens-100k" if spec.name == "movielens-100k-semisynthetic" else spec.name)
+        present = spec.name == "synthetic" or folder.is_dir() and any(folder.iterdir())
         if spec.name == "yahoo_r3":
             present = (root / "yahoo_r3" / "ydata-ymusic-rating-study-v1_0-train.txt").exists()
         rows.append(DatasetInfo(spec.name, bool(present), spec.redistributable, spec.description))
     return rows, root
+
+
+def fetch_plan(name: str) -> dict:
+    """What `fetch_dataset(name)` would do: the folder, whether it is there, the publisher, the terms and the URLs."""
+    from fbrec.data.datasets import data_dir, get_spec
+    from fbrec.data.fetch import source
+
+    get_spec(name)                                     # an unknown name is refused as a dataset first
+    src = source(name)
+    target = data_dir() / src.name
+    return {"name": src.name, "folder": target, "present": target.exists(), "publisher": src.publisher,
+            "terms": src.terms, "urls": [d.url for d in src.downloads], "note": src.note}
+
+
+def fetch_dataset(name: str, *, progress=None):
+    """Download `name` from its publisher into the data directory (checked against the pinned sizes and sha256;
+    resumed where it stopped); a folder already there is verified, never replaced. Returns fbrec.data.fetch.Fetched."""
+    from fbrec.data.datasets import get_spec
+    from fbrec.data.fetch import fetch
+
+    get_spec(name)
+    return fetch(name, progress=progress)
 
 
 def describe_dataset(name: str, *, split: str | None = None) -> dict:

@@ -1,12 +1,13 @@
-"""Loaders for the real datasets in ../shared/data and the synthetic default, each returning a canonical log.
+"""Loaders for the real datasets and the synthetic default, each returning a canonical log.
 
-The data directory is FBREC_DATA_DIR if set, else the first of ./shared/data, ../shared/data (from the
-current directory or from the repository) that exists. Files are read in place, never copied.
+The data directory is `fbrec.data.location.data_dir()`; files are read in place, never copied. A fetchable dataset
+whose folder is absent is downloaded there on first use (`fbrec.data.fetch`), unless FBREC_OFFLINE=1.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,25 +15,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from fbrec.data.location import data_dir
 from fbrec.data.schema import FeedbackLevels, cast_levels, validate_log
 from fbrec.data.synthetic import LEVELS as SYNTHETIC_LEVELS
 from fbrec.data.synthetic import SyntheticConfig, generate, mcar_test
 from fbrec.errors import ConfigError, DataValidationError, UnknownNameError
 from fbrec.types import ITEM, LEVEL, RATING, TIMESTAMP, USER
-
-
-def data_dir(override: str | Path | None = None) -> Path:
-    """Where the real datasets live: override, FBREC_DATA_DIR, or ../shared/data."""
-    if override is not None:
-        return Path(override)
-    env = os.environ.get("FBREC_DATA_DIR")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[2]
-    for cand in (Path.cwd() / "shared" / "data", Path.cwd().parent / "shared" / "data", repo.parent / "shared" / "data"):
-        if cand.is_dir():
-            return cand
-    return repo.parent / "shared" / "data"
 
 
 @dataclass(frozen=True)
@@ -343,6 +331,20 @@ def get_spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
+def _fetch_on_first_use(name: str, root: Path) -> None:
+    """A fetchable dataset whose folder is absent is downloaded into the data directory, with a one-line note
+    (FBREC_OFFLINE=1 turns this off; the loader then names the missing file)."""
+    from fbrec.data.fetch import ALIASES, fetch
+    from fbrec.data.sources import SOURCES
+
+    src = SOURCES.get(ALIASES.get(name, name))
+    if src is None or (root / src.name).exists() or os.environ.get("FBREC_OFFLINE") == "1":
+        return
+    print(f"note: dataset {src.name!r} is not in {root}; fetching it once from {src.downloads[0].url} "
+          f"(terms: {src.terms}; FBREC_OFFLINE=1 stops this)", file=sys.stderr)
+    fetch(src.name, root)
+
+
 def load_raw(name: str, root: str | Path | None = None, options: dict | None = None) -> RawDataset:
     spec = get_spec(name)
     options = dict(options or {})
@@ -351,7 +353,9 @@ def load_raw(name: str, root: str | Path | None = None, options: dict | None = N
                           rule="only 'synthetic', 'movielens-100k-semisynthetic' (generator settings) and "
                                "'yahoo_r3' (path) take options",
                           fix="drop dataset_options")
-    raw = spec.loader(data_dir(root), options)
+    root = data_dir(root)
+    _fetch_on_first_use(name, root)
+    raw = spec.loader(root, options)
     validate_log(raw.log, source=f"dataset {name!r}")
     if raw.test is not None:
         validate_log(raw.test, source=f"dataset {name!r} test")
