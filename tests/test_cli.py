@@ -294,7 +294,7 @@ def test_fbrec_demo_runs_through_the_entry_point(tmp_path, shared_data):
                          text=True, cwd=tmp_path, env=env, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert "Traceback" not in out.stderr
-    assert "test metrics: bpr_synthetic on synthetic" in out.stdout and "MLflow run" in out.stdout
+    assert "test metrics: wmf_als_synthetic on synthetic" in out.stdout and "MLflow run" in out.stdout
     assert "index 'HNSW32'" in out.stdout and "top-10 for user" in out.stdout
     assert (tmp_path / "b" / "manifest.json").is_file()
 
@@ -360,6 +360,24 @@ def test_train_on_your_log_uses_the_recipes_model_not_its_dataset_settings(mlflo
     # your own log validates on a seeded sample of 10,000 users by default (all of them here: the log has fewer)
     run = MlflowClient(mlflow_store).get_run(run_id)
     assert run.data.params["data.evaluation.val_users"] == "10000" and "val/ndcg_at_10" in run.data.metrics
+
+
+def test_train_on_your_log_without_a_recipe_takes_the_default_recipes_model(mlflow_store, tmp_path, capsys):
+    """The default recipe is the one RESULTS.md's "Default recipe" table chose (WMF by ALS), also for the demo."""
+    from mlflow.tracking import MlflowClient
+
+    import fbrec.api
+    from fbrec.data.synthetic import SyntheticConfig, generate
+
+    assert fbrec.api.DEFAULT_RECIPE == "wmf_als_synthetic"
+    generate(SyntheticConfig(num_users=150, num_items=90, seed=0)).log.select("user", "item", "timestamp") \
+        .write_csv(tmp_path / "clicks.csv")
+    code, output = _run(["train", "--log", str(tmp_path / "clicks.csv"), "--data.integer_ids", "true",
+                         "--trainer.max_epochs=2", "--trainer.enable_progress_bar=false"], capsys)
+    assert code == 0, output
+    assert "test metrics: wmf_als_synthetic on clicks" in output
+    run = MlflowClient(mlflow_store).get_run(output.split("MLflow run ")[1].split()[0])
+    assert run.data.tags["model"] == "AllPairsMFModule" and run.data.params["model.init_args.objective"] == "wmf"
 
 
 @pytest.mark.parametrize(("env", "expected"), [

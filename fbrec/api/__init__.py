@@ -20,6 +20,11 @@ from fbrec.api.training import Progress, RunOutcome
 from fbrec.errors import ConfigError
 
 
+# The recipe the demo trains and `fbrec train --log` takes its model from: chosen by measurement (benchmarks/RESULTS.md,
+# "Default recipe, chosen by measurement": WMF by ALS beat MF-BPR and popularity on every dataset measured).
+DEFAULT_RECIPE = "wmf_als_synthetic"
+
+
 @dataclass
 class TrainResult:
     """A finished training run: its MLflow id and store, the epoch selected on validation, every logged metric, the
@@ -70,7 +75,7 @@ def train(config: str | None = None, overrides: Mapping[str, object] | Sequence[
             config = str(_config_for_log(config, Path(tmp) / "log_config.yaml", progress))
         if config is None and resume is None:
             raise ConfigError("nothing to train", rule="pass a recipe (config), a model object, or resume=RUN_ID",
-                              fix='fbrec.train("bpr_synthetic") or fbrec.train(model=..., data=...)')
+                              fix=f'fbrec.train("{DEFAULT_RECIPE}") or fbrec.train(model=..., data=...)')
         run_id = run_training(config if resume is None else None, args, resume=resume, refit=refit,
                               objects=objects, register=register, progress=progress)
     if run_id is None:
@@ -200,10 +205,12 @@ class DemoResult:
     recommendations: Recommendations
 
 
-def demo(out: str | Path = "demo_bundle", *, epochs: int = 10, progress: Progress | None = None) -> DemoResult | None:
-    """The README's first command: train MF-BPR on the synthetic default, export an HNSW bundle to `out` (replacing
-    one an earlier demo wrote), and retrieve the first user's top-10 from it."""
-    run = train("bpr_synthetic", {"trainer.max_epochs": epochs}, progress=progress)
+def demo(out: str | Path = "demo_bundle", *, epochs: int | None = None,
+         progress: Progress | None = None) -> DemoResult | None:
+    """The README's first command: train the default recipe (WMF by ALS) on the synthetic default (`epochs`: the
+    recipe's unless given), export an HNSW bundle to `out` (replacing one an earlier demo wrote), and retrieve the
+    first user's top-10 from it."""
+    run = train(DEFAULT_RECIPE, {"trainer.max_epochs": epochs} if epochs else {}, progress=progress)
     if run is None:   # ranks > 0
         return None
     manifest = export(run.run_id, out, index="HNSW32", search_params="efSearch=64", overwrite=True)
@@ -213,5 +220,5 @@ def demo(out: str | Path = "demo_bundle", *, epochs: int = 10, progress: Progres
     return DemoResult(run, manifest, retrieve(out, first, k=10))
 
 
-__all__ = ["DemoResult", "Evaluation", "Recommendations", "RunOutcome", "TrainResult", "demo", "evaluate", "export",
+__all__ = ["DEFAULT_RECIPE", "DemoResult", "Evaluation", "Recommendations", "RunOutcome", "TrainResult", "demo", "evaluate", "export",
            "retrieve", "simulate", "train"]

@@ -222,6 +222,8 @@ def _build(path: Path, overrides: list[str]):
 def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None, register: str | None, say: Progress,
          objects: dict | None) -> str | None:
     import fbrec
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     from fbrec.tracking import (
         checkpoint_dir,
         end_run,
@@ -281,9 +283,14 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None, regi
             log_dataset_inputs(run_id, dm.data, _data_source(dm), uri)
         outcome = _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, uri, cli, register, say)
     except BaseException as exc:
+        stopped = isinstance(exc, SIGTERMException)   # Lightning stops at the next step; it is a SystemExit(None)
         if rank0:
-            end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED",
-                    f"{type(exc).__name__}: {exc}", uri)
+            end_run(run_id, "KILLED" if stopped or isinstance(exc, KeyboardInterrupt) else "FAILED",
+                    "stopped by SIGTERM" if stopped else f"{type(exc).__name__}: {exc}", uri)
+        if stopped:   # a scheduler must not read success: 128 + SIGTERM, as a shell reports a terminated process
+            say(f"stopped by SIGTERM: run {run_id} is marked KILLED; `fbrec train --resume {run_id}` continues it "
+                "from its last saved epoch")
+            raise SystemExit(143) from None
         raise
     if outcome is None:
         return None

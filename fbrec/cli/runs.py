@@ -33,10 +33,10 @@ def train(ctx: typer.Context,
     from fbrec.errors import ConfigError
 
     if config is None and log is not None and resume is None:
-        config = "bpr_synthetic"   # your own log: the default recipe's model on your data
+        config = fbrec.api.DEFAULT_RECIPE   # your own log: the default recipe's model on your data
     if (config is None) == (resume is None):
         raise ConfigError("pass exactly one of --config and --resume", rule="a run starts from a recipe or "
-                          "continues a run", fix="fbrec train --config bpr_synthetic, or --resume RUN_ID")
+                          "continues a run", fix=f"fbrec train --config {fbrec.api.DEFAULT_RECIPE}, or --resume RUN_ID")
     result = fbrec.api.train(config, list(ctx.args), log=log, resume=resume, refit=refit, register=register,
                              progress=say)
     if result is not None and result.outcome is not None:
@@ -141,8 +141,9 @@ def simulate(run: RunId, rounds: Annotated[int, typer.Option(help="rounds per se
 
 @app.command()
 def demo(out: Annotated[Path, typer.Option(help="where to write the bundle")] = Path("demo_bundle"),
-         epochs: Annotated[int, typer.Option(help="training epochs")] = 10) -> None:
-    """Train MF-BPR on the synthetic default, print test metrics and the run, export a bundle, retrieve."""
+         epochs: Annotated[int, typer.Option(help="training epochs (default: the recipe's)")] = None) -> None:
+    """Train the default recipe (WMF by ALS) on the synthetic default, print test metrics and the run, export a
+    bundle, retrieve."""
     import fbrec.api
 
     result = fbrec.api.demo(out, epochs=epochs, progress=say)

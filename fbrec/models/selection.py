@@ -31,12 +31,20 @@ class BestCheckpoint(ModelCheckpoint):
         super()._save_checkpoint(trainer, filepath)
         self._last_saved_at = (trainer.current_epoch, trainer.global_step)
 
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """With validation once per epoch (the default) Lightning saves here, after that epoch's validation."""
+        if not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer):
+            self._save_best_and_last(trainer)
+
     def on_validation_end(self, trainer, pl_module) -> None:
-        """The best checkpoints when the monitored metric improves, and `last.ckpt` after EVERY validation, so that
-        --resume continues from the latest epoch (Lightning 2.6 rewrites last only when a top-k save happened in
-        the same step, which left last.ckpt at the best epoch and made a resume train those epochs again)."""
-        if self._should_skip_saving_checkpoint(trainer) or self._should_save_on_train_epoch_end(trainer):
-            return
+        """Validation more or less often than once per epoch: Lightning saves here."""
+        if not self._should_skip_saving_checkpoint(trainer) and not self._should_save_on_train_epoch_end(trainer):
+            self._save_best_and_last(trainer)
+
+    def _save_best_and_last(self, trainer) -> None:
+        """The best checkpoints when the monitored metric improves, and `last.ckpt` EVERY time, so that --resume
+        continues from the latest epoch (Lightning 2.6 rewrites last only when a top-k save happened in the same
+        step, which left last.ckpt at the best epoch and made a resume train those epochs again)."""
         candidates = self._monitor_candidates(trainer)
         if self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0:
             self._save_topk_checkpoint(trainer, candidates)

@@ -147,7 +147,7 @@ def resolve_run_id(run_id: str, tracking_uri: str | None = None) -> str:
             return run.info.run_id
     raise ConfigError(f"--run last, but the tracking store {client.tracking_uri} holds no training run",
                       rule="'last' is the most recently started `fbrec train` run of this store",
-                      fix="train one first (fbrec train --config bpr_synthetic), or pass a run id")
+                      fix="train one first (fbrec train --config wmf_als_synthetic), or pass a run id")
 
 
 def set_run_tags(run_id: str, tags: dict[str, str], tracking_uri: str | None = None) -> None:
