@@ -35,7 +35,7 @@ REG = "model.init_args.regularization"
 EXACT = {
     "mf_als": {DIM: [16, 64], REG: [10.0, 50.0, 200.0]},
     "wmf_als": {DIM: [16, 64], REG: [10.0, 50.0, 200.0], "model.init_args.alpha": [1.0, 5.0, 20.0]},
-    "relmf_als": {DIM: [16, 64], REG: [50.0, 200.0, 1000.0, 5000.0, 20000.0]},
+    "relmf_als": {DIM: [16, 64], REG: [1.0, 10.0, 50.0, 200.0, 1000.0, 5000.0]},   # collapsed settings: not selectable
     "relmf_clipped_als": {DIM: [16, 64], REG: [10.0, 50.0, 200.0], "model.init_args.clip": [0.01, 0.05, 0.2, 0.5]},
 }
 GRIDS.update(EXACT)

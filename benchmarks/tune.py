@@ -63,8 +63,11 @@ def search(client, recipe: str, grid: dict[str, list[str]], *, seed: int = 0, mo
         history = client.get_metric_history(run, monitor)
         if not history:
             raise SystemExit(f"{recipe}: the runs log no {monitor!r}; pass --monitor")
-        rows.append((setting, max(m.value for m in history)))
-        print(f"{recipe} {setting}: {monitor} {rows[-1][1]:.4f}", flush=True)
+        # a model that scores every item the same ranks by the tie-break: its validation number is not selectable
+        degenerate = client.get_run(run).data.tags.get("fbrec.degenerate") == "true"
+        rows.append((setting, float("-inf") if degenerate else max(m.value for m in history)))
+        print(f"{recipe} {setting}: {monitor} {max(m.value for m in history):.4f}"
+              + (" (degenerate: scores flat, not selectable)" if degenerate else ""), flush=True)
     return Search(recipe, monitor, rows)
 
 

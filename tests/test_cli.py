@@ -377,7 +377,7 @@ def test_train_on_your_log_without_a_recipe_takes_the_default_recipes_model(mlfl
     assert code == 0, output
     assert "test metrics: wmf_als_synthetic on clicks" in output
     run = MlflowClient(mlflow_store).get_run(output.split("MLflow run ")[1].split()[0])
-    assert run.data.tags["model"] == "AllPairsMFModule" and run.data.params["model.init_args.objective"] == "wmf"
+    assert run.data.tags["model"] == "AllPairsMFModule" and run.data.params["model.objective"] == "wmf"
 
 
 @pytest.mark.parametrize(("env", "expected"), [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -151,3 +152,36 @@ def test_a_run_resumes_on_another_number_of_processes(before, after, tmp_path):
         assert run.data.metrics[key] == pytest.approx(reference.data.metrics[key], abs=0.05), key
     epochs = sorted({m.step for m in client.get_metric_history(run_id, "val/ndcg_at_5")})
     assert len(epochs) == 5, "each epoch validated once, none retrained after the resume"
+
+
+def test_the_shipped_recipe_keeps_last_at_the_latest_epoch_sigterm_fails_and_a_resume_prints_as_a_fresh_run(
+        tmp_path):
+    """bpr_synthetic as shipped (its best epoch is 1): last.ckpt follows every epoch, not the best one; `kill -TERM`
+    exits 143 with the run KILLED (a scheduler must not read success); the resume continues from the latest epoch
+    and prints what a fresh run prints, once."""
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    proc = _fbrec(["train", "--config", "bpr_synthetic", "--trainer.max_epochs", "40",
+                   "--trainer.enable_progress_bar=false"], store, tmp_path)
+    deadline = time.time() + 240
+    while (saved := _saved_epoch(store)) is None or saved[1] < 3:   # last.ckpt stuck at the best epoch never gets here
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=240)
+    run_id, stopped_at = _saved_epoch(store)
+    assert proc.returncode == 143, err[-3000:]
+    assert f"stopped by SIGTERM: run {run_id} is marked KILLED; `fbrec train --resume {run_id}` continues it" in out
+    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+    assert client.get_run(run_id).info.status == "KILLED"
+
+    resumed = _fbrec(["train", "--resume", run_id, "--trainer.max_epochs", str(stopped_at + 3)], store, tmp_path)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    assert re.findall(r"val of epoch (\d+)", err) == [str(e) for e in range(stopped_at + 1, stopped_at + 3)]
+    assert _saved_epoch(store) == (run_id, stopped_at + 2)
+    assert int(client.get_run(run_id).data.tags["best_epoch"]) < stopped_at, "the best epoch is not the last one"
+    lines = err.splitlines()
+    assert not [line for line in lines if line.startswith("INFO")], err          # each line once, as Lightning's
+    for noise in ("Downloading artifacts", "Tip:", "distributed_backend", "exists and is not empty", "Warning"):
+        assert noise not in err, noise

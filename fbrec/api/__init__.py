@@ -19,7 +19,6 @@ from fbrec.api.runs import Evaluation, evaluate_run, export_run, simulate_run
 from fbrec.api.training import Progress, RunOutcome
 from fbrec.errors import ConfigError
 
-
 # The recipe the demo trains and `fbrec train --log` takes its model from: chosen by measurement (benchmarks/RESULTS.md,
 # "Default recipe, chosen by measurement": WMF by ALS beat MF-BPR and popularity on every dataset measured).
 DEFAULT_RECIPE = "wmf_als_synthetic"

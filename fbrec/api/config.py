@@ -69,7 +69,8 @@ class FbrecCLI(LightningCLI):
 # third-party notices that say nothing actionable to an fbrec user (each was seen on every run)
 _NOISE = ("LightningCLI's args parameter is intended", "isinstance(treespec, LeafSpec)", "IterableDataset` has `__len__`",
           "is smaller than the logging interval", "Please use DTensor instead", "HeuristicalStorageReservation",
-          "`LightningModule.configure_optimizers` returned `None`", "It is recommended to use `self.log")
+          "`LightningModule.configure_optimizers` returned `None`", "It is recommended to use `self.log",
+          "exists and is not empty")   # the last: a resumed run's own checkpoint folder
 _NOISY_LOG_LINES = ("💡 Tip:", "Initializing distributed:", "distributed_backend=", "All distributed processes "
                     "registered", "-" * 20, "Creating initial MLflow database tables", "Updating database tables")
 
@@ -89,6 +90,13 @@ def quiet_third_parties() -> None:
         warnings.filterwarnings("ignore", message=f".*{re.escape(text)}")
     for name in ("torchrec.distributed.planner", "torch.fx._symbolic_trace", "torch.distributed.checkpoint"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        # the console Lightning sets up when it is imported first (its own handler, no propagation); imported after a
+        # library that configured the root logger (fbgemm_gpu does, on a resume), every line would print twice
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(logging.StreamHandler())
+        logger.propagate = False
     for name in ("lightning.pytorch", "lightning.fabric", "mlflow.store.db.utils", "alembic"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNoise) for f in logger.filters):

@@ -120,6 +120,9 @@ def run_training(config: str | None, overrides: list[str], *, resume: str | None
     progress: called with each line worth telling a person (default: the "fbrec" logger at INFO).
     register: also register the run's MLflow model (the bundle as a pyfunc) under this registry name (with refit:
     the refit run's)."""
+    from fbrec.api.config import quiet_third_parties
+
+    quiet_third_parties()   # before anything is read from the store (a resume reads the run's config first)
     if refit:
         if resume is not None:
             raise ConfigError("--refit with --resume", rule="a refit follows a finished selection run",
@@ -221,9 +224,9 @@ def _build(path: Path, overrides: list[str]):
 
 def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None, register: str | None, say: Progress,
          objects: dict | None) -> str | None:
-    import fbrec
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    import fbrec
     from fbrec.tracking import (
         checkpoint_dir,
         end_run,
@@ -329,6 +332,24 @@ def _add_early_stopping(trainer, monitor: str | None, patience: int) -> None:
     trainer.callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=patience))
 
 
+def _flag_degenerate(client, run_id: str, user_emb, item_emb, best_epoch: int | None, say: Progress) -> None:
+    """A selected model whose scores are flat for most users is said so on the console and tagged
+    `fbrec.degenerate` (the share of flat users), so no one mistakes a tie-break's metrics for a model's."""
+    import numpy as np
+
+    from fbrec.evaluation.degenerate import FLAT_RANGE, FLAT_SHARE, flat_user_share
+
+    share = flat_user_share(user_emb, item_emb)
+    client.set_tag(run_id, "fbrec.degenerate", "true" if share > FLAT_SHARE else "false")
+    if share > FLAT_SHARE:
+        client.set_tag(run_id, "fbrec.degenerate.flat_user_share", f"{share:.3f}")
+        scale = float(np.abs(np.asarray(item_emb)).max()) if np.size(item_emb) else 0.0
+        say(f"warning: the selected model (epoch {best_epoch}) scores every item the same for {share:.0%} of users "
+            f"(their scores span < {FLAT_RANGE:g}; the largest item embedding entry is {scale:.2g}): its embeddings "
+            "collapsed, so its metrics are those of the tie-break order, not of a learned model; lower the "
+            "regularisation or choose another recipe (tag fbrec.degenerate=true)")
+
+
 def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, uri, cli, register, say: Progress
                      ) -> RunOutcome | None:
     from fbrec.evaluation import report
@@ -387,6 +408,8 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
     if side_by_side is not None:
         table = biased_vs_unbiased(side_by_side, summary, model.ks)
         log_table(run_id, table, "report/biased_vs_unbiased.csv", uri)
+    if embeds:
+        _flag_degenerate(client, run_id, user_emb, item_emb, best_epoch, say)
     if not embeds:
         client.set_tag(run_id, "embeddings", "none")
         say(f"{type(model).__name__} ranks through each user's history: no embeddings, model or bundle are logged")

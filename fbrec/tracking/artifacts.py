@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ import polars as pl
 from mlflow.tracking import MlflowClient
 
 from fbrec.errors import ConfigError
-from fbrec.tracking.store import _jsonable, default_tracking_uri, find_run
+from fbrec.tracking.store import _jsonable, default_tracking_uri, find_run, no_artifact_progress
 
 
 def log_dataset_inputs(run_id: str, data, source: str, tracking_uri: str | None = None) -> None:
@@ -81,11 +80,11 @@ def log_model_artifacts(run_id: str, *, model: str, data_args: dict, user_embedd
 def read_run_artifacts(run_id: str, tracking_uri: str | None = None) -> RunArtifacts:
     uri = tracking_uri or default_tracking_uri()
     find_run(run_id, uri)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")   # keep CLI output to one table
     client = MlflowClient(uri)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = Path(client.download_artifacts(run_id, "model", tmp))
+            with no_artifact_progress():
+                local = Path(client.download_artifacts(run_id, "model", tmp))
         except (OSError, mlflow.exceptions.MlflowException) as exc:
             raise ConfigError(f"run {run_id!r} has no model/ artifacts", rule="only finished `fbrec train` runs "
                               "can be evaluated or exported", fix="train again with `fbrec train`") from exc

@@ -10,7 +10,7 @@ from pathlib import Path
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from fbrec.tracking.store import default_tracking_uri
+from fbrec.tracking.store import default_tracking_uri, no_artifact_progress
 
 PID_TAG, HOST_TAG, END_TAG = "fbrec.pid", "fbrec.host", "fbrec.end"
 
@@ -87,7 +87,8 @@ def reopen_run(run_id: str, resumed_from: str, tracking_uri: str | None = None) 
 def download_config(run_id: str, into: Path, tracking_uri: str | None = None) -> Path | None:
     """The resolved config.yaml a run logged when it started, or None."""
     try:
-        return Path(MlflowClient(tracking_uri or default_tracking_uri()).download_artifacts(run_id, "config.yaml",
-                                                                                           str(into)))
+        with no_artifact_progress():
+            return Path(MlflowClient(tracking_uri or default_tracking_uri()).download_artifacts(run_id, "config.yaml",
+                                                                                               str(into)))
     except Exception:   # noqa: BLE001 - mlflow raises several kinds for a missing artifact
         return None

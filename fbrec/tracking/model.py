@@ -7,7 +7,6 @@ with the model (code_paths), so loading needs numpy, polars, pyarrow, pandas and
 
 from __future__ import annotations
 
-import os
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +16,7 @@ import mlflow.pyfunc
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
-from fbrec.tracking.store import use_tracking_uri
+from fbrec.tracking.store import no_artifact_progress, use_tracking_uri
 
 MODEL_NAME = "fbrec_bundle"
 _REQUIREMENTS = ("numpy", "polars", "pyarrow", "faiss-cpu", "pandas")
@@ -42,18 +41,10 @@ def log_bundle_model(run_id: str, bundle_dir: str | Path, tracking_uri: str, *, 
         outputs=Schema([ColSpec(user_id_type, "user"), ColSpec("long", "rank"), ColSpec(item_id_type, "item"),
                         ColSpec("double", "score")]),
         params=ParamSchema([ParamSpec("k", "long", 10), ParamSpec("exclude_seen", "boolean", True)]))
-    progress = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"   # a copy of local files, not a download
-    try:
-        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-            # the signature is explicit, so MLflow's advice on input examples is noise here
-            warnings.filterwarnings("ignore", message=".*(input example|input_example).*")
-            info = _log(bundle_dir, signature, register)
-    finally:
-        if progress is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = progress
+    with no_artifact_progress(), mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        # the signature is explicit, so MLflow's advice on input examples is noise here
+        warnings.filterwarnings("ignore", message=".*(input example|input_example).*")
+        info = _log(bundle_dir, signature, register)
     return info.model_uri
 
 

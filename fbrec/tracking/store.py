@@ -43,6 +43,21 @@ def use_tracking_uri(uri: str) -> None:
         _exported[:] = [uri]
 
 
+@contextmanager
+def no_artifact_progress():
+    """MLflow's artifact progress bar off while fbrec copies a run's own local artifacts (a copy, not a download:
+    the bar would only break the console's lines); the caller's setting is restored after."""
+    before = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = before
+
+
 def _artifact_root(uri: str) -> str | None:
     if uri.startswith("sqlite:///"):
         return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
