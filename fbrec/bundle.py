@@ -155,6 +155,11 @@ def _attribute_table(items: pl.DataFrame, num_items: int) -> pl.DataFrame:
     return table
 
 
+def _json_type(value) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null", list: "array",
+            dict: "object"}.get(type(value), type(value).__name__)
+
+
 def _read_manifest(path: Path) -> tuple[Manifest, str]:
     """(manifest.json as a Manifest, the sha256 of its bytes), or one BundleError naming what is wrong with it (never
     a traceback)."""
@@ -179,6 +184,14 @@ def _read_manifest(path: Path) -> tuple[Manifest, str]:
         manifest = Manifest(**raw)
     except TypeError as exc:
         raise corrupted(f"has unexpected fields ({exc})") from None
+    for name, kind in (("embedding_dim", int), ("num_users", int), ("num_items", int), ("recall_k", int),
+                       ("format_version", int), ("recall_at_k", float), ("metric", str), ("model", str),
+                       ("index_factory", str), ("search_params", str)):
+        value = getattr(manifest, name)
+        if isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float) if kind is float
+                                                         else str):
+            raise corrupted(f"has {name} = {value!r} (a JSON {_json_type(value)}), where fbrec writes a JSON "
+                            f"{_json_type(kind())}")
     checksums = manifest.checksums
     if not isinstance(checksums, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                   for k, v in checksums.items()):
@@ -212,6 +225,19 @@ def _remember_verified(record: Path, stats: str) -> None:
         pass   # a read-only home: verify every time
 
 
+def _numeric_array(path: Path) -> np.ndarray:
+    """A numeric .npy array; an object array would need unpickling, which a bundle never asks for."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        pickled = "allow_pickle" in str(exc)
+        raise BundleError(f"bundle file {path.name!r} in {str(path.parent)!r} "
+                          + ("holds pickled Python objects, which fbrec never loads" if pickled
+                             else f"is not a numeric .npy array ({str(exc).splitlines()[0]})"),
+                          rule="bundle embeddings are numeric .npy arrays", fix="re-export the bundle with `fbrec "
+                          "export`") from None
+
+
 class Bundle:
     """A loaded bundle: `recommend(raw_user_id, k)` -> [(raw_item_id, score), ...] through the FAISS index."""
 
@@ -230,9 +256,8 @@ class Bundle:
         try:
             self.user_map = IdMap.load("user", self.path / "user_map.parquet")
             self.item_map = IdMap.load("item", self.path / "item_map.parquet")
-            # numeric arrays only: an object array would need unpickling, which a bundle never asks for
-            self.user_embeddings = np.load(self.path / "user_embeddings.npy", allow_pickle=False)
-            self.item_embeddings = np.load(self.path / "item_embeddings.npy", allow_pickle=False)
+            self.user_embeddings = _numeric_array(self.path / "user_embeddings.npy")
+            self.item_embeddings = _numeric_array(self.path / "item_embeddings.npy")
             seen = pl.read_parquet(self.path / "seen.parquet")
             self.index = read_index(self.path / "index.faiss")
             self.items = (pl.read_parquet(self.path / "items.parquet") if "items.parquet" in self.manifest.checksums

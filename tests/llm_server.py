@@ -8,6 +8,7 @@ real HTTP server:
   sloppy     -> a chatty answer without JSON first, valid JSON once re-asked
   broken     -> never JSON (some-broken: only for prompts holding BREAK)
   needs-key  -> HTTP 401 unless Authorization is 'Bearer test-key'
+  busy, down -> HTTP 429 (Retry-After: 0), HTTP 500, on every request
   simulate   -> a simulated user's answer: clicks slot 1, a reason per slot, "more comedies"
   prefs      -> the preferences {"exclude": {"genres": ["Horror"]}} (bad-prefs: a malformed include; prefs-all:
                 the 90s, niche, like "Star Wars (1977)")
@@ -67,6 +68,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         if model == "needs-key" and self.headers.get("Authorization") != "Bearer test-key":
             self._send(401, {"error": {"message": "invalid api key"}})
+            return
+        if model in ("busy", "down"):
+            self._send(429 if model == "busy" else 500, {"error": model}, {"Retry-After": "0"})
             return
         if model == "flaky":
             with LOCK:

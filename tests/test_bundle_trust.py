@@ -120,9 +120,15 @@ CORRUPTIONS = {
     "id map short": (_short_item_map, r"the item map has 199 ids"),
     "NaN vector": (_nan_item, r"the embeddings hold NaN or inf"),
     "seen out of range": (_seen_outside, r"seen.parquet refers to users or items outside"),
-    "pickled array": (_pickled_npy, r"has a file that cannot be read: Object arrays cannot be loaded"),
+    "pickled array": (_pickled_npy, r"bundle file 'item_embeddings.npy' in .* holds pickled Python objects, which "
+                                    r"fbrec never loads"),
     "format version": (lambda p: _edit_manifest(p, format_version=99), r"bundle format 99 is not 1"),
-    "format version as text": (lambda p: _edit_manifest(p, format_version="1"), r"bundle format '1' is not 1"),
+    "format version as text": (lambda p: _edit_manifest(p, format_version="1"),
+                               r"has format_version = '1' \(a JSON string\), where fbrec writes a JSON integer"),
+    "dimension as text": (lambda p: _edit_manifest(p, embedding_dim="8"),
+                          r"has embedding_dim = '8' \(a JSON string\), where fbrec writes a JSON integer"),
+    "recall as a boolean": (lambda p: _edit_manifest(p, recall_at_k=True),
+                            r"has recall_at_k = True \(a JSON boolean\), where fbrec writes a JSON number"),
     # a manifest names files by their bundle names only: a device, an absolute path or `..` never gets read (the
     # /dev/zero key once made `fbrec retrieve` and a service reload hang forever)
     "device as a checksum key": (_checksum_key("/dev/zero"), r"lists '/dev/zero', which is not a bundle file"),

@@ -146,6 +146,16 @@ def test_user_errors_print_one_line_and_a_hint_and_exit_2(args, pattern, capsys,
     assert not list(Path(tmp_path).glob("bundle*")), "nothing written on error"
 
 
+def test_a_k_beyond_the_catalogue_is_refused_before_a_run_exists(capsys, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    code, output = _run(["train", "--config", "popularity_coat", "--model.init_args.ks", "[5, 5000]"], capsys)
+    assert code == 2 and "error: k=5000 exceeds the catalogue of 300 items" in output, output
+    assert "lower the largest of model.init_args.ks" in output
+    client = MlflowClient(mlflow_store)
+    assert [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])] == []
+
+
 def test_data_list_shows_every_registered_dataset(capsys):
     code, output = _run(["data", "list"], capsys)
     assert code == 0

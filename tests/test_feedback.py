@@ -30,7 +30,6 @@ ITEMS = pl.DataFrame({"item_index": [0, 1, 2, 3], "genres": [["Comedy"], ["Horro
     ({"include": {"genres": "Comedy"}}, "preferences.include = .*maps an attribute to a list"),
     ({"boost": {"genres": {"Comedy": "lots"}}}, "preferences.boost = .*value: number"),
     ({"min_year": "1990"}, "preferences.min_year = '1990'.*integer year"),
-    ({"min_year": 2000, "max_year": 1990}, "min_year 2000 > max_year 1990"),
     ({"popularity": "trendy"}, "preferences.popularity = 'trendy'.*'popular', 'niche'"),
     ({"similar_to": "Toy Story"}, "preferences.similar_to = 'Toy Story'.*list of item titles"),
     ({"similar_to": [""]}, "preferences.similar_to = \\[''\\].*list of item titles"),

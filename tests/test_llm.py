@@ -155,6 +155,8 @@ HOSTILE_ANSWERS = [
     ("partial-status", r"unreachable or not answering within 3 s after 2 tries"),
     ("trickle", r"unreachable or not answering within 3 s after 2 tries"),
     ("huge", r"sent an answer over 8388608 bytes"),
+    ("busy", r"LLM server http://127\.0\.0\.1:\d+/v1 answered HTTP 429 after 2 tries: .*retried 1 times"),
+    ("down", r"LLM server http://127\.0\.0\.1:\d+/v1 answered HTTP 500 after 2 tries"),
 ]
 
 

@@ -57,6 +57,9 @@ TEXT_CASES = [
     ("empty item", "log.csv", "user,item\n1,a\n2,\n", {}, r"column 'item': 1 rows are null \(lines 3\)"),
     ("integer ids that are not", "log.csv", "user,item\n1,2\nu1,3\n", {"integer_ids": True},
      r"column 'user': 1 ids are not integers, e.g. \['u1'\] \(lines 3\)"),
+    ("uint64 ids beyond int64", "log.csv", "user,item\n1,2\n18446744073709551615,3\n", {"integer_ids": True},
+     r"column 'user': 1 ids are integers beyond the int64 range .* e.g. \['18446744073709551615'\] \(lines 3\).*"
+     r"drop integer_ids to read ids as text"),
     ("negative integer ids", "log.csv", "user,item\n1,2\n-3,4\n", {"integer_ids": True},
      r"column 'user': 1 rows are negative \(lines 3\)"),
     ("unknown level", "log.csv", "user,item,level\n1,a,click\n2,b,clik\n", LV,
@@ -115,6 +118,8 @@ PARQUET_CASES = [
     ("parquet infinite rating", pl.DataFrame({"user": [1], "item": [1], "rating": [float("nan")]}), {},
      r"'rating': 1 rows are null or NaN"),
     ("parquet string exposed", pl.DataFrame({"user": [1], "item": [1], "exposed": ["yes"]}), {}, r"'exposed' has dtype"),
+    ("parquet uint64 ids", pl.DataFrame({"user": pl.Series([1, 2**64 - 1], dtype=pl.UInt64), "item": [1, 2]}),
+     {"integer_ids": True}, r"'user': 1 ids are integers beyond the int64 range .*\[18446744073709551615\] \(rows 2\)"),
     ("parquet many bad rows", pl.DataFrame({"user": list(range(-8, 0)), "item": [1] * 8}), {},
      r"8 rows are negative \(rows 1, 2, 3, 4, 5, \.\.\. \(\+3 more\)\)"),
 ]

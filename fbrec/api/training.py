@@ -245,6 +245,10 @@ def _run(cli, recipe: str, uri: str, resume: str | None, last: Path | None, regi
     tags = {"recipe": recipe, "model": type(model).__name__, "dataset": data.name,
             "fbrec_version": fbrec.__version__, "world_size": str(trainer.world_size),
             "seed": str(cli.config["seed_everything"]), "data_seed": str(dm.seed), **owner_tags()}
+    ks = [int(k) for k in getattr(model, "ks", ())]
+    if ks and max(ks) > dm.num_items:   # found before a run exists: no FAILED run is left behind for a typo
+        raise ConfigError(f"k={max(ks)} exceeds the catalogue of {dm.num_items} items",
+                          rule="every cut-off k <= the number of items", fix="lower the largest of model.init_args.ks")
     ckpt, monitor = trainer.checkpoint_callback, None   # settings are checked before a run is created
     if ckpt is not None:
         if ckpt.monitor is None and dm.data.val.height:

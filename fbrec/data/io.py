@@ -287,6 +287,14 @@ def _integer_ids(frame: pl.DataFrame, where: Where) -> pl.DataFrame:
         ints = s.cast(pl.Int64, strict=False) if s.dtype != pl.String else s.str.strip_chars().cast(pl.Int64,
                                                                                                     strict=False)
         bad = ints.is_null() & s.is_not_null()
+        digits = s.cast(pl.String).str.strip_chars().str.contains(r"^[+-]?[0-9]+$") if s.dtype != pl.Boolean \
+            else pl.Series([False] * len(s))
+        huge = bad & digits.fill_null(False)
+        if huge.any():   # integers all the same, beyond what an int64 id holds (e.g. uint64 hashes)
+            raise DataValidationError(f"column {col!r}: {huge.sum()} ids are integers beyond the int64 range "
+                                      f"(-2**63 .. 2**63-1), e.g. {s.filter(huge).head(3).to_list()} ({where(huge)})",
+                                      rule="integer_ids=True reads every id as a 64-bit signed integer",
+                                      fix="drop integer_ids to read ids as text (any id works as text)")
         if bad.any():
             raise DataValidationError(f"column {col!r}: {bad.sum()} ids are not integers, e.g. "
                                       f"{s.filter(bad).head(3).to_list()} ({where(bad)})",

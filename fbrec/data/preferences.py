@@ -4,7 +4,8 @@ any other input and applied to a catalogue's item attributes as a filter mask an
     include     {attribute: [values]}   keep only items that have one of the values (for each attribute given)
     exclude     {attribute: [values]}   drop items that have any of the values
     boost       {attribute: {value: w}} add w (in standard deviations of the candidates' scores) per matching value
-    min_year / max_year                 keep items whose `year` attribute lies in the range
+    min_year / max_year                 keep items whose `year` attribute lies in the range (min_year > max_year is
+                                        an empty range: it keeps no item)
     popularity  "popular" | "niche"     add +-popularity_weight x the standardised log training count
     similar_to  [titles]                add similar_weight x the standardised cosine similarity of each item's
                                         embedding to the named items' mean direction; the named items themselves
@@ -82,10 +83,6 @@ class Preferences:
             if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
                 raise ConfigError(f"preferences.{key} = {v!r}", rule=f"{key} is an integer year or null",
                                   fix=f'e.g. {{"{key}": 1990}}')
-        if data.get("min_year") is not None and data.get("max_year") is not None \
-                and data["min_year"] > data["max_year"]:
-            raise ConfigError(f"preferences min_year {data['min_year']} > max_year {data['max_year']}",
-                              rule="min_year <= max_year", fix="swap them")
         if data.get("popularity") not in (None, *POPULARITY):
             raise ConfigError(f"preferences.popularity = {data['popularity']!r}",
                               rule="popularity is 'popular', 'niche' or null", fix='e.g. {"popularity": "niche"}')

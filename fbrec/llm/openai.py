@@ -100,8 +100,10 @@ class OpenAIBackend:
                 if status not in RETRY_STATUS or attempt == self.max_retries:
                     hint = f"check the key in ${self.api_key_env}" if status in (401, 403) else \
                         "check --model and the server's log"
-                    raise ConfigError(f"LLM server answered HTTP {status}: {payload[:200]}",
-                                      rule="chat completions must answer 200", fix=hint)
+                    tries = f"after {attempt + 1} tries" if attempt else "on the first try (not retried)"
+                    raise ConfigError(f"LLM server {self.base_url} answered HTTP {status} {tries}: {payload[:200]}",
+                                      rule="chat completions must answer 200 (429 and 5xx are retried "
+                                           f"{self.max_retries} times with backoff)", fix=hint)
                 wait = min(float(retry_after), 30.0) if retry_after.replace(".", "", 1).isdigit() else wait
             with self._lock:
                 self.usage.retries += 1

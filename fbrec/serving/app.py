@@ -264,6 +264,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if "\x00" in name:
             raise RequestError(422, "the bundle name holds a NUL byte", rule="a bundle is a folder under the bundle "
                                "root", fix="send the folder's name")
+        if not name.strip():   # it would resolve to the bundle root itself, which is not a bundle
+            raise RequestError(422, f"the bundle name {name!r} is empty", rule="a bundle is a folder under the "
+                               "bundle root", fix='send the folder\'s name, or {} to reload the current bundle')
         root = settings.bundle_root.resolve()
         target = (root / name).resolve()   # a relative name is taken under the root; an absolute one must be in it
         if not target.is_relative_to(root):
@@ -349,7 +352,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             new = await anyio.to_thread.run_sync(live.reload, target)
         except (BundleError, OSError, ValueError) as exc:   # ValueError: a path Python cannot open
             still = live.current.version if live.current else None
-            problem = exc.problem if isinstance(exc, BundleError) else type(exc).__name__
+            problem = exc.problem if isinstance(exc, BundleError) else \
+                f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"   # e.g. "File name too long"
             for path in {str(target or live.path), str((target or live.path).resolve())}:   # never echo a path
                 problem = problem.replace(path, name or "the current bundle")
             return _error(409, f"bundle refused: {problem}", getattr(exc, "rule", "") or "a folder `fbrec export` "

@@ -73,7 +73,8 @@ def declare_limits(schema: dict, max_k: int, max_batch: int, current: ServedBund
     year = {"anyOf": [{"type": "integer"}, {"type": "null"}]}
     request["preferences"] = {"anyOf": [{"type": "null"}, {
         "type": "object", "additionalProperties": False,
-        "description": "stated preferences (docs/llm-feedback.md); min_year <= max_year when both are given",
+        "description": "stated preferences (docs/llm-feedback.md); min_year > max_year is an empty range: no item "
+                       "is kept",
         "properties": {"include": by_attribute, "exclude": by_attribute,
                        "boost": {"type": "object", "additionalProperties": False,
                                  "properties": {c: weights for c in values}},
