@@ -105,3 +105,17 @@ def repeat_batches(dm, batch_size: int, steps: int) -> list:
     dm.setup()
     batches = list(iter(dm._train))
     return (batches * (steps // max(1, len(batches)) + 1))[:steps]
+
+
+def peer_python() -> Path:
+    """The peer environment's interpreter (benchmarks/.venv-peers), built once with implicit, numpy and scipy from
+    the package index: peers are never runtime dependencies of fbrec."""
+    import subprocess
+    import sys
+
+    venv = Path(__file__).resolve().parent / ".venv-peers"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "implicit==0.7.2", "numpy", "scipy"], check=True)
+    return python

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,21 +22,11 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from benchmarks.common import machine, table, write_section
+from benchmarks.common import machine, peer_python, table, write_section
 
 ROOT = Path(__file__).resolve().parent
-PEER_VENV = ROOT / ".venv-peers"
 PEER = {"factors": 64, "lr": 0.01, "reg": 0.01, "iterations": 100}   # implicit's defaults, 64 factors
 GRID = {"factors": (64, 128), "lr": (0.005, 0.01, 0.02), "reg": (0.01,), "iterations": (50, 100, 200)}
-
-
-def peer_python() -> Path:
-    """The peer environment's interpreter, built once (implicit + numpy + scipy from the package index)."""
-    python = PEER_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "implicit==0.7.2", "numpy", "scipy"], check=True)
-    return python
 
 
 def fit_peer(train: sp.csr_matrix, seed: int, tmp: Path, setting: dict | None = None

@@ -55,7 +55,7 @@ def score(users: np.ndarray, items: np.ndarray, es, ks, metric: str) -> float:
 
 
 def fit_implicit(dm, settings: list[dict], seed: int, tmp: Path) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    from benchmarks.peers import peer_python
+    from benchmarks.common import peer_python
     from fbrec.data.prepare import interactions_csr
 
     train = interactions_csr(dm.data.train, dm.num_users, dm.num_items).tocsr()

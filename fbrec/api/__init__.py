@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fbrec.api.progress import Progress
 from fbrec.api.retrieval import Recommendations, retrieve
 from fbrec.api.runs import Evaluation, evaluate_run, export_run, simulate_run
-from fbrec.api.training import Progress, RunOutcome
+from fbrec.api.training import RunOutcome
 from fbrec.errors import ConfigError
 
 # The recipe the demo trains and `fbrec train --log` takes its model from: chosen by measurement (benchmarks/RESULTS.md,
@@ -143,7 +144,7 @@ def _config_for_log(config: str, out: Path, progress: Progress | None) -> Path:
 
 
 def _named_like(recipe: Path, written: Path) -> Path:
-    from fbrec.api.training import recipe_name
+    from fbrec.api.config import recipe_name
 
     folder = written.parent / recipe_name(recipe)
     folder.mkdir(exist_ok=True)

@@ -28,6 +28,12 @@ def recipes_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "models"
 
 
+def recipe_name(path: Path) -> str:
+    """models/<recipe>/config.yaml -> <recipe>; any other file -> its stem (config.yaml anywhere -> its folder)."""
+    path = Path(path).resolve()
+    return (path.parent.name or "config") if path.name in ("config.yaml", "config.yml") else path.stem
+
+
 def known_recipes() -> list[str]:
     root = recipes_dir()
     return sorted(p.parent.name for p in root.glob("*/config.yaml")) if root.is_dir() else []
@@ -118,7 +124,6 @@ def translate_flat_args(args: list[str], tmp: Path) -> list[str]:
     data specs (fbrec.data.specs), each with a one-line note naming the new key."""
     import yaml
 
-    from fbrec.api.training import recipe_name
     from fbrec.data.specs import EXPOSURE_FLAT, EXPOSURES, FLAT, SPECS, translate_flat
     from fbrec.data.specs import _deprecation_note as _note
 

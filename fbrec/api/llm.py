@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fbrec.api.training import Progress, _quiet
+from fbrec.api.progress import Progress, to_log
 from fbrec.errors import ConfigError
 
 
@@ -53,7 +53,7 @@ def build_profiles(out: str | Path, *, dataset: str | None = None, config: str |
     from fbrec.data.feedback import FeedbackData
     from fbrec.llm import TextEncoder, make_backend, write_profiles
 
-    say = progress or _quiet
+    say = progress or to_log
     if (dataset is None) == (config is None):
         raise ConfigError("pass exactly one of --dataset and --config", rule="profiles are built from one split",
                           fix="--config RECIPE (recommended: the split the run trains on) or --dataset NAME")
@@ -125,6 +125,7 @@ def train_reward_model(out: str | Path, *, dataset: str = "movielens-100k", obje
     MLflow (experiment fbrec-llm). run: train it for that run (its dataset; the run's validation and test pairs are
     never trained on), as its `reward` simulation policy requires. Returns the result dict with its "run_id"."""
     from fbrec._atomic import check_replaceable
+    from fbrec.api.rundata import pairs_sha
     from fbrec.llm.reward_run import run_reward_model
     from fbrec.tracking import log_run
 
@@ -133,9 +134,9 @@ def train_reward_model(out: str | Path, *, dataset: str = "movielens-100k", obje
     if run is not None:
         run, data, hold_out = _run_held_out(run)
         dataset = data.dataset_name
-        bound_to = {"run_id": run, "held_out_sha256": _pairs_sha(hold_out)}
+        bound_to = {"run_id": run, "held_out_sha256": pairs_sha(hold_out)}
     r = run_reward_model(dataset, out, objective=objective, seed=seed, epochs=epochs, features=features, split=split,
-                         hold_out=hold_out, bound_to=bound_to, overwrite=overwrite, progress=progress or _quiet)
+                         hold_out=hold_out, bound_to=bound_to, overwrite=overwrite, progress=progress or to_log)
     metrics = {f"test/{k}": v for k, v in r["test"].items()}
     for k in ("pearson_all", "spearman_all", "pearson_sensible", "spearman_sensible", "picks_the_best"):
         if k in r.get("predictiveness", {}):
@@ -149,28 +150,12 @@ def train_reward_model(out: str | Path, *, dataset: str = "movielens-100k", obje
 
 def _run_held_out(run: str):
     """(run id, its FeedbackData, its validation and test (user, item) raw pairs)."""
-    from fbrec.api.runs import _datamodule
+    from fbrec.api.rundata import held_out_pairs, run_data
     from fbrec.tracking import read_run_artifacts, resolve_run_id
 
     run = resolve_run_id(run)
-    source = _datamodule(read_run_artifacts(run).data_args)
-    return run, source, _held_out_pairs(source.data)
-
-
-def _held_out_pairs(data):
-    """A prepared dataset's validation and test (user, item) pairs, raw ids as text."""
-    import polars as pl
-
-    from fbrec.types import ITEM, USER
-
-    return pl.concat([f.select(pl.col(USER).cast(pl.String), pl.col(ITEM).cast(pl.String))
-                      for f in (data.val, data.test)])
-
-
-def _pairs_sha(pairs) -> str:
-    from fbrec.data.profiles import train_fingerprint
-
-    return train_fingerprint(pairs)
+    source = run_data(read_run_artifacts(run).data_args)
+    return run, source, held_out_pairs(source.data)
 
 
 def evaluate_reward_model(model: str | Path) -> dict:

@@ -27,7 +27,7 @@ def _log_mlflow_model(run_id, model, dm, user_emb, item_emb, tower_files, out: P
                       register: str | None, say: Callable[[str], None]) -> None:
     """The run's model the way MLflow users expect it: a Flat-index bundle logged as a pyfunc (fbrec.tracking.model),
     registered when asked."""
-    from fbrec.api.runs import seen_pairs
+    from fbrec.api.rundata import seen_pairs
     from fbrec.bundle import write_bundle
     from fbrec.tracking.model import log_bundle_model  # mlflow.pyfunc: imported only here
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from fbrec.api.rundata import held_out_pairs, pairs_sha, run_data, seen_pairs
 from fbrec.errors import ConfigError
 
 
@@ -17,12 +18,6 @@ class Evaluation:
     summary: dict[str, float]
     report: pl.DataFrame
     per_user: pl.DataFrame
-
-
-def _datamodule(data_args: dict):
-    from fbrec.data.feedback import FeedbackData
-
-    return FeedbackData(**data_args)   # no torch or Lightning: export and evaluate read data, they do not train
 
 
 def evaluate_run(run_id: str, *, stage: str = "test", k=(10, 20, 50), out: str | Path | None = None) -> Evaluation:
@@ -38,7 +33,7 @@ def evaluate_run(run_id: str, *, stage: str = "test", k=(10, 20, 50), out: str |
         new_file_path(out)   # refuse before the work, not after
     run_id = resolve_run_id(run_id)
     art = read_run_artifacts(run_id)
-    dm = _datamodule(art.data_args)
+    dm = run_data(art.data_args)
     evaluator = evaluate_scores(embedding_scorer(art.user_embeddings, art.item_embeddings), dm.eval_set(stage), k)
     frame = evaluator.frame()
     result = Evaluation(evaluator.summary(frame), report(frame, protocol_users=evaluator.eval_set.protocol_users),
@@ -50,12 +45,6 @@ def evaluate_run(run_id: str, *, stage: str = "test", k=(10, 20, 50), out: str |
     return result
 
 
-def seen_pairs(data) -> pl.DataFrame:
-    """(user_index, item_index) of the training and validation pairs: what a bundle never recommends again."""
-    seen = data.train.select("user_index", "item_index")
-    return pl.concat([seen, data.val.select("user_index", "item_index")]) if data.val.height else seen
-
-
 def export_run(run_id: str, out: str | Path, *, index: str = "Flat", search_params: str = "",
                overwrite: bool = False):
     """Write the run's bundle (embeddings, id maps, seen items, item attributes, FAISS index, an ONNX user tower
@@ -65,7 +54,7 @@ def export_run(run_id: str, out: str | Path, *, index: str = "Flat", search_para
 
     run_id = resolve_run_id(run_id)
     art = read_run_artifacts(run_id)
-    dm = _datamodule(art.data_args)
+    dm = run_data(art.data_args)
     seen = seen_pairs(dm.data)
     tower = {n: art.files[n] for n in (USER_TOWER, USER_FEATURES)} if USER_TOWER in art.files else None
     manifest = write_bundle(out, user_embeddings=art.user_embeddings, item_embeddings=art.item_embeddings,
@@ -111,7 +100,7 @@ def simulate_run(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 
         raise UnknownNameError("policy", unknown[0], POLICIES)
     run_id = resolve_run_id(run_id)
     art = read_run_artifacts(run_id)
-    dm = _datamodule(art.data_args)
+    dm = run_data(art.data_args)
     data = dm.data
     table = data.item_table()
     # one "taste" attribute per item: the values that describe a taste (genres; category and brand), which the
@@ -179,12 +168,11 @@ def _reward_scorer(path, run_id: str, data):
     import numpy as np
     import torch
 
-    from fbrec.api.llm import _held_out_pairs, _pairs_sha
     from fbrec.llm.reward_run import load_reward_model, rebuild
 
     _, result = load_reward_model(path)
     bound = result.get("run") or {}
-    if bound.get("held_out_sha256") != _pairs_sha(_held_out_pairs(data)):
+    if bound.get("held_out_sha256") != pairs_sha(held_out_pairs(data)):
         raise ConfigError(f"reward model {str(path)!r} was not trained for run {run_id}"
                           + (f" (it was trained for run {bound['run_id']})" if bound.get("run_id") else ""),
                           rule="the reward policy's model never trains on the run's validation or test pairs",

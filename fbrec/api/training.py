@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fbrec.api.config import recipe_name
+from fbrec.api.progress import Progress, to_log
 from fbrec.api.reporting import (
     _calibration_pairs,
     _data_source,
@@ -20,14 +21,6 @@ from fbrec.api.reporting import (
     stage_line,
 )
 from fbrec.errors import ConfigError
-
-Progress = Callable[[str], None]
-
-
-def _quiet(line: str) -> None:
-    import logging
-
-    logging.getLogger("fbrec").info(line)
 
 
 @dataclass
@@ -100,12 +93,6 @@ def _logged_config(run_id: str, uri: str, into: Path) -> Path:
     return path
 
 
-def recipe_name(path: Path) -> str:
-    """models/<recipe>/config.yaml -> <recipe>; any other file -> its stem (config.yaml anywhere -> its folder)."""
-    path = Path(path).resolve()
-    return (path.parent.name or "config") if path.name in ("config.yaml", "config.yml") else path.stem
-
-
 def run_training(config: str | None, overrides: list[str], *, resume: str | None = None,
                  refit: bool = False, objects: dict | None = None, register: str | None = None,
                  progress: Progress | None = None) -> str | None:
@@ -128,7 +115,7 @@ def run_training(config: str | None, overrides: list[str], *, resume: str | None
             raise ConfigError("--refit with --resume", rule="a refit follows a finished selection run",
                               fix="resume first, then train again with --refit")
         selected = run_training(config, overrides, progress=progress)
-        return _refit(config, overrides, selected, objects, register, progress or _quiet)
+        return _refit(config, overrides, selected, objects, register, progress or to_log)
     from fbrec.tracking import default_tracking_uri, mark_dead_runs_in_store
 
     uri = default_tracking_uri()
@@ -153,7 +140,7 @@ def run_training(config: str | None, overrides: list[str], *, resume: str | None
         cli = _build(path, overrides)
         if objects is not None:
             objects.update(model=cli.model, datamodule=cli.datamodule)
-        return _run(cli, recipe, uri, resume, last, register, progress or _quiet, objects)
+        return _run(cli, recipe, uri, resume, last, register, progress or to_log, objects)
 
 
 def _refit(config: str, overrides: list[str], selected: str | None, objects: dict | None,

@@ -2,7 +2,8 @@
 and user and item profiles for RLMRec alignment. Models never import this package: they read the profile folder
 it writes through fbrec.data.profiles."""
 
-from fbrec.llm.client import BACKENDS, Completion, LLMAnswerError, Schema, Task, Usage, make_backend
+from fbrec.llm.backends import BACKENDS, make_backend
+from fbrec.llm.client import Completion, LLMAnswerError, Schema, Task, Usage
 from fbrec.llm.encoders import TextEncoder
 from fbrec.llm.profiles import profile_tasks, write_profiles
 from fbrec.llm.text import ITEM_TEMPLATES, item_texts
