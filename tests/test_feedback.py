@@ -388,3 +388,11 @@ def test_reward_model_cli_trains_evaluates_and_reloads_on_movielens(tmp_path, mo
     assert code == 0 and "reward: NUM" in out, out
     code, out = _run(["simulate", "--run", run, "--policy", "reward"], capsys)
     assert code == 2 and "policy 'reward' without a reward model" in out
+    # a model trained on all ratings whose result.json is edited to claim the run's binding is still refused: the
+    # run recorded the bytes of the model trained for it, and these are other bytes
+    forged = json.loads((tmp_path / "rm" / "result.json").read_text())
+    forged["run"] = json.loads((tmp_path / "rm-run" / "result.json").read_text())["run"]
+    (tmp_path / "rm" / "result.json").write_text(json.dumps(forged))
+    code, out = _run(["simulate", "--run", run, "--rounds", "1", "--users", "5", "--policy", "reward",
+                      "--reward-model", "rm"], capsys)
+    assert code == 2 and f"was not trained for run {run}" in out, out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -124,8 +125,32 @@ def test_resume_refuses_a_checkpoint_changed_after_fbrec_wrote_it(tmp_path):
     assert refused.returncode == 2, err[-2000:]
     assert "checkpoint 'last.ckpt' of run" in err and "does not match the hash recorded" in err, err[-2000:]
     assert "Traceback" not in err
+    # the store edited too (the crafted file's digest recorded): the metadata is read by a restricted unpickler that
+    # admits DCP's own classes only, so the crafted pickle is refused and runs nothing
+    marker = tmp_path / "pwned"
+    metadata.write_bytes(pickle.dumps(_Crafted(str(marker))))
+    from fbrec._atomic import tree_sha256
+
+    client.set_tag(run_id, "fbrec.checkpoint.last.ckpt", tree_sha256(metadata.parent))
+    refused = _fbrec(["train", "--resume", run_id], store, tmp_path)
+    out, err = refused.communicate(timeout=300)
+    assert refused.returncode == 2, err[-2000:]
+    assert re.search(r"is not DCP metadata: it refers to (os|posix)\.system", err), err[-2000:]
+    assert "nothing else is unpickled" in err and not marker.exists() and "Traceback" not in err
     metadata.write_bytes(genuine)   # the state fbrec wrote resumes
+    client.set_tag(run_id, "fbrec.checkpoint.last.ckpt", tree_sha256(metadata.parent))
+    client.set_terminated(run_id, "FAILED")
     assert _finish(_fbrec(["train", "--resume", run_id], store, tmp_path)) == run_id
+
+
+class _Crafted:
+    """A pickle that would run a shell command when loaded by plain pickle.load."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
 
 
 @pytest.mark.slow

@@ -141,6 +141,11 @@ def train_reward_model(out: str | Path, *, dataset: str = "movielens-100k", obje
     for k in ("pearson_all", "spearman_all", "pearson_sensible", "spearman_sensible", "picks_the_best"):
         if k in r.get("predictiveness", {}):
             metrics[f"predictiveness/{k}"] = float(r["predictiveness"][k])
+    if run is not None:   # the run records the model's bytes: `simulate --policy reward` checks them, not result.json
+        from fbrec.api.rundata import reward_model_tag
+        from fbrec.tracking import set_run_tags
+
+        set_run_tags(run, {reward_model_tag(out): str(Path(out).resolve())})
     r["run_id"] = log_run("fbrec-llm", f"reward-model-{dataset}-{objective}-{features}", params={
         "dataset": dataset, "objective": objective, "seed": seed, "epochs": epochs, "encoder": r["encoder"],
         "features": features, "split": split, "for_run": run, "out": str(Path(out).resolve())}, metrics=metrics,

@@ -33,3 +33,13 @@ def pairs_sha(pairs: pl.DataFrame) -> str:
     from fbrec.data.profiles import train_fingerprint
 
     return train_fingerprint(pairs)
+
+
+def reward_model_tag(path) -> str:
+    """The tag a run carries for a reward model trained for it: keyed by the sha256 of the model's weights, so the
+    binding is the model's bytes, not what its result.json says."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha256((Path(path) / "reward_model.pt").read_bytes()).hexdigest()
+    return f"fbrec.reward_model.{digest[:40]}"

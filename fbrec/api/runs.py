@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from fbrec.api.rundata import held_out_pairs, pairs_sha, run_data, seen_pairs
+from fbrec.api.rundata import held_out_pairs, pairs_sha, reward_model_tag, run_data, seen_pairs
 from fbrec.errors import ConfigError
 
 
@@ -169,10 +169,12 @@ def _reward_scorer(path, run_id: str, data):
     import torch
 
     from fbrec.llm.reward_run import load_reward_model, rebuild
+    from fbrec.tracking import find_run
 
     _, result = load_reward_model(path)
     bound = result.get("run") or {}
-    if bound.get("held_out_sha256") != pairs_sha(held_out_pairs(data)):
+    recorded = reward_model_tag(path) in find_run(run_id).data.tags   # the run's record of the weights' sha256
+    if not recorded or bound.get("held_out_sha256") != pairs_sha(held_out_pairs(data)):
         raise ConfigError(f"reward model {str(path)!r} was not trained for run {run_id}"
                           + (f" (it was trained for run {bound['run_id']})" if bound.get("run_id") else ""),
                           rule="the reward policy's model never trains on the run's validation or test pairs",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import re
 import shutil
 import uuid
@@ -25,11 +26,57 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from torch.distributed.checkpoint._traverse import set_element
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+from torch.distributed.checkpoint.filesystem import FileSystemReader
+from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 from torch.distributed.checkpoint.planner import ReadItem
 
 from fbrec._atomic import is_fbrec_output, new_temp_dir, recover, swap_into_place, tree_sha256
 from fbrec.embeddings.meta import META_FILE, read_meta, write_meta
 from fbrec.errors import ConfigError
+
+# what a DCP `.metadata` pickle refers to: the checkpoint's own metadata classes, torch sizes, dtypes and layouts
+_METADATA_CLASSES = {
+    ("torch.distributed.checkpoint.metadata", name) for name in (
+        "Metadata", "MetadataIndex", "StorageMeta", "TensorProperties", "TensorStorageMetadata",
+        "BytesStorageMetadata", "ChunkStorageMetadata", "_MEM_FORMAT_ENCODING")} | {
+    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch.serialization", "_get_layout"),
+    ("torch", "Size"), ("pathlib", "PosixPath"), ("pathlib", "WindowsPath"), ("collections", "OrderedDict")}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Admits only the classes a DCP checkpoint's metadata is made of; anything else (os.system, a model class, ...)
+    is refused before it is looked up, so a crafted `.metadata` runs nothing whatever the tracking store says."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _METADATA_CLASSES:
+            return super().find_class(module, name)
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype | torch.layout
+                                            | torch.memory_format):
+            return getattr(torch, name)
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+class _SafeMetadataReader(FileSystemReader):
+    """DCP's file reader with the metadata read through _MetadataUnpickler (the shards are read by the safe
+    planner below)."""
+
+    def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        path = self._get_metadata_path(kwargs.get("rank"))
+        try:
+            with self.fs.create_stream(path, "rb") as stream:
+                metadata = _MetadataUnpickler(stream).load()
+        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as exc:
+            raise ConfigError(f"checkpoint metadata {str(path)!r} is not DCP metadata: it refers to {exc}",
+                              rule="a checkpoint's .metadata holds only DCP's own metadata classes; nothing else is "
+                                   "unpickled", fix="resume from a checkpoint fbrec wrote, or start a new run") from None
+        if not isinstance(metadata, Metadata):
+            raise ConfigError(f"checkpoint metadata {str(path)!r} holds a {type(metadata).__name__}, not DCP metadata",
+                              rule="a checkpoint's .metadata is DCP's Metadata", fix="start a new run")
+        if getattr(metadata, "storage_meta", None) is None:
+            metadata.storage_meta = StorageMeta()
+        metadata.storage_meta.load_id = self.load_id
+        return metadata
+
 
 CHECKPOINT_TAG = "fbrec.checkpoint."   # + the checkpoint's name: "<its sha256> <the replaced state's sha256>"
 
@@ -164,7 +211,9 @@ class TorchRecStrategy(DDPStrategy):
                     opt.init_state()                      # KeyedOptimizer: materialize state before loading
             state.update({f"optimizer_{i}": o.state_dict() for i, o in enumerate(self.optimizers)})
         # in place, into this rank's shards (reshards if needed); non-tensor entries through the safe unpickler
-        dcp.load(state, checkpoint_id=str(path), planner=_SafeLoadPlanner())
+        reader = _SafeMetadataReader(str(path))
+        reader.read_metadata()   # refused here with one clear error (inside dcp.load it would come back wrapped)
+        dcp.load(state, storage_reader=reader, planner=_SafeLoadPlanner())
         for i, opt in enumerate(self.optimizers if "optimizer_0" in state else ()):
             opt.load_state_dict(state[f"optimizer_{i}"])
         meta = read_meta(path / META_FILE)
