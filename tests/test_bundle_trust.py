@@ -361,7 +361,7 @@ def test_a_dead_writers_temp_is_cleaned_and_another_hosts_is_left(tmp_path):
 def test_a_verified_bundle_is_not_hashed_again_until_a_file_changes(tmp_path, embeddings, monkeypatch):
     """The second load of an unchanged bundle skips the sha256 pass (a retrieve starts fast); a file rewritten in
     place, even to the same size, is hashed again and refused."""
-    import fbrec.bundle as bundle_module
+    import fbrec.bundle.manifest as bundle_module
 
     _write(tmp_path, embeddings)
     path = tmp_path / "bundle"
