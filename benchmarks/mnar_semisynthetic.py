@@ -70,7 +70,8 @@ def scale_check(draws: int, write: bool) -> None:
     predictor that tracks relevance."""
     from scipy.stats import spearmanr
 
-    from fbrec.data.datasets import data_dir, semisynthetic_truth
+    from fbrec.data.datasets import data_dir
+    from fbrec.data.semisynthetic import semisynthetic_truth
     from fbrec.propensity import PopularityPropensity
 
     rows = []

@@ -17,7 +17,7 @@ from fbrec.data.datamodule import FeedbackDataModule
 from fbrec.embeddings import register_strategies
 from fbrec.losses import bpr
 from fbrec.models import MatrixFactorizationModule
-from fbrec.models.base import pair_logits
+from fbrec.models.embedding import pair_logits
 
 DATA = {"num_users": 20_000, "num_items": 10_000, "sessions_per_user": 30, "seed": 0}
 

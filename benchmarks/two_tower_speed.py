@@ -18,7 +18,7 @@ from benchmarks.common import Timer, machine, repeat_batches, table, write_secti
 from fbrec.data.datamodule import FeedbackDataModule
 from fbrec.losses import bpr
 from fbrec.models import MatrixFactorizationModule, TwoTowerModule
-from fbrec.models.base import pair_logits
+from fbrec.models.embedding import pair_logits
 
 RECIPE = "models/two_tower_movielens100k/config.yaml"
 

@@ -155,7 +155,8 @@ def run_reward_model(dataset: str, out: str | Path, *, objective: str = "pointwi
         result["run"] = bound_to
     predictive = None
     if dataset == "movielens-100k":   # the semi-synthetic ground truth: relevance of every (user, item) pair
-        from fbrec.data.datasets import data_dir, semisynthetic_truth
+        from fbrec.data.datasets import data_dir
+        from fbrec.data.semisynthetic import semisynthetic_truth
 
         gamma, _ = semisynthetic_truth(data_dir())
         gamma = gamma[np.asarray(users.raw.to_numpy()) - 1][:, np.asarray(items.raw.to_numpy()) - 1]

@@ -1,8 +1,9 @@
 """LightningModule recipes: scorer (fbrec.nn) + pure loss (fbrec.losses), one public recipe per file."""
 
 from fbrec.models.allpairs import AllPairsMFModule
-from fbrec.models.base import EmbeddingModule, RankingModule
+from fbrec.models.base import RankingModule
 from fbrec.models.cascade import CascadeModule
+from fbrec.models.embedding import EmbeddingModule
 from fbrec.models.expomf import ExpoMFModule
 from fbrec.models.gnolr import GNOLRModule
 from fbrec.models.history import HistoryRerankModule

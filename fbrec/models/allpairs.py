@@ -29,7 +29,7 @@ from fbrec._checks import check_fraction, check_positive
 from fbrec.embeddings import whole_table
 from fbrec.errors import ConfigError
 from fbrec.losses.allpairs import ObservedPairs, all_pairs_loss, gramian, observed_pairs, solve_rows
-from fbrec.models.base import EmbeddingModule
+from fbrec.models.embedding import EmbeddingModule
 from fbrec.nn import MatrixFactorization
 from fbrec.types import InteractionBatch
 

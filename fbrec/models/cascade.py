@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fbrec.errors import ConfigError
-from fbrec.models.base import EmbeddingModule
+from fbrec.models.embedding import EmbeddingModule
 from fbrec.nn import MatrixFactorization
 from fbrec.types import InteractionBatch
 

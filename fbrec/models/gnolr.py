@@ -23,7 +23,7 @@ from torch import nn
 from fbrec._checks import check_positive
 from fbrec.errors import UnknownNameError
 from fbrec.losses import check_scales, gnolr, neural_olr, thresholds_from_rates
-from fbrec.models.base import EmbeddingModule
+from fbrec.models.embedding import EmbeddingModule
 from fbrec.nn import MatrixFactorization
 from fbrec.types import InteractionBatch
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from fbrec._checks import check_positive
 from fbrec.losses import make_loss
-from fbrec.models.base import EmbeddingModule
+from fbrec.models.embedding import EmbeddingModule
 from fbrec.nn import LightGCNTables, normalized_adjacency, propagate
 from fbrec.types import ITEM_INDEX, USER_INDEX, InteractionBatch
 

@@ -9,8 +9,8 @@ from torch import nn
 
 from fbrec.errors import ConfigError
 from fbrec.losses import make_loss
-from fbrec.models.base import EmbeddingModule, pair_logits
 from fbrec.models.denoise import Denoise, split_terms
+from fbrec.models.embedding import EmbeddingModule, pair_logits
 from fbrec.nn import MatrixFactorization
 from fbrec.types import InteractionBatch
 

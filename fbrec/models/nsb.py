@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fbrec.models.base import EmbeddingModule
+from fbrec.models.embedding import EmbeddingModule
 from fbrec.nn import MatrixFactorization
 from fbrec.types import InteractionBatch
 

@@ -38,7 +38,7 @@ from fbrec.losses import (
     make_loss,
     spread_out,
 )
-from fbrec.models.base import EmbeddingModule
+from fbrec.models.embedding import EmbeddingModule
 from fbrec.nn import TwoTower, correlated_feature_mask, mi_order, random_feature_mask
 from fbrec.nn.masking import STRATEGIES, check_num_masked
 from fbrec.nn.two_tower import UserFeatureTower
