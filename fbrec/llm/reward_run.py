@@ -23,11 +23,9 @@ from fbrec.llm.reward import (
     RewardFeatures,
     RewardModel,
     collaborative_vectors,
-    event_metrics,
-    policy_agreement,
-    predictiveness,
     train_reward_model,
 )
+from fbrec.llm.reward_metrics import event_metrics, policy_agreement, predictiveness
 from fbrec.llm.text import default_template, item_texts
 from fbrec.types import ITEM, ITEM_INDEX, RATING, TIMESTAMP, USER, USER_INDEX
 
@@ -165,7 +163,7 @@ def run_reward_model(dataset: str, out: str | Path, *, objective: str = "pointwi
         truth = "movielens-100k-semisynthetic relevance probabilities (Saito et al.), top-10 per user"
     if dataset == "coat":   # Coat's MCAR test: 16 randomly shown items per user with their ratings
         from fbrec.data.datasets import load_raw
-        from fbrec.llm.reward import predictiveness_on_candidates
+        from fbrec.llm.reward_metrics import predictiveness_on_candidates
 
         test = load_raw("coat").test
         tu = users.encode(test, USER, USER_INDEX, unknown="drop")
