@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import Timer, machine, table, write_section
-from fbrec.evaluation.ranking import _auc
+from fbrec.evaluation.auc import _auc
 
 
 def per_positive_scan(scores, tr_r, tr_c, positive, n_excluded, budget=1 << 24):

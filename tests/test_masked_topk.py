@@ -10,7 +10,7 @@ import torch
 from fbrec.data.evalset import EvalSet
 from fbrec.errors import ConfigError
 from fbrec.evaluation import RankingEvaluator
-from fbrec.evaluation.ranking import topk_by_index
+from fbrec.evaluation.topk import topk_by_index
 from fbrec.retrieval import masked_topk
 
 

@@ -144,7 +144,7 @@ def test_fully_tied_scores_rank_candidates_by_item_index_whatever_other_k_are_as
 
 @pytest.mark.parametrize("seed", range(5))
 def test_ties_break_by_item_index_like_a_stable_sort(seed):
-    from fbrec.evaluation.ranking import topk_by_index
+    from fbrec.evaluation.topk import topk_by_index
 
     g = torch.Generator().manual_seed(seed)
     scores = torch.randint(0, 3, (16, 50), generator=g).float()   # many ties, some crossing every k
@@ -198,7 +198,7 @@ def test_auc_counts_each_positive_against_the_negatives_like_brute_force(seed):
 def test_auc_of_rows_with_many_positives_matches_brute_force_in_any_chunking(seed):
     """One pass per row (binary search among the row's sorted positives), row chunks of any size: the brute-force
     value, with ties, excluded items and rows holding most of the catalogue as positives."""
-    from fbrec.evaluation.ranking import _auc
+    from fbrec.evaluation.auc import _auc
 
     rng = np.random.default_rng(seed)
     B, n = 9, 40

@@ -7,8 +7,8 @@ from fbrec.evaluation.ranking import (
                                       embedding_scorer,
                                       evaluate_scores,
                                       metric_name,
-                                      report,
 )
+from fbrec.evaluation.report import report
 from fbrec.evaluation.session import Round, num, session_dcg, session_gains, u_measure
 
 __all__ = ["RANK_METRICS", "Round", "num", "session_dcg", "session_gains", "u_measure", "EvalSet", "RankingEvaluator", "embedding_scorer", "evaluate_scores", "metric_name",

@@ -40,7 +40,7 @@ and every metric equals its plain version when all propensities are equal. The s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -50,6 +50,8 @@ import torch
 from fbrec._checks import check_ks
 from fbrec.data.evalset import EvalSet
 from fbrec.errors import ConfigError
+from fbrec.evaluation.auc import _aucs
+from fbrec.evaluation.topk import _member, topk_by_index
 
 RANK_METRICS = ("hit_rate", "precision", "recall", "dcg", "ndcg", "map", "mrr")
 SAITO_METRICS = ("saito_dcg", "saito_recall", "saito_map")
@@ -58,46 +60,6 @@ SAITO_METRICS = ("saito_dcg", "saito_recall", "saito_map")
 def metric_name(metric: str, k: int | None = None) -> str:
     """MLflow-safe names: ndcg_at_10 (MLflow rejects '@')."""
     return metric if k is None else f"{metric}_at_{k}"
-
-
-def _member(sorted_keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-    """queries' membership in an ascending key tensor by binary search (torch.isin sorts both sides: slower)."""
-    if sorted_keys.numel() == 0:
-        return torch.zeros_like(queries, dtype=torch.bool)
-    idx = torch.searchsorted(sorted_keys, queries).clamp(max=sorted_keys.numel() - 1)
-    return sorted_keys[idx] == queries
-
-
-def topk_by_index(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices (B, k) of the k highest scores per row, ties broken by the lower item index.
-
-    torch.topk leaves the order of equal values unspecified, so topk(10) and the first 10 of topk(20) can differ
-    inside a tie block. Here the topk entries are re-sorted by (score desc, index asc), and rows whose tie block
-    crosses the k-th place take the tied items in index order (a cumsum over the row, no full sort)."""
-    n = scores.shape[1]
-    vals, idx = scores.topk(min(k + 1, n), dim=1)                                # (B, k + 1): one more, to see
-    # a tie block can only cross the k-th place where the (k+1)-th score equals the k-th: only those rows need a
-    # pass over the whole row below (on learned scores almost none; on a popularity baseline most)
-    maybe = (vals[:, k] == vals[:, k - 1]).nonzero().squeeze(1) if n > k else vals.new_zeros(0, dtype=torch.long)
-    vals, idx = vals[:, :k], idx[:, :k]
-    order = idx.sort(1).indices                                                  # index ascending ...
-    idx, vals = idx.gather(1, order), vals.gather(1, order)
-    order = vals.sort(dim=1, descending=True, stable=True).indices                 # ... then score descending
-    idx, vals = idx.gather(1, order), vals.gather(1, order)
-    thr = vals[:, -1:]                                                           # (B, 1) the k-th score
-    in_top = (vals == thr).sum(1)
-    crossing = maybe[(scores[maybe] == thr[maybe]).sum(1) > in_top[maybe]]      # tie block continues past k
-    if crossing.numel():
-        rows = scores[crossing]
-        tied = rows == thr[crossing]                                             # (R, I)
-        above = k - in_top[crossing]                                             # places taken by scores > thr
-        rank = tied.cumsum(1)                                                    # 1-based rank among the tied
-        take = tied & (rank <= (k - above)[:, None])
-        r, c = take.nonzero(as_tuple=True)                                       # row-major: index ascending
-        fixed = idx[crossing]
-        fixed[r, above[r] + rank[r, c] - 1] = c
-        idx[crossing] = fixed
-    return idx
 
 
 def _coords(m: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,89 +99,6 @@ def _rank_metrics(hits: torch.Tensor, n_rel: torch.Tensor, ks: Sequence[int], *,
             out[metric_name("saito_dcg", k)] = (h * saito_discount).sum(1) / n_rel
             out[metric_name("saito_recall", k)] = nh / n_rel
             out[metric_name("saito_map", k)] = ((h > 0) * cum_hits[:, :k] / ranks[:k]).sum(1) / n_rel
-    return out
-
-
-def _auc(scores: torch.Tensor, tr_r: torch.Tensor, tr_c: torch.Tensor, positive: torch.Tensor,
-         n_excluded: torch.Tensor, budget: int = 1 << 24) -> torch.Tensor:
-    """Per-row AUC of the `positive` targets (one slice) against the row's negatives; see `_aucs`."""
-    return _aucs(scores, tr_r, tr_c, {"slice": positive}, n_excluded, budget)["slice"]
-
-
-def _aucs(scores: torch.Tensor, tr_r: torch.Tensor, tr_c: torch.Tensor, positives: dict[str, torch.Tensor],
-          n_excluded: torch.Tensor, budget: int = 1 << 24) -> dict[str, torch.Tensor]:
-    """Per-row AUC of each slice's positive targets against the row's negatives; NaN where a row lacks either.
-    Exact, ties counted 1/2 (the Mann-Whitney statistic).
-
-    scores (B, I) with excluded items at -inf; (tr_r, tr_c) every target of the batch in (row, item) order;
-    positives {slice: (T,) bool}: the targets each AUC is for; a slice's other targets are neither positive nor
-    negative. Negatives are the items neither excluded nor targets. Each row's target scores are sorted (a row has
-    few), and ONE pass over the row's items binary-searches each item among them, for every slice at once (a slice's
-    count below an item is a prefix count over the sorted targets): sum over items of (#positives above + ties / 2)
-    = sum over negatives of the positives that beat them. The excluded items' and the targets' own terms are taken
-    out exactly. O(items x log targets) per row, however many targets or slices."""
-    B, I = scores.shape
-    dev = scores.device
-    s_t = scores[tr_r, tr_c]                                                     # (T,) every target's score
-    per_row = torch.bincount(tr_r, minlength=B)
-    n_neg = (I - n_excluded - per_row).double()                                  # (B,)
-    nan = {name: torch.full((B,), float("nan"), device=dev) for name in positives}
-    m = int(per_row.max()) if len(tr_r) else 0
-    if m == 0:
-        return nan
-    # each row's targets sorted by score, padded with +inf (above every finite score: beats nothing, ties nothing)
-    order = torch.argsort(s_t, stable=True)
-    order = order[torch.argsort(tr_r[order], stable=True)]                       # by row, then by score
-    slot = torch.arange(len(tr_r), device=dev) - (torch.cumsum(per_row, 0) - per_row)[tr_r[order]]
-    seq = torch.full((B, m), float("inf"), device=dev)
-    seq[tr_r[order], slot] = s_t[order]
-    # per slice: how many of its positives are among the first j sorted targets of the row, j = 0..m
-    member, prefix, k = {}, {}, {}
-    for name, positive in positives.items():
-        member[name] = torch.zeros((B, m), dtype=torch.bool, device=dev)   # is the j-th sorted target a positive
-        member[name][tr_r[order], slot] = positive[order]
-        prefix[name] = torch.cat([torch.zeros((B, 1), dtype=torch.int64, device=dev), member[name].cumsum(1)], 1)
-        k[name] = prefix[name][:, -1]
-    wins = {name: torch.zeros(B, dtype=torch.float64, device=dev) for name in positives}
-    # the largest target <= an item, with NaN in front (no target <= it; NaN equals nothing, not even -inf)
-    seq_pad = torch.cat([torch.full((B, 1), float("nan"), device=dev), seq], 1)
-    step = max(1, budget // max(1, I))
-    for start in range(0, B, step):                                              # rows in chunks: one pass each
-        rows, chunk_seq = scores[start:start + step], seq[start:start + step]
-        c_rows = len(rows)
-        at_most = torch.searchsorted(chunk_seq, rows, right=True)                # (c, I) #targets <= the item
-        # how many items sit at each at_most value, per row: every slice's sum is then a (c, m+1) product
-        flat = at_most + torch.arange(c_rows, device=dev)[:, None] * (m + 1)
-        hist = torch.bincount(flat.view(-1), minlength=c_rows * (m + 1)).view(c_rows, m + 1)
-        # an item ties a target iff the largest target <= it equals it; ties are rare with real scores (the targets
-        # themselves aside), so only those items are searched again for the targets strictly below them
-        tied = seq_pad[start:start + step].gather(1, at_most) == rows
-        r, c = tied.nonzero(as_tuple=True)
-        below = torch.searchsorted(chunk_seq[r], rows[r, c, None], right=False).squeeze(1) if len(r) else r
-        for name in positives:
-            pre = prefix[name][start:start + step]
-            le = (pre * hist).sum(1)                                             # sum over items: positives <= it
-            n_tied = torch.zeros(c_rows, dtype=torch.float64, device=dev)
-            if len(r):
-                n_tied.index_add_(0, r, (pre[r, at_most[r, c]] - pre[r, below]).double())
-            # per item: positives above = k - (positives <= it); tied ones counted 1/2
-            wins[name][start:start + step] = (k[name][start:start + step] * I - le).double() + 0.5 * n_tied
-
-    def own_terms(values: torch.Tensor, rows_of: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
-        """sum over the given (row, score) items of (#positives above + ties / 2) within their row"""
-        ref, is_pos = seq[rows_of], member[rows_of]                              # (n, m)
-        above = ((ref > values[:, None]) & is_pos).sum(1).double()
-        tied = ((ref == values[:, None]) & is_pos).sum(1).double()
-        return torch.zeros(B, dtype=torch.float64, device=dev).index_add_(0, rows_of, above + 0.5 * tied)
-
-    out = {}
-    every_row = torch.arange(B, device=dev)
-    neg_inf = torch.full((B,), float("-inf"), device=dev)
-    for name in positives:
-        w = wins[name]
-        w -= own_terms(neg_inf, every_row, member[name]) * n_excluded.double()   # excluded items sit at -inf
-        w -= own_terms(s_t, tr_r, member[name])                                  # targets are not negatives
-        out[name] = (w / (k[name].double() * n_neg)).float()
     return out
 
 
@@ -390,31 +269,6 @@ class RankingEvaluator:
         return {k: v for k, v in out.items() if not np.isnan(v)}   # e.g. AUC is not defined for "snips"
 
 
-def report(frame: pl.DataFrame, *, activity_bins: int = 3, protocol_users: int | None = None) -> pl.DataFrame:
-    """Long report: slice, metric, value (mean), ci95 (normal half-width), num_users.
-
-    Adds user-activity slices ("users_q1".. by training-interaction quantile) over the "all" rows. `protocol_users`
-    (an EvalSet's): the saito_* metrics of the whole-population slices average over that many users, the missing
-    ones (no relevant item) counting 0, as `RankingEvaluator.summary` does."""
-    metric_cols = [c for c in frame.columns if c not in ("user", "slice", "n_relevant", "n_train")]
-    parts = [frame]
-    if "n_train" in frame.columns and activity_bins > 1:
-        base = frame.filter(pl.col("slice") == "all")
-        q = base["n_train"].rank("ordinal") / (base.height + 1)
-        bucket = (q * activity_bins).floor().cast(pl.Int64) + 1
-        parts.append(base.with_columns(pl.format("users_q{}", bucket).alias("slice")))
-    long = pl.concat(parts).unpivot(index=["slice"], on=metric_cols, variable_name="metric").drop_nans("value")
-    # the saito_* metrics of whole-population slices count the protocol's users without a relevant item as zeros
-    long = long.with_columns((pl.col("metric").str.starts_with("saito_")
-                              & ~pl.col("slice").str.starts_with("users_q")).alias("padded"))
-    n = pl.when(pl.col("padded").first()).then(pl.max_horizontal(pl.len(), pl.lit(protocol_users or 0))).otherwise(pl.len())
-    mean = pl.col("value").sum() / n
-    var = ((pl.col("value") ** 2).sum() - n * mean**2) / (n - 1).clip(lower_bound=1)
-    return (long.group_by("slice", "metric", maintain_order=True)
-            .agg(mean.alias("value"), (1.96 * (var.clip(lower_bound=0) / n).sqrt()).alias("ci95"),
-                 n.cast(pl.UInt32).alias("num_users")))
-
-
 def evaluate_scores(score_fn: Callable[[np.ndarray], torch.Tensor], eval_set: EvalSet,
                     ks: Sequence[int] = (10, 20, 50), *, batch_size: int | None = None, auc: bool = True,
                     memory_budget_bytes: int = 256 * 2**20) -> RankingEvaluator:
@@ -445,12 +299,3 @@ def embedding_scorer(user_embeddings: np.ndarray | torch.Tensor, item_embeddings
     return EmbeddingScorer(user_embeddings, item_embeddings)
 
 
-def metric_curves(summary: Mapping[str, float]) -> dict[str, list[tuple[int, float]]]:
-    """{"ndcg": [(5, v), (10, v)...]} for plotting metric@K curves (all-items slice)."""
-    curves: dict[str, list[tuple[int, float]]] = {}
-    for key, value in summary.items():
-        if "/" in key or "_at_" not in key:
-            continue
-        metric, k = key.rsplit("_at_", 1)
-        curves.setdefault(metric, []).append((int(k), value))
-    return {m: sorted(v) for m, v in curves.items()}

@@ -5,7 +5,7 @@ faiss.knn runs a blocked GEMM with a per-query heap, so it never writes a (queri
 whole rows and sorting them costs several times the arithmetic at a million items. Exclusions (the training items
 of each user) are handled by asking for k + |excluded| + 1 results (users bucketed by that size, so one heavy
 user does not widen everyone's heap) and dropping the excluded ones. Ties are ranked by the lower item index, as
-`fbrec.evaluation.ranking.topk_by_index` does; a row whose k-th score ties the last fetched one may have tied
+`fbrec.evaluation.topk.topk_by_index` does; a row whose k-th score ties the last fetched one may have tied
 items beyond the fetch and is recomputed over the whole row.
 """
 

@@ -29,7 +29,7 @@ def _pyplot():
 
 def _plot_curves(summary: dict[str, float], path: Path, title: str) -> None:
     """metric@K: bounded metrics on one [0, 1] axis, DCG (unbounded) on its own."""
-    from fbrec.evaluation.ranking import metric_curves
+    from fbrec.evaluation.report import metric_curves
 
     plt = _pyplot()
     curves = metric_curves(summary)
