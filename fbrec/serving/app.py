@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import os
 import signal
-import socket
 import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -24,148 +22,30 @@ import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from fbrec.errors import BundleError
 from fbrec.retrieval import set_search_threads
-from fbrec.serving.errors import RequestError
+from fbrec.serving.errors import RequestError, _responses
+from fbrec.serving.errors import error_response as _error
 from fbrec.serving.metrics import Metrics
+from fbrec.serving.middleware import _BodyLimit, _HostCheck
 from fbrec.serving.openapi import declare_limits
 from fbrec.serving.schemas import (
     BatchRecommendations,
     BatchRecommendRequest,
-    ErrorBody,
     Recommendations,
     RecommendRequest,
     ReloadRequest,
     SimilarRequest,
     VectorRequest,
 )
+from fbrec.serving.settings import ServeSettings
 from fbrec.serving.state import LiveBundle, ServedBundle
 
 log = logging.getLogger("fbrec.serving")
-
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-
-
-def default_allowed_hosts(host: str) -> tuple[str, ...]:
-    """The Host names a request may carry: loopback, plus the listening address (or, on a wildcard address, this
-    machine's name). Anything else (a DNS-rebinding page, a typo) is refused; `--allowed-host` adds names."""
-    if host in WILDCARD_HOSTS:
-        return (*LOOPBACK_HOSTS, socket.gethostname().lower(), socket.getfqdn().lower())
-    return tuple(dict.fromkeys((*LOOPBACK_HOSTS, host.lower())))
-
-
-class ServeSettings:
-    """Limits and access rules of one service process (the CLI flags of `fbrec serve`)."""
-
-    def __init__(self, bundle: str | Path, *, max_k: int = 1000, max_batch: int = 256,
-                 max_body_bytes: int = 1 << 20, search_threads: int = 4, gpu: bool = False,
-                 admin_token: str | None = None, bundle_root: str | Path | None = None,
-                 allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS):
-        self.bundle, self.max_k, self.max_batch = Path(bundle), max_k, max_batch
-        self.max_body_bytes, self.search_threads, self.gpu = max_body_bytes, search_threads, gpu
-        self.admin_token = admin_token or None
-        # reloads read folders under this root only (default: the folder holding the served bundle)
-        self.bundle_root = Path(bundle_root) if bundle_root else self.bundle.resolve().parent
-        self.allowed_hosts = tuple(h.lower() for h in allowed_hosts)
-
-    @classmethod
-    def from_env(cls) -> ServeSettings:
-        env = os.environ
-        return cls(env["FBREC_SERVE_BUNDLE"], max_k=int(env.get("FBREC_SERVE_MAX_K", 1000)),
-                   max_batch=int(env.get("FBREC_SERVE_MAX_BATCH", 256)),
-                   max_body_bytes=int(env.get("FBREC_SERVE_MAX_BODY", 1 << 20)),
-                   search_threads=int(env.get("FBREC_SERVE_THREADS", 4)), gpu=env.get("FBREC_SERVE_GPU") == "1",
-                   admin_token=env.get("FBREC_ADMIN_TOKEN"), bundle_root=env.get("FBREC_SERVE_BUNDLE_ROOT"),
-                   allowed_hosts=tuple(env.get("FBREC_SERVE_HOSTS", ",".join(LOOPBACK_HOSTS)).split(",")))
-
-    def to_env(self) -> dict[str, str]:
-        env = {"FBREC_SERVE_BUNDLE": str(self.bundle), "FBREC_SERVE_MAX_K": str(self.max_k),
-               "FBREC_SERVE_MAX_BATCH": str(self.max_batch), "FBREC_SERVE_MAX_BODY": str(self.max_body_bytes),
-               "FBREC_SERVE_THREADS": str(self.search_threads), "FBREC_SERVE_GPU": "1" if self.gpu else "0",
-               "FBREC_SERVE_BUNDLE_ROOT": str(self.bundle_root), "FBREC_SERVE_HOSTS": ",".join(self.allowed_hosts)}
-        if self.admin_token:
-            env["FBREC_ADMIN_TOKEN"] = self.admin_token
-        return env
-
-
-def _error(status: int, problem: str, rule: str = "", fix: str = "", headers: dict | None = None,
-           **extra) -> JSONResponse:
-    body = ErrorBody(error=problem, rule=rule, fix=fix, **extra).model_dump(exclude_none=True)
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-_STATUS = {400: "a Host header this service does not answer to", 401: "a missing or wrong admin token",
-           403: "a bundle outside the bundle root",
-           404: "no such route, an unknown item id, or the admin endpoints are off",
-           405: "a method the route does not take", 409: "a bundle refused (the old one keeps serving)",
-           413: "a body over --max-body", 422: "a request that breaks the schema or the rules it states",
-           500: "an internal error (counted in fbrec_http_errors_total)", 503: "no bundle loaded yet"}
-
-
-def _responses(*codes: int) -> dict:
-    """The error statuses a route can answer with, all in the one ErrorBody shape (for the OpenAPI)."""
-    common = (400, 404, 405, 413, 500)
-    shape = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-    return {c: {"model": ErrorBody, "description": _STATUS[c], "content": shape} for c in sorted({*codes, *common})}
-
-
-class _HostCheck:
-    """Refuse requests whose Host header is not an allowed name (DNS rebinding), before any route runs."""
-
-    def __init__(self, app, allowed: tuple[str, ...]):
-        self.app, self.allowed = app, set(allowed)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or "*" in self.allowed:
-            return await self.app(scope, receive, send)
-        host = dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1").lower()
-        name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] if ":" in host else host
-        if name not in self.allowed:
-            return await _error(400, f"Host {host[:100]!r} is not served here",
-                                rule=f"requests name one of the allowed hosts: {', '.join(sorted(self.allowed))}",
-                                fix="use one of those names, or start the service with --allowed-host NAME")(
-                                    scope, receive, send)
-        return await self.app(scope, receive, send)
-
-
-class _BodyLimit:
-    """Refuse bodies over the limit with 413 before they are parsed (Content-Length, or counted as they stream)."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers", [])).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            return await _error(413, f"request body of {int(length)} bytes", rule=f"bodies up to {self.limit} bytes",
-                                fix="send fewer users or a smaller filter per request")(scope, receive, send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _error(413, "request body too large", rule=f"bodies up to {self.limit} bytes",
-                         fix="send smaller requests")(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def create_app(settings: ServeSettings) -> FastAPI:

@@ -24,7 +24,8 @@ def serve(bundle: str | Path, *, host: str = "127.0.0.1", port: int = 8000, work
         import uvicorn
     except ImportError as exc:
         raise MissingExtraError(exc.name or "fastapi", "serve", "fbrec serve") from exc
-    from fbrec.serving.app import ServeSettings, create_app, default_allowed_hosts
+    from fbrec.serving.app import create_app
+    from fbrec.serving.settings import ServeSettings, default_allowed_hosts
 
     for name, value in (("--workers", workers), ("--max-k", max_k), ("--max-batch", max_batch),
                         ("--max-body", max_body), ("--threads", threads)):

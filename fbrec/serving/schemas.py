@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 def _whole(value):
@@ -61,10 +61,17 @@ class VectorRequest(_Strict):
     filter: ItemFilter | None = None
 
 
+def _named(value):
+    """An empty or blank name would resolve to the bundle root itself, which is not a bundle."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"the bundle name {value!r} is empty: send a folder's name, or {{}} to reload the current one")
+    return value
+
+
 class ReloadRequest(_Strict):
     # a bundle folder under the service's --bundle-root (a name relative to it, or a path inside it);
     # None reloads the current one
-    bundle: str | None = None
+    bundle: Annotated[str, AfterValidator(_named), Field(json_schema_extra={"pattern": r"\S"})] | None = None
 
 
 class ErrorBody(BaseModel):
