@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fbrec.api.fitting import RunOutcome
 from fbrec.api.progress import Progress
 from fbrec.api.retrieval import Recommendations, retrieve
 from fbrec.api.runs import Evaluation, evaluate_run, export_run, simulate_run
-from fbrec.api.training import RunOutcome
 from fbrec.errors import ConfigError
 
 # The recipe the demo trains and `fbrec train --log` takes its model from: chosen by measurement (benchmarks/RESULTS.md,
