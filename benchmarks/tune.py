@@ -38,11 +38,20 @@ class Search:
     def markdown(self, seed: int) -> str:
         keys = list(self.rows[0][0]) if self.rows else []
         best = self.best
-        lines = [[*(f"`{s[k]}`" for k in keys), f"{v:.4f}" + (" **chosen**" if s == best else "")]
-                 for s, v in self.rows]
+        lines = [[*(f"`{s[k]}`" for k in keys), ("degenerate (flat scores)" if v == DEGENERATE else f"{v:.4f}")
+                   + (" **chosen**" if s == best else "")] for s, v in self.rows]
         return (f"Searched on validation only (`{self.monitor}`, best epoch of each run, seed {seed}); "
                 f"`python -m benchmarks.tune {self.recipe} ...` on {machine()}:\n\n"
                 + table([*(k.rsplit(".", 1)[-1] for k in keys), self.monitor], lines))
+
+
+DEGENERATE = float("-inf")   # the value of a setting whose model scores every item the same: never the best
+
+
+def selectable_value(tags: dict[str, str], history: list[float]) -> float:
+    """A run's best validation value, or DEGENERATE when the run flagged its model as scoring every item the same
+    (tag fbrec.degenerate): such a model ranks by the tie-break, and its validation number says nothing."""
+    return DEGENERATE if tags.get("fbrec.degenerate") == "true" else max(history)
 
 
 def monitor_of(recipe: str) -> str:
@@ -63,11 +72,9 @@ def search(client, recipe: str, grid: dict[str, list[str]], *, seed: int = 0, mo
         history = client.get_metric_history(run, monitor)
         if not history:
             raise SystemExit(f"{recipe}: the runs log no {monitor!r}; pass --monitor")
-        # a model that scores every item the same ranks by the tie-break: its validation number is not selectable
-        degenerate = client.get_run(run).data.tags.get("fbrec.degenerate") == "true"
-        rows.append((setting, float("-inf") if degenerate else max(m.value for m in history)))
+        rows.append((setting, selectable_value(client.get_run(run).data.tags, [m.value for m in history])))
         print(f"{recipe} {setting}: {monitor} {max(m.value for m in history):.4f}"
-              + (" (degenerate: scores flat, not selectable)" if degenerate else ""), flush=True)
+              + (" (degenerate: scores flat, not selectable)" if rows[-1][1] == DEGENERATE else ""), flush=True)
     return Search(recipe, monitor, rows)
 
 

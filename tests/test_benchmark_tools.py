@@ -37,3 +37,15 @@ def test_search_chooses_the_best_validation_value_and_marks_it():
     s = Search("r", "val/x", [({"a": "1"}, 0.2), ({"a": "2"}, 0.5), ({"a": "3"}, 0.4)])
     assert s.best == {"a": "2"} and s.overrides() == ["--a=2"]
     assert "0.5000 **chosen**" in s.markdown(0) and s.markdown(0).count("chosen") == 1
+
+
+def test_a_degenerate_setting_is_never_selected_and_is_labelled_so():
+    from benchmarks.tune import DEGENERATE, selectable_value
+
+    assert selectable_value({}, [0.1, 0.3]) == 0.3
+    assert selectable_value({"fbrec.degenerate": "false"}, [0.2]) == 0.2
+    collapsed = selectable_value({"fbrec.degenerate": "true"}, [0.9])     # it won validation by the tie-break
+    assert collapsed == DEGENERATE
+    search = Search("relmf_als_coat", "val/x", [({"reg": "1"}, 0.02), ({"reg": "5000"}, collapsed)])
+    assert search.best == {"reg": "1"}
+    assert "degenerate (flat scores)" in search.markdown(0) and "0.0200 **chosen**" in search.markdown(0)
