@@ -388,6 +388,29 @@ def test_train_on_your_log_without_a_recipe_takes_the_default_recipes_model(mlfl
     assert "test metrics: wmf_als_synthetic on clicks" in output
     run = MlflowClient(mlflow_store).get_run(output.split("MLflow run ")[1].split()[0])
     assert run.data.tags["model"] == "AllPairsMFModule" and run.data.params["model.objective"] == "wmf"
+    assert "tested without the exact AUC" not in output and run.data.params.get("model.auc") in (None, "True")
+
+
+def test_a_large_log_is_tested_without_the_exact_auc_unless_asked(mlflow_store, tmp_path, capsys, monkeypatch):
+    """From OWN_LOG_NO_AUC_ROWS rows on (lowered here to the test log's size), `--log` sets model.init_args.auc
+    false, says so, and states it in the run's params; the command line still decides."""
+    from mlflow.tracking import MlflowClient
+
+    import fbrec.api
+    from fbrec.data.synthetic import SyntheticConfig, generate
+
+    log = generate(SyntheticConfig(num_users=150, num_items=90, seed=0)).log.select("user", "item", "timestamp")
+    log.write_parquet(tmp_path / "clicks.parquet")
+    monkeypatch.setattr(fbrec.api, "OWN_LOG_NO_AUC_ROWS", log.height)
+    client = MlflowClient(mlflow_store)
+    for extra, auc in (([], "False"), (["--model.init_args.auc", "true"], "True")):
+        code, output = _run(["train", "--log", str(tmp_path / "clicks.parquet"), "--trainer.max_epochs=1",
+                             "--trainer.enable_progress_bar=false", *extra], capsys)
+        assert code == 0, output
+        said = f"your log has {log.height:,} rows: tested without the exact AUC" in output
+        assert said == (auc == "False"), output
+        run = client.get_run(output.split("MLflow run ")[1].split()[0])
+        assert run.data.params["model.auc"] == auc and ("test/auc" in run.data.metrics) == (auc == "True")
 
 
 @pytest.mark.parametrize(("env", "expected"), [

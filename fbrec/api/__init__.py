@@ -72,7 +72,7 @@ def train(config: str | None = None, overrides: Mapping[str, object] | Sequence[
         if model is not None or data is not None:
             config = str(_config_with_objects(config, model, data, Path(tmp) / "config.yaml"))
         if log is not None and config is not None and resume is None:
-            config = str(_config_for_log(config, Path(tmp) / "log_config.yaml", progress))
+            config = str(_config_for_log(config, Path(tmp) / "log_config.yaml", progress, log=Path(log), args=args))
         if config is None and resume is None:
             raise ConfigError("nothing to train", rule="pass a recipe (config), a model object, or resume=RUN_ID",
                               fix=f'fbrec.train("{DEFAULT_RECIPE}") or fbrec.train(model=..., data=...)')
@@ -109,14 +109,21 @@ def _config_with_objects(config: str | None, model, data, out: Path) -> Path:
 
 
 OWN_LOG_VAL_USERS = 10_000   # validation users per epoch on your own log (data.evaluation.val_users)
+# from this many rows on, a log of your own is tested without the exact AUC unless asked: on a 5M-row log the exact
+# AUC was 238 of the test's 246 s (benchmarks/RESULTS.md, scale-defaults vs scale-compare); the top-k metrics are
+# the same either way
+OWN_LOG_NO_AUC_ROWS = 1_000_000
 
 # what a recipe says about its own dataset: a run on your log keeps the recipe's model and training, not these
 _DATASET_KEYS = {"source": ("dataset", "data_dir", "options", "prepared_dir", "levels"),
                  "preparation": ("min_rating", "min_level"), "evaluation": ("candidates",)}
 
 
-def _config_for_log(config: str, out: Path, progress: Progress | None) -> Path:
-    """The recipe with its dataset-specific data settings removed (and a dataset's own propensities)."""
+def _config_for_log(config: str, out: Path, progress: Progress | None, *, log: Path | None = None,
+                    args: Sequence[str] = ()) -> Path:
+    """The recipe with its dataset-specific data settings removed (and a dataset's own propensities), and settings
+    sized for the log: a seeded sample of validation users, and no exact AUC from OWN_LOG_NO_AUC_ROWS rows on (both
+    written into the run's config, so its params state them; the command line overrides either)."""
     import yaml
 
     from fbrec.api.config import resolve_config
@@ -135,12 +142,37 @@ def _config_for_log(config: str, out: Path, progress: Progress | None) -> Path:
     if isinstance(prop, dict) and str(prop.get("class_path", "")).endswith("DatasetExposure"):
         block.pop("propensity")
         dropped.append("propensity")
+    _size_for_log(doc, log, args, progress)
     if dropped and progress is not None:
         progress(f"your log: the recipe's dataset settings are not used ({', '.join(f'data.{k}' for k in dropped)}); "
                  "pass them on the command line to set them for your log")
     out.write_text(yaml.safe_dump(doc, sort_keys=False))
     # the run is named after the recipe's folder, as for the recipe itself
     return _named_like(path, out)
+
+
+def _size_for_log(doc: dict, log: Path | None, args: Sequence[str], progress: Progress | None) -> None:
+    """A large log is tested without the exact AUC unless the recipe or the command line says otherwise."""
+    import importlib
+    import inspect
+
+    from fbrec.data.io import count_rows
+
+    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
+    init = model.setdefault("init_args", {}) if isinstance(model.get("init_args", {}), dict) else {}
+    if log is None or "auc" in init or any(a.startswith("--model.init_args.auc") for a in args):
+        return
+    module, _, name = str(model.get("class_path", "")).rpartition(".")
+    try:
+        accepts = "auc" in inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    except (ImportError, AttributeError, ValueError):
+        return   # the config step names a class it cannot build
+    rows = count_rows(log)
+    if accepts and rows is not None and rows >= OWN_LOG_NO_AUC_ROWS:
+        init["auc"] = False
+        if progress is not None:
+            progress(f"your log has {rows:,} rows: tested without the exact AUC (model.init_args.auc false: the same "
+                     "top-k metrics, minutes less; --model.init_args.auc true asks for it)")
 
 
 def _named_like(recipe: Path, written: Path) -> Path:

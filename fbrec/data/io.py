@@ -229,3 +229,22 @@ def read_side_table(path: str | Path, key: str, *, columns: Mapping[str, str] | 
                                   rule=f"a {key} table names each row's {key} id",
                                   fix=f"add the column, or map it with columns: {{{key}: YOUR_COLUMN}}")
     return frame.rename({name: key}) if name != key else frame
+
+
+def count_rows(path: str | Path, *, format: str | None = None) -> int | None:
+    """The data rows of a log file, cheaply (parquet: its metadata; text: its lines, less a CSV header), or None when
+    the file cannot be read here (read_log names the problem when the log is read)."""
+    path = Path(path)
+    try:
+        fmt = _format_of(path, format)
+        if fmt == "parquet":
+            return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+        lines, last = 0, b"\n"
+        with open(path, "rb") as f:
+            while block := f.read(1 << 24):
+                lines += block.count(b"\n")
+                last = block[-1:]
+        lines += last != b"\n"   # a last line without its newline
+        return max(0, lines - (fmt == "csv"))
+    except (OSError, DataValidationError, pl.exceptions.PolarsError):
+        return None
