@@ -52,12 +52,26 @@ def planted_dir(tmp_path_factory) -> Path:
     return data.save(tmp_path_factory.mktemp("planted") / "prepared")
 
 
+@pytest.fixture(scope="session")
+def _shared_content_caches(tmp_path_factory) -> dict[str, Path]:
+    """Caches keyed by their content alone, shared by the whole test run: text embeddings (by model and the text's
+    sha256) and the language model's converted weights (by model file). A test of those caches sets its own
+    FBREC_CACHE_DIR or cache_dir."""
+    root = tmp_path_factory.mktemp("shared-cache")
+    return {name: root / name for name in ("text-embeddings", "llm-models")}
+
+
 @pytest.fixture(autouse=True)
-def _own_prepared_cache(tmp_path_factory, monkeypatch):
+def _own_prepared_cache(tmp_path_factory, monkeypatch, _shared_content_caches):
     """Each test prepares into its own cache of prepared datasets (fbrec.data.cache) and records its own verified
-    bundles (fbrec.bundle): no test reads another's, none writes to the home folder."""
+    bundles (fbrec.bundle): no test reads another's, none writes to the home folder. Only the content-addressed
+    caches (text embeddings, converted model weights) are shared across the run, so nothing is encoded twice."""
     monkeypatch.setenv("FBREC_PREPARED_CACHE", str(tmp_path_factory.mktemp("prepared-cache")))
-    monkeypatch.setenv("FBREC_CACHE_DIR", str(tmp_path_factory.mktemp("fbrec-cache")))
+    cache = tmp_path_factory.mktemp("fbrec-cache")
+    for name, shared in _shared_content_caches.items():
+        shared.mkdir(exist_ok=True)
+        (cache / name).symlink_to(shared, target_is_directory=True)
+    monkeypatch.setenv("FBREC_CACHE_DIR", str(cache))
 
 
 @pytest.fixture(autouse=True)

@@ -202,3 +202,28 @@ def test_cascade_learns_the_planted_conversion_from_the_history_features(convers
     assert out["test/hit_rate_at_1"] >= 0.8
     buy = len(model.head["bias"]) - 1
     assert model.head["rate"][buy, 0].item() > 0, "a higher conversion after a view must raise P(buy)"
+
+
+def test_a_history_run_says_it_keeps_no_embeddings_and_export_names_why(conversion_dir, tmp_path, mlflow_store):
+    """Through `fbrec train` and `fbrec export`: a model that ranks through each user's history logs metrics and a
+    report only, says so, and an export of it is refused naming the reason (not "train again")."""
+    import fbrec.api
+    from fbrec.api.training import run_training
+    from fbrec.errors import ConfigError
+
+    config = tmp_path / "history.yaml"
+    config.write_text(f"""
+seed_everything: 0
+trainer: {{max_epochs: 1, devices: 1, enable_progress_bar: false}}
+model: {{class_path: fbrec.models.HistoryRerankModule, init_args: {{ks: [1, 5], auc: false}}}}
+data: {{source: {{prepared_dir: {conversion_dir}}}, evaluation: {{mask_level: buy}}}}
+""")
+    said: list[str] = []
+    run_id = run_training(str(config), [], progress=said.append)
+    assert any("no embeddings, model or bundle are logged" in line for line in said), said
+    assert any("the test metrics and report below come from that checkpoint" in line for line in said), said
+    assert not any("embeddings below" in line for line in said)
+    with pytest.raises(ConfigError, match=r"\(HistoryRerankModule\) has no embeddings: it ranks through each user's "
+                                          r"own history.*its test metrics and report are in the run"):
+        fbrec.api.export(run_id, tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()

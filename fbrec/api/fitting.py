@@ -147,10 +147,11 @@ def _fit_select_test(trainer, model, dm, ckpt, monitor, last, run_id, recipe, ur
     if monitor is not None and ckpt.best_model_score is not None:
         score = float(ckpt.best_model_score)
         client.set_tag(run_id, f"best_{monitor.replace('/', '_')}", f"{score:.6f}")
-        say(f"best epoch on validation: {best_epoch} ({monitor} = {score:.4f}); the test metrics, report "
-                      "and embeddings below come from that checkpoint")
+        kept = "test metrics, report and embeddings" if embeds else "test metrics and report"
+        say(f"best epoch on validation: {best_epoch} ({monitor} = {score:.4f}); the {kept} below come from that "
+            "checkpoint")
     elif best:
-        say(f"no validation split: the last epoch ({best_epoch}) is tested and exported")
+        say(f"no validation split: the last epoch ({best_epoch}) is tested" + (" and exported" if embeds else ""))
     if hasattr(model, "sharding_plan"):
         client.set_tag(run_id, "sharding_plan", str(model.sharding_plan()))
     stages["export"] = time.perf_counter() - started

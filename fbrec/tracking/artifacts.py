@@ -79,7 +79,14 @@ def log_model_artifacts(run_id: str, *, model: str, data_args: dict, user_embedd
 
 def read_run_artifacts(run_id: str, tracking_uri: str | None = None) -> RunArtifacts:
     uri = tracking_uri or default_tracking_uri()
-    find_run(run_id, uri)
+    run = find_run(run_id, uri)
+    if run.data.tags.get("embeddings") == "none":   # a model that ranks through each user's history (HistoryRerank)
+        model = run.data.tags.get("model", "its model")
+        raise ConfigError(f"run {run_id!r} ({model}) has no embeddings: it ranks through each user's own history, "
+                          "so there is nothing to evaluate again, export or serve",
+                          rule="evaluate, export and simulate read a run's user and item embeddings",
+                          fix="its test metrics and report are in the run (mlflow ui); export a run of an embedding "
+                              "model (e.g. wmf_als_tmall_levels)")
     client = MlflowClient(uri)
     with tempfile.TemporaryDirectory() as tmp:
         try:
