@@ -46,3 +46,10 @@ def test_a_collapsed_model_is_flagged_and_a_learned_one_is_not(regularization, d
         assert len(warned) == 1 and "for 100% of users" in warned[0] and "lower the regularisation" in warned[0]
     else:
         assert warned == [] and "fbrec.degenerate.flat_user_share" not in tags
+
+
+def test_a_large_catalogue_is_checked_on_a_sample_of_items():
+    rng = np.random.default_rng(1)
+    users, items = rng.normal(size=(50, 4)), rng.normal(size=(30_000, 4))
+    assert flat_user_share(users, items, item_sample=500) == 0.0
+    assert flat_user_share(users * 1e-12, items, item_sample=500) == 1.0

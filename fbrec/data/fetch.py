@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from fbrec._atomic import file_sha256
 from fbrec.data.location import data_dir
 from fbrec.data.sources import SOURCES, Download, Source
 from fbrec.errors import DataValidationError, UnknownNameError
@@ -63,8 +64,8 @@ def verify(src: Source, folder: Path) -> list[str]:
             problems.append(f"{rel} is missing")
         elif path.stat().st_size != size:
             problems.append(f"{rel} has {path.stat().st_size} bytes, expected {size}")
-        elif _sha256(path.read_bytes()) != digest:
-            problems.append(f"{rel} has sha256 {_sha256(path.read_bytes())}, expected {digest}")
+        elif (got := file_sha256(path)) != digest:
+            problems.append(f"{rel} has sha256 {got}, expected {digest}")
     return problems
 
 
