@@ -110,6 +110,9 @@ def test_profiles_and_parse_through_the_openai_backend_against_the_real_model(lo
 
 def test_the_hf_backend_loads_the_installed_model_by_name_and_answers_every_task_schema(local_lm, lm_cache,
                                                                                          monkeypatch):
+    """Batched decoding (left-padded rows, one cache) writes what one-at-a-time greedy decoding writes: free text and
+    the three task schemas, prompts of different lengths in one batch. Padded float arithmetic may flip a near-tie
+    token; on this model none flips (measured), and the test allows one answer of the eight to differ."""
     from fbrec.llm import Task, make_backend
     from fbrec.llm.commands import COMMAND_SCHEMA
     from fbrec.llm.profiles import PROFILE_SCHEMA
@@ -117,13 +120,52 @@ def test_the_hf_backend_loads_the_installed_model_by_name_and_answers_every_task
 
     monkeypatch.setenv("FBREC_CACHE_DIR", str(lm_cache))   # the weights the server converted
     assert len(list((lm_cache / "llm-models").glob("*/model.safetensors"))) == 1, "the first load caches its weights"
-    backend = make_backend("hf", max_new_tokens=24)
+    backend = make_backend("hf", max_new_tokens=24, batch_size=8)
     assert backend.model == "smollm2" and backend.is_language_model
-    for schema in (PROFILE_SCHEMA, COMMAND_SCHEMA, SIMULATOR_SCHEMA):
-        task = Task("simulate_user", {"profile": "likes animated films", "slate": "1. Toy Story\n2. Heat"}, schema)
-        answer = backend.run([task])[0]
-        assert not schema.problems(answer.answer), answer.text
-        assert answer.generated_by == "hf:smollm2" and answer.completion_tokens > 0
+    slates = ["1. Toy Story\n2. Heat", "1. Alien\n2. Fargo\n3. Babe\n4. Casino\n5. Se7en\n6. Clerks"]
+    tasks = [Task("simulate_user", {"profile": profile, "slate": slate}, schema)
+             for schema in (PROFILE_SCHEMA, COMMAND_SCHEMA, SIMULATOR_SCHEMA, None)
+             for profile, slate in zip(["likes animated films", "a night owl who watches crime dramas and old "
+                                        "westerns, never musicals"], slates, strict=True)]
+    batched = backend.run(tasks)
+    assert backend.usage.requests == len(tasks)
+    for task, answer in zip(tasks, batched, strict=True):
+        if task.schema is not None:
+            assert not task.schema.problems(answer.answer), answer.text
+        assert answer.generated_by == "hf:smollm2" and answer.completion_tokens > 0 and answer.text.strip()
+    backend.batch_size = 1
+    alone = backend.run(tasks)
+    same = sum(a.text == b.text and a.completion_tokens == b.completion_tokens for a, b in zip(batched, alone,
+                                                                                              strict=True))
+    assert same >= len(tasks) - 1, [(a.text, b.text) for a, b in zip(batched, alone, strict=True)]
+
+
+def test_the_server_decodes_requests_in_flight_together_as_it_would_one_by_one(local_lm):
+    """Four requests sent at once reach the model as one batch (GET /health counts the batches) and get the answers
+    each gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fbrec.llm import Schema
+
+    schema = Schema({"genre": "string", "animated": "boolean"}).json_schema("genre")
+    questions = ["Which film genre is Toy Story?", "Is Heat (1995) a comedy?", "Name a western.",
+                 "Which decade was Casablanca released in? Say why it matters to film history."]
+
+    def ask(question: str) -> str:
+        body = {"model": "smollm2", "max_tokens": 16, "response_format": schema,
+                "messages": [{"role": "user", "content": question}]}
+        reply = requests.post(f"{local_lm}/v1/chat/completions", json=body, timeout=300)
+        assert reply.status_code == 200, reply.text
+        return reply.json()["choices"][0]["message"]["content"]
+
+    alone = [ask(q) for q in questions]
+    before = requests.get(f"{local_lm}/health", timeout=5).json()
+    with ThreadPoolExecutor(len(questions)) as pool:
+        together = list(pool.map(ask, questions))
+    after = requests.get(f"{local_lm}/health", timeout=5).json()
+    assert after["largest_batch"] >= 2 and after["batches"] - before["batches"] < len(questions), (before, after)
+    assert sum(a == b for a, b in zip(alone, together, strict=True)) >= len(questions) - 1, (alone, together)
+    assert all(json.loads(answer)["genre"] for answer in together)
 
 
 def test_simulate_with_the_language_model_answering_as_the_user(local_lm, tmp_path, monkeypatch, capsys):

@@ -3,18 +3,23 @@
 POST /v1/chat/completions takes {model, messages, max_tokens, temperature, response_format}; a response_format of
 type json_schema (an object schema with typed properties) or json_object is decoded under constraint
 (fbrec.llm.hf), so the answer always parses. Decoding is greedy whatever the temperature (stated in each answer's
-`system_fingerprint`). One generation at a time. GET /v1/models lists the one model, GET /health answers ok.
+`system_fingerprint`). Requests that arrive together are decoded together (`Batcher`: up to the backend's batch size,
+gathered for at most `window` seconds after the first), so a client with requests in flight gets them for about the
+price of one. GET /v1/models lists the one model, GET /health answers ok.
 fbrec's `openai` backend, vLLM's clients and the `openai` package talk to it unchanged."""
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 import uuid
-from threading import Lock
+from concurrent.futures import Future
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from fbrec.llm.decode import Request, Result
 from fbrec.llm.hf import HFBackend
 
 _TYPES = {"string": "string", "number": "number", "integer": "number", "boolean": "boolean", "array": "array",
@@ -64,13 +69,53 @@ def required_types(response_format: dict | None) -> tuple[bool, dict[str, str] |
     return True, {key: schema_kind(props.get(key) or {}, f"property {key!r}") for key in keys}
 
 
-def create_app(backend: HFBackend) -> FastAPI:
+class Batcher:
+    """One decoding thread: it takes the first waiting request, gathers those that arrive within `window` seconds
+    (up to the backend's batch size) and decodes them as one batch; each caller waits for its own result."""
+
+    def __init__(self, backend: HFBackend, window: float = 0.02):
+        self.backend, self.window = backend, window
+        self.waiting: queue.Queue[tuple[Request, Future]] = queue.Queue()
+        self.batches: list[int] = []   # the size of every batch decoded (GET /health reports them)
+        threading.Thread(target=self._work, name="fbrec-llm-batcher", daemon=True).start()
+
+    def submit(self, request: Request) -> Result:
+        future: Future = Future()
+        self.waiting.put((request, future))
+        return future.result()
+
+    def _gather(self) -> list[tuple[Request, Future]]:
+        batch = [self.waiting.get()]
+        deadline = time.monotonic() + self.window
+        while len(batch) < self.backend.batch_size:
+            try:
+                batch.append(self.waiting.get(timeout=max(deadline - time.monotonic(), 0.0)))
+            except queue.Empty:
+                break
+        return batch
+
+    def _work(self) -> None:
+        while True:
+            batch = self._gather()
+            self.batches.append(len(batch))
+            try:
+                results = self.backend.generate([request for request, _ in batch])
+            except Exception as exc:   # every caller of the batch gets the error (a 500 with its message)
+                for _, future in batch:
+                    future.set_exception(exc)
+            else:
+                for (_, future), result in zip(batch, results, strict=True):
+                    future.set_result(result)
+
+
+def create_app(backend: HFBackend, window: float = 0.02) -> FastAPI:
     app = FastAPI(title="fbrec local language model", version="1")
-    lock = Lock()
+    batcher = Batcher(backend, window)
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "model": backend.model}
+        return {"status": "ok", "model": backend.model, "batch_size": backend.batch_size,
+                "batches": len(batcher.batches), "largest_batch": max(batcher.batches, default=0)}
 
     @app.get("/v1/models")
     def models() -> dict:
@@ -83,11 +128,9 @@ def create_app(backend: HFBackend) -> FastAPI:
             raise HTTPException(404, f"model {request.model!r} is not served here; this server has {backend.model!r}")
         constrained, types = required_types(request.response_format)
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        with lock:
-            if constrained:
-                text, prompt_tokens, completion_tokens = backend.generate_json(messages, types, request.max_tokens)
-            else:
-                text, prompt_tokens, completion_tokens = backend.generate_text(messages, request.max_tokens)
+        result = batcher.submit(backend.request(messages, constrained=constrained, required=types,
+                                                max_new_tokens=request.max_tokens))
+        text, prompt_tokens, completion_tokens = result.text, result.prompt_tokens, result.completion_tokens
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
                 "model": backend.model, "system_fingerprint": "fbrec-greedy" + ("-constrained" if constrained else ""),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
