@@ -261,6 +261,31 @@ def test_hf_backend_generates_from_a_local_folder_counts_tokens_and_refuses_non_
         make_backend("hf", model_dir=tiny_model / "nowhere")
 
 
+def test_hf_backend_decodes_a_left_padded_batch_as_it_decodes_each_prompt_alone(tiny_model):
+    """Prompts of different lengths in one batch (left padding, position ids from the mask, rows leaving the batch
+    as they finish) give the tokens each gets alone; a random model writes near-random tokens, so a misaligned
+    position or mask shows at once."""
+    tasks = [Task("item_profile", {"item_text": text, "interactions": n, "popularity_band": band})
+             for text, n, band in [("Heat", 1, "niche"), ("Heat Heat Heat Heat Heat Heat Heat", 12, "popular"),
+                                   ("Heat Heat", 3, "average")]]
+    backend = make_backend("hf", model_dir=tiny_model, max_new_tokens=8, batch_size=3)
+    together = backend.run(tasks)
+    backend.batch_size = 1
+    alone = backend.run(tasks)
+    assert [c.text for c in together] == [c.text for c in alone]
+    assert [c.prompt_tokens for c in together] == [c.prompt_tokens for c in alone] and len(
+        {c.prompt_tokens for c in alone}) == 3
+
+
+@pytest.mark.parametrize(("options", "pattern"), [
+    ({"batch_size": 0}, r"batch size 0 is below 1.*--batch-size 1 or more"),
+    ({"dtype": "float16"}, r"dtype 'float16' is not one the hf backend runs.*one of float32, bfloat16"),
+])
+def test_hf_backend_options_are_checked_before_the_model_loads(options, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        make_backend("hf", model_dir="/nowhere", **options)
+
+
 # --- profiles ---------------------------------------------------------------------------------------------------
 def test_profile_folder_round_trips_and_is_bound_to_its_split(planted_profiles, planted_dir):
     from fbrec.data.prepare import PreparedDataset

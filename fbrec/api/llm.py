@@ -171,14 +171,16 @@ def evaluate_reward_model(model: str | Path) -> dict:
 
 
 def serve_model(model: str | None = "smollm2", model_dir: str | Path | None = None, host: str = "127.0.0.1",
-                port: int = 8000, max_new_tokens: int = 256, batch_size: int = 16, progress=print) -> None:
+                port: int = 8000, max_new_tokens: int = 256, batch_size: int = 16, dtype: str = "float32",
+                progress=print) -> None:
     """Serve a local language model on the OpenAI chat-completions API until interrupted (`fbrec llm serve`)."""
     import uvicorn
 
     from fbrec.llm.hf import HFBackend
     from fbrec.llm.server import create_app
 
-    backend = HFBackend(model_dir=model_dir, model=model, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    progress(f"serving {backend.description} at http://{host}:{port}/v1 (greedy decoding; JSON answers constrained; "
-             f"requests that arrive together decoded together, up to {batch_size})")
+    backend = HFBackend(model_dir=model_dir, model=model, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                        dtype=dtype)
+    progress(f"serving {backend.description} at http://{host}:{port}/v1 ({dtype}, greedy decoding; JSON answers "
+             f"constrained; requests that arrive together decoded together, up to {batch_size})")
     uvicorn.run(create_app(backend), host=host, port=port, log_level="warning")

@@ -159,7 +159,7 @@ def decode(lm, tokenizer, requests: list[Request], pieces: list[str] | None = No
     cache = None
     with torch.no_grad():
         out = lm(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
-                 use_cache=True)
+                 use_cache=True, logits_to_keep=1)   # the last position's logits only (not prompt x vocabulary)
         cache, logits = out.cache, out.logits[:, -1]
         position = mask.sum(1) - 1
         while active:
@@ -182,7 +182,8 @@ def decode(lm, tokenizer, requests: list[Request], pieces: list[str] | None = No
                 del rows[i].queue[:n]
             mask = torch.cat([mask, mask.new_ones(len(active), n)], dim=1)
             positions = position[:, None] + torch.arange(1, n + 1, device=device)
-            out = lm(input_ids=step, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+            out = lm(input_ids=step, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                     logits_to_keep=1)
             cache, logits, position = out.cache, out.logits[:, -1], positions[:, -1]
     return [row.result(lambda ids: tokenizer.decode(ids, skip_special_tokens=True)) for row in rows]
 

@@ -115,6 +115,7 @@ def write_profiles(out: str | Path, data: PreparedDataset, dataset: str, backend
             "format": FORMAT, "dataset": dataset, "data_seed": data_seed, "prepare": asdict(data.config),
             "train_fingerprint": train_fingerprint(data.train),
             "backend": backend.name, "model": backend.model, "is_language_model": backend.is_language_model,
+            "decoding": {k: getattr(backend, k) for k in ("dtype", "batch_size") if hasattr(backend, k)},
             "generated_by": sorted({c.generated_by for c in (*items, *users)}),
             "prompts": {"item_profile": PROMPT_VERSION, "user_profile": PROMPT_VERSION}, "item_template": template,
             "encoder": {"name": encoder.name, "key": encoder.key, "dim": int(item_vectors.shape[1])},
