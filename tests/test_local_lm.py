@@ -91,10 +91,13 @@ def test_profiles_and_parse_through_the_openai_backend_against_the_real_model(lo
     monkeypatch.setenv("FBREC_CACHE_DIR", str(tmp_path / "cache"))
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("data:\n  dataset: synthetic\n  dataset_options: {num_users: 6, num_items: 5, seed: 1}\n")
+    before = requests.get(f"{local_lm}/health", timeout=5).json()["batches"]
     code, out = _run(["llm", "profiles", "--config", str(recipe), "--out", "prof", "--backend", "openai",
                       "--base-url", f"{local_lm}/v1", "--model", "smollm2", "--no-track", "--max-tokens", "24",
-                      "--timeout", "300", "--concurrency", "1"], capsys)
+                      "--timeout", "300", "--concurrency", "4"], capsys)
     assert code == 0, out
+    batches = requests.get(f"{local_lm}/health", timeout=5).json()["batches"] - before
+    assert batches < 11, f"11 profiles (6 users, 5 items) in flight 4 at a time reached the model in {batches} batches"
     manifest = json.loads((tmp_path / "prof" / "manifest.json").read_text())
     assert manifest["is_language_model"] and manifest["generated_by"] == ["openai:smollm2"]
     assert manifest["usage"]["requests"] >= 1 and manifest["usage"]["completion_tokens"] > 0
