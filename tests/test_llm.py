@@ -270,9 +270,12 @@ def test_hf_backend_decodes_a_left_padded_batch_as_it_decodes_each_prompt_alone(
                                    ("Heat Heat", 3, "average")]]
     backend = make_backend("hf", model_dir=tiny_model, max_new_tokens=8, batch_size=3)
     together = backend.run(tasks)
-    backend.batch_size = 1
+    backend.batch_size, backend.progress_every, lines = 1, 0.0, []
+    backend.progress = lines.append
     alone = backend.run(tasks)
     assert [c.text for c in together] == [c.text for c in alone]
+    assert [line.split(" answers")[0].strip() for line in lines] == ["1/3", "2/3"] and "tokens/s (batch 1, float32)" \
+        in lines[0], lines
     assert [c.prompt_tokens for c in together] == [c.prompt_tokens for c in alone] and len(
         {c.prompt_tokens for c in alone}) == 3
 

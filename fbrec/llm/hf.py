@@ -19,6 +19,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -120,6 +121,7 @@ class HFBackend:
         self.lm = lm.to(device=device, dtype=getattr(torch, dtype)).eval()
         self.max_new_tokens, self.reasks, self.device, self.constrained = max_new_tokens, reasks, device, constrained
         self.batch_size = batch_size
+        self.progress, self.progress_every = None, 30.0   # progress(line): called at most every 30 s of decoding
         self.usage = Usage()
         self._pieces: list[str] | None = None
 
@@ -147,11 +149,19 @@ class HFBackend:
         order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt))
         out: list[Result | None] = [None] * len(requests)
         pieces = self._token_texts() if any(r.constrained for r in requests) else None
+        started = said = time.monotonic()
+        tokens = 0
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             for i, result in zip(chunk, decode(self.lm, self.tokenizer, [requests[i] for i in chunk], pieces),
                                  strict=True):
                 out[i] = result
+                tokens += result.completion_tokens
+            now = time.monotonic()
+            if self.progress is not None and now - said >= self.progress_every and start + len(chunk) < len(order):
+                said = now
+                self.progress(f"  {start + len(chunk):,}/{len(order):,} answers, {tokens / (now - started):.0f} "
+                              f"tokens/s (batch {self.batch_size}, {self.dtype})")
         return out
 
     def request(self, messages: list[dict], *, constrained: bool, required: dict[str, str] | None = None,

@@ -95,6 +95,8 @@ def write_profiles(out: str | Path, data: PreparedDataset, dataset: str, backend
     say = progress or (lambda message: None)
     say(f"writing {len(item_tasks)} item and {len(user_tasks)} user profiles with the {backend.name} backend "
         f"({backend.model})")
+    if hasattr(backend, "progress"):   # a local model reports its pace while it decodes
+        backend.progress = progress
     items, users = backend.run(item_tasks), backend.run(user_tasks)
     generated = time.perf_counter()
     item_text = [c.answer["profile"] if isinstance(c.answer, dict) else c.text for c in items]
