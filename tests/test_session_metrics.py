@@ -61,3 +61,38 @@ def test_simulate_scores_every_policy_against_the_held_out_truth():
     assert score["pages"]["num"] > score["same"]["num"]
     assert score["pages"]["sdcg"] > score["same"]["sdcg"]
     assert score["same"]["num"] < 0.5, "one of three relevant items is not a near-ideal session"
+
+
+def test_a_batched_simulator_gets_every_user_of_a_round_at_once_and_the_same_sessions():
+    """With react_many (a language model), each round's slates of every user go out in one call; the sessions,
+    their rows and the examples are those of the one-user-at-a-time loop. A user whose session ends early (nothing
+    left to show) leaves the batch."""
+    from fbrec.data.preferences import Preferences
+    from fbrec.llm.session import simulate
+    from fbrec.llm.simulator import Reaction, UserState
+
+    rng = np.random.default_rng(0)
+    users, items = rng.normal(size=(5, 4)), rng.normal(size=(12, 4))
+    states = {u: UserState(np.empty(0, np.int64), {int(i) for i in rng.choice(12, 3, replace=False)})
+              for u in (4, 0, 2, 3)}
+    seen = {3: np.arange(6)}   # user 3 has 6 items left: two rounds of 3, then nothing to show under `pages`
+
+    def react(user, state, shown):
+        clicked = [i for i in shown if (i + user) % 3 == 0]
+        return Reaction(clicked, {}, {i: f"item {i}" for i in clicked}, "more like this" if clicked else "",
+                        "test")
+
+    calls = []
+
+    def react_many(asked):
+        calls.append([user for user, _, _ in asked])
+        return [react(*a) for a in asked]
+
+    kwargs = dict(rounds=4, slate=3, policies=("same", "pages", "adapts"), examples=5)
+    parse = lambda text: Preferences()   # noqa: E731
+    alone = simulate(users, items, seen, states, react, parse, None, np.ones(12), **kwargs)
+    together = simulate(users, items, seen, states, react, parse, None, np.ones(12), react_many=react_many, **kwargs)
+    assert together.per_round.equals(alone.per_round) and together.per_session.equals(alone.per_session)
+    assert together.examples == alone.examples and [e["user"] for e in alone.examples] == [4, 4, 4, 4, 0]
+    everyone, left = [4, 0, 2, 3], [4, 0, 2]   # same: 4 rounds; pages and adapts: user 3 runs out after round 2
+    assert calls == [everyone] * 4 + ([everyone] * 2 + [left] * 2) * 2, calls

@@ -125,11 +125,11 @@ def simulate_run(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 
         raise ConfigError("policy 'reward' without a reward model", rule="it re-ranks by a reward model's score",
                           fix="pass --reward-model DIR (from `fbrec llm reward-model train`) or drop the policy")
     reward = _reward_scorer(reward_model, run_id, data) if reward_model is not None else None
-    react = _simulator(simulator, grounded, data, table, taste, seed, backend, backend_options)
+    react, react_many = _simulator(simulator, grounded, data, table, taste, seed, backend, backend_options)
     result = simulate(art.user_embeddings, art.item_embeddings, seen, states, react,
                       lambda text: parse_command_offline(text, vocab),
                       items, np.bincount(data.train[ITEM_INDEX].to_numpy(), minlength=data.num_items),
-                      rounds=rounds, slate=slate, policies=policies, reward=reward)
+                      rounds=rounds, slate=slate, policies=policies, reward=reward, react_many=react_many)
     prefix = "simulate" if simulator == "oracle" else f"simulate_{simulator}"
     log_sessions(run_id, result.per_round, result.per_session, result.examples, default_tracking_uri(),
                  prefix=prefix)
@@ -137,18 +137,19 @@ def simulate_run(run_id: str, *, rounds: int = 5, slate: int = 10, users: int = 
 
 
 def _simulator(kind: str, grounded, data, table, taste, seed: int, backend: str, backend_options: dict | None):
-    """react(user index, UserState, slate) -> Reaction for the chosen simulator."""
+    """(react(user index, UserState, slate) -> Reaction, react_many or None) for the chosen simulator: a language
+    model answers every user of a round in one batch."""
     from fbrec.types import ITEM_INDEX, USER_INDEX
 
     if kind == "oracle":
-        return lambda u, s, shown: grounded.react(s, shown)
+        return (lambda u, s, shown: grounded.react(s, shown)), None
     if kind == "learned":
         from fbrec.llm.simulator import LearnedSimulator, fit_click_model
 
         users, items = data.train[USER_INDEX].to_numpy(), data.train[ITEM_INDEX].to_numpy()
         p, q = fit_click_model(users, items, data.num_users, data.num_items, seed=seed)
         learned = LearnedSimulator(p, q, [{"taste": t} for t in taste.to_list()], ["taste"], seed=seed)
-        return learned.react_as
+        return learned.react_as, None
     from fbrec.llm import make_backend
     from fbrec.llm.simulator import LLMSimulator
     from fbrec.llm.text import default_template, item_texts
@@ -158,7 +159,8 @@ def _simulator(kind: str, grounded, data, table, taste, seed: int, backend: str,
     for (u,), g in data.train.group_by(USER_INDEX):   # what the user liked in training, most recent last
         profiles[u] = "Liked before: " + "; ".join(texts[i] for i in g[ITEM_INDEX].to_list()[-10:])
     llm = LLMSimulator(make_backend(backend, **(backend_options or {})), texts, profiles)
-    return lambda u, s, shown: llm.react(u, shown)
+    return (lambda u, s, shown: llm.react(u, shown)), (lambda asked: llm.react_many([(u, shown) for u, _, shown in
+                                                                                    asked]))
 
 
 def _reward_scorer(path, run_id: str, data):

@@ -161,11 +161,18 @@ class LLMSimulator:
         self.name = f"llm:{backend.name}:{backend.model}"
 
     def react(self, user_index: int, slate: list[int]) -> Reaction:
-        listing = "\n".join(f"{n}. {self.texts[i]}" for n, i in enumerate(slate, start=1))
-        task = Task("simulate_user", {"profile": self.profiles[user_index], "slate": listing}, SIMULATOR_SCHEMA)
-        c = self.backend.run([task])[0]
-        slots = [n for n in (_slot(s, len(slate)) for s in c.answer["clicked"]) if n is not None]
-        clicked = [slate[s - 1] for s in dict.fromkeys(slots)]
-        reasons = {slate[n - 1]: str(r) for s, r in c.answer["reasons"].items()
-                   if (n := _slot(s, len(slate))) is not None}
-        return Reaction(clicked, {}, reasons, c.answer["command"], c.generated_by)
+        return self.react_many([(user_index, slate)])[0]
+
+    def react_many(self, asked: list[tuple[int, list[int]]]) -> list[Reaction]:
+        """Many users' reactions in one backend call (a local model decodes them as one batch; the openai backend
+        sends them concurrently)."""
+        tasks = [Task("simulate_user", {"profile": self.profiles[user], "slate": "\n".join(
+            f"{n}. {self.texts[i]}" for n, i in enumerate(slate, start=1))}, SIMULATOR_SCHEMA) for user, slate in asked]
+        out = []
+        for (_, slate), c in zip(asked, self.backend.run(tasks), strict=True):
+            slots = [n for n in (_slot(s, len(slate)) for s in c.answer["clicked"]) if n is not None]
+            clicked = [slate[s - 1] for s in dict.fromkeys(slots)]
+            reasons = {slate[n - 1]: str(r) for s, r in c.answer["reasons"].items()
+                       if (n := _slot(s, len(slate))) is not None}
+            out.append(Reaction(clicked, {}, reasons, c.answer["command"], c.generated_by))
+        return out
