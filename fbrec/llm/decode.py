@@ -156,7 +156,6 @@ def decode(lm, tokenizer, requests: list[Request], pieces: list[str] | None = No
     input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=device)
     mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids], device=device)
     active = list(range(len(rows)))
-    cache = None
     with torch.no_grad():
         out = lm(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
                  use_cache=True, logits_to_keep=1)   # the last position's logits only (not prompt x vocabulary)

@@ -169,20 +169,12 @@ class HFBackend:
                 max_new_tokens: int | None = None) -> Request:
         return Request(self._prompt(messages), max_new_tokens or self.max_new_tokens, constrained, required)
 
-    def generate_text(self, messages: list[dict], max_new_tokens: int | None = None) -> tuple[str, int, int]:
-        r = self.generate([self.request(messages, constrained=False, max_new_tokens=max_new_tokens)])[0]
-        return r.text, r.prompt_tokens, r.completion_tokens
-
-    def generate_json(self, messages: list[dict], required: dict[str, str] | None,
-                      max_new_tokens: int | None = None) -> tuple[str, int, int]:
-        """One JSON object: with `required` (key -> JSON type) its keys in that order, each value decoded under
-        its type (at most max_new_tokens each, default the backend's); without, any object. (text, prompt tokens,
-        tokens read or written after the prompt)."""
-        r = self.generate([self.request(messages, constrained=True, required=required,
-                                        max_new_tokens=max_new_tokens)])[0]
-        return r.text, r.prompt_tokens, r.completion_tokens
-
     # --- the backend interface -----------------------------------------------------------------------------------
+    def _task_request(self, messages: list[dict], task: Task) -> Request:
+        schema = task.schema
+        return self.request(messages, constrained=schema is not None and self.constrained,
+                            required=None if schema is None else schema.required)
+
     def run(self, tasks: list[Task]) -> list[Completion]:
         """Every task's answer, decoded in batches; an invalid answer is asked again (with what was wrong), the
         re-asks of a batch decoded together too."""
@@ -194,9 +186,7 @@ class HFBackend:
             pending = list(conversations)
             if not pending:
                 break
-            results = self.generate([self.request(conversations[i], constrained=tasks[i].schema is not None
-                                                  and self.constrained, required=tasks[i].schema.required
-                                                  if tasks[i].schema is not None else None) for i in pending])
+            results = self.generate([self._task_request(conversations[i], tasks[i]) for i in pending])
             for i, r in zip(pending, results, strict=True):
                 spent[i] = (spent[i][0] + r.prompt_tokens, spent[i][1] + r.completion_tokens)
                 answer, problems = parse_answer(r.text, tasks[i].schema)

@@ -76,7 +76,7 @@ class Batcher:
     def __init__(self, backend: HFBackend, window: float = 0.02):
         self.backend, self.window = backend, window
         self.waiting: queue.Queue[tuple[Request, Future]] = queue.Queue()
-        self.batches: list[int] = []   # the size of every batch decoded (GET /health reports them)
+        self.batches = self.largest = 0   # batches decoded and the largest one (GET /health reports them)
         threading.Thread(target=self._work, name="fbrec-llm-batcher", daemon=True).start()
 
     def submit(self, request: Request) -> Result:
@@ -97,7 +97,7 @@ class Batcher:
     def _work(self) -> None:
         while True:
             batch = self._gather()
-            self.batches.append(len(batch))
+            self.batches, self.largest = self.batches + 1, max(self.largest, len(batch))
             try:
                 results = self.backend.generate([request for request, _ in batch])
             except Exception as exc:   # every caller of the batch gets the error (a 500 with its message)
@@ -115,7 +115,7 @@ def create_app(backend: HFBackend, window: float = 0.02) -> FastAPI:
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "model": backend.model, "batch_size": backend.batch_size,
-                "batches": len(batcher.batches), "largest_batch": max(batcher.batches, default=0)}
+                "batches": batcher.batches, "largest_batch": batcher.largest}
 
     @app.get("/v1/models")
     def models() -> dict:

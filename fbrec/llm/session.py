@@ -161,7 +161,7 @@ def simulate(user_vectors: np.ndarray, item_vectors: np.ndarray, seen: dict[int,
             summary, rows, shown = done[user]
             session_rows.append(summary)
             round_rows += rows
-            candidates_examples += [(position[user], e["round"], e) for e in shown]
+            candidates_examples += [(position[user], e["round"], e) for e in shown[:examples]]
     shown_examples = [e for _, _, e in sorted(candidates_examples, key=lambda x: x[:2])[:examples]]
     frame = pl.DataFrame(round_rows)
     per_round = frame.group_by("policy", "round", maintain_order=True).agg(
